@@ -1,0 +1,317 @@
+"""The configuration: one strict YACS tree, read from YAML files with ``_BASE_`` inheritance.
+
+Nothing has a default. The schema below lists every key a run uses; a node that selects a
+registered part (``Choice``) holds ``NAME`` plus one sub-node per part, whose keys are that
+part's constructor parameters (see ``code.registry``). Only the chosen part's node is kept in the
+resolved configuration, so every key of a saved ``config.yaml`` is required to load it again.
+
+Loading fails before any work starts, naming the full key and the file it came from, for: a key
+left unset, a key nobody declared (with the closest real key), a value of the wrong type, an
+unregistered part name, a missing file, and a ``_BASE_`` cycle.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from yacs.config import CfgNode
+
+from code.registry import BLOCKS, DATASETS, DECODERS, ENCODERS, Registry
+
+OPTS_SOURCE = "--opts"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A node choosing one registered part by ``NAME``; its node ``NAME.upper()`` configures it."""
+
+    registry: Registry
+
+
+SCHEMA: dict[str, Any] = {
+    "SEED": int,
+    "OUTPUT_DIR": str,
+    "DATA": {
+        "DATASET": Choice(DATASETS),
+        "SPLIT": {
+            "VAL_FRACTION": float,
+            "TEST_FRACTION": float,
+            "SEED": int,
+        },
+        "IMAGE_SIZE": list[int],
+        "CENTERBIAS_BANDWIDTH": float,
+        "BATCH_SIZE": int,
+        "NUM_WORKERS": int,
+    },
+    "MODEL": {
+        "ENCODER": Choice(ENCODERS),
+        "BLOCK": Choice(BLOCKS),
+        "DECODER": Choice(DECODERS),
+    },
+    "TRAIN": {
+        "EPOCHS": int,
+        "OPTIMIZER": Literal["adam", "adamw", "sgd"],
+        "LR": float,
+        "WEIGHT_DECAY": float,
+        "LOG_EVERY": int,
+    },
+    "EVAL": {
+        "FIXATION_MAP_SIGMA": float,
+        "NUM_OVERLAYS": int,
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names every offending key and file."""
+
+
+def load_config(path: str | Path, opts: list[str]) -> CfgNode:
+    """Read ``path`` (following ``_BASE_``), apply ``opts`` (KEY VALUE ...), validate, freeze."""
+    import code.data  # noqa: F401  (registers the data sets)
+    import code.models  # noqa: F401  (registers encoders, blocks, decoders)
+
+    tree, sources = _read_yaml_tree(Path(path), chain=())
+    _apply_opts(tree, sources, opts)
+    errors = list(_validate(tree, SCHEMA, prefix="", sources=sources, root_file=str(path)))
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    cfg = CfgNode(tree)
+    cfg.freeze()
+    return cfg
+
+
+def save_config(cfg: CfgNode, path: Path) -> None:
+    path.write_text(cfg.dump(sort_keys=False))
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _read_yaml_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[str, str]]:
+    """Load ``path`` and its bases, merged (later wins); also return key -> file that set it."""
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, resolved))
+        raise ConfigError(f"_BASE_ cycle: {cycle}")
+    if not path.is_file():
+        where = f" (a _BASE_ of {chain[-1]})" if chain else ""
+        raise ConfigError(f"config file not found: {path}{where}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    bases = data.pop("_BASE_", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    tree: dict = {}
+    sources: dict[str, str] = {}
+    for base in bases:
+        base_tree, base_sources = _read_yaml_tree(path.parent / base, (*chain, resolved))
+        _merge(tree, base_tree)
+        sources.update(base_sources)
+    _merge(tree, data)
+    sources.update({key: str(path) for key in _leaf_keys(data, "")})
+    return tree, sources
+
+
+def _merge(into: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _leaf_keys(tree: dict, prefix: str) -> Iterator[str]:
+    for key, value in tree.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _leaf_keys(value, full + ".")
+        else:
+            yield full
+
+
+def _apply_opts(tree: dict, sources: dict[str, str], opts: list[str]) -> None:
+    if len(opts) % 2:
+        raise ConfigError(f"--opts takes KEY VALUE pairs, got an odd count: {opts}")
+    for key, raw in zip(opts[::2], opts[1::2], strict=True):
+        node_schema: Any = SCHEMA
+        node = tree
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            node_schema = _child_schema(node_schema, part, node)
+            if node_schema is None:
+                known = _schema_keys(_parent_schema(parts[:depth]), node)
+                raise ConfigError(f"{OPTS_SOURCE}: unknown key {key}{_suggest(part, known)}")
+            if depth < len(parts) - 1:
+                node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+        sources[key] = OPTS_SOURCE
+
+
+def _parent_schema(parts: list[str]) -> Any:
+    node: Any = SCHEMA
+    for part in parts:
+        node = _child_schema(node, part, {})
+    return node
+
+
+def _child_schema(node_schema: Any, key: str, node: dict) -> Any:
+    """The schema of ``key`` inside a node, or None when the key is not declared there."""
+    if isinstance(node_schema, Choice):
+        if key == "NAME":
+            return str
+        name = key.lower()
+        return node_schema.registry.schema(name) if name in node_schema.registry else None
+    if isinstance(node_schema, dict):
+        return node_schema.get(key)
+    return None
+
+
+def _schema_keys(node_schema: Any, node: dict) -> list[str]:
+    if isinstance(node_schema, Choice):
+        return ["NAME", *(n.upper() for n in node_schema.registry.names())]
+    return list(node_schema) if isinstance(node_schema, dict) else []
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})"
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def _validate(
+    tree: dict, schema: dict, prefix: str, sources: dict[str, str], root_file: str
+) -> Iterator[str]:
+    """Yield one message per problem; prunes the nodes of parts that were not chosen."""
+    for key in tree:
+        if key not in schema:
+            full = prefix + key
+            yield f"{full}: unknown key in {_source(sources, full)}{_suggest(key, list(schema))}"
+    for key, expected in schema.items():
+        full = prefix + key
+        if key not in tree:
+            where = f"{root_file} and its _BASE_ files"
+            yield f"{full}: missing; set it in {where} (expected {_type_name(expected)})"
+            continue
+        value = tree[key]
+        if isinstance(expected, Choice):
+            if not isinstance(value, dict):
+                yield f"{full}: expected a node with NAME, got {value!r} in {_source(sources, full)}"
+                continue
+            yield from _validate_choice(value, expected.registry, full, sources, root_file)
+        elif isinstance(expected, dict):
+            if not isinstance(value, dict):
+                yield f"{full}: expected a node, got {value!r} in {_source(sources, full)}"
+                continue
+            yield from _validate(value, expected, full + ".", sources, root_file)
+        else:
+            ok, converted = _check_type(value, expected)
+            if ok:
+                tree[key] = converted
+            else:
+                yield (
+                    f"{full}: expected {_type_name(expected)}, got {value!r} "
+                    f"({type(value).__name__}) in {_source(sources, full)}"
+                )
+
+
+def _validate_choice(
+    node: dict, registry: Registry, full: str, sources: dict[str, str], root_file: str
+) -> Iterator[str]:
+    name = node.get("NAME")
+    if name not in registry:
+        got = "missing" if name is None else f"{name!r} is not registered"
+        yield (
+            f"{full}.NAME: {got} in {_source(sources, full + '.NAME')}; "
+            f"registered {registry.kind}s: {', '.join(registry.names())}"
+        )
+        return
+    chosen = name.upper()
+    for key in list(node):
+        if key == "NAME" or key == chosen:
+            continue
+        if key.lower() in registry:
+            del node[key]  # the node of a part that was not chosen: not part of this run
+        else:
+            known = ["NAME", *(n.upper() for n in registry.names())]
+            yield f"{full}.{key}: unknown key in {_source(sources, full + '.' + key)}" + _suggest(
+                key, known
+            )
+    sub_schema = registry.schema(name)
+    if chosen not in node:
+        if sub_schema:
+            yield f"{full}.{chosen}: missing; {registry.kind} {name!r} takes {', '.join(sub_schema)}"
+        node[chosen] = {}
+        return
+    yield from _validate(node[chosen], sub_schema, f"{full}.{chosen}.", sources, root_file)
+
+
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _check_type(value: Any, expected: Any) -> tuple[bool, Any]:
+    """Whether ``value`` fits the type hint ``expected``; also the value in its canonical form."""
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(expected):
+            ok, converted = _check_type(value, option)
+            if ok:
+                return True, converted
+        return False, value
+    if expected is type(None):
+        return value is None, value
+    if origin is Literal:
+        return value in typing.get_args(expected), value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return False, value
+        (item_type, *_) = typing.get_args(expected)
+        checked = [_check_type(item, item_type) for item in value]
+        return all(ok for ok, _ in checked), [item for _, item in checked]
+    if expected is bool:
+        return isinstance(value, bool), value
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if expected is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return True, float(value)
+        # YAML 1.1 reads "1e-4" (no dot) as text; a float key accepts it as the number it is.
+        if isinstance(value, str) and _FLOAT_TEXT.match(value):
+            return True, float(value)
+        return False, value
+    if expected is str:
+        return isinstance(value, str), value
+    raise TypeError(f"unsupported type in the config schema: {expected!r}")
+
+
+def _type_name(expected: Any) -> str:
+    if isinstance(expected, Choice):
+        return f"a node choosing a {expected.registry.kind}"
+    if isinstance(expected, dict):
+        return "a node"
+    if typing.get_origin(expected) is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(expected))
+    return getattr(expected, "__name__", None) if typing.get_origin(expected) is None else str(
+        expected
+    ).replace("typing.", "")
+
+
+def _source(sources: dict[str, str], full: str) -> str:
+    if full in sources:
+        return sources[full]
+    # A node's source is the file that set any key below it.
+    below = [src for key, src in sources.items() if key.startswith(full + ".")]
+    return below[0] if below else "the config"

@@ -1,0 +1,1 @@
+"""Data sets in one internal form (``gaze.py``), batches, and the registered loaders."""

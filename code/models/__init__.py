@@ -1,0 +1,1 @@
+"""Encoders, blocks and decoders; importing this package registers all of them."""
