@@ -47,7 +47,10 @@ SCHEMA: dict[str, Any] = {
             "SEED": int,
         },
         "IMAGE_SIZE": list[int],
-        "CENTERBIAS_BANDWIDTH": float,
+        "CENTERBIAS": {
+            "BANDWIDTH": float,
+            "UNIFORM_WEIGHT": float,
+        },
         "BATCH_SIZE": int,
         "NUM_WORKERS": int,
     },
