@@ -56,8 +56,10 @@ class Registry:
         """The configuration keys ``name`` takes: UPPER_CASE parameter name -> type hint."""
         return constructor_schema(self.get(name), self.wiring)
 
-    def build(self, name: str, node: Any, **wiring: Any) -> Any:
-        """Construct ``name`` from its configuration node plus the builder-supplied wiring."""
+    def build(self, choice: Any, **wiring: Any) -> Any:
+        """Construct the part a choice node names (``NAME`` + its node) plus the wiring."""
+        name = choice.NAME
+        node = choice.get(name.upper(), {})
         kwargs = {key.lower(): node[key] for key in self.schema(name)}
         return self.get(name)(**kwargs, **wiring)
 

@@ -27,6 +27,8 @@ class Stimulus:
     width: int
     path: Path | None
     generate: Callable[[], np.ndarray] | None = field(default=None, compare=False, repr=False)
+    # The true log-density of fixations, known only for generated data (the oracle).
+    true_log_density: Callable[[], np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def read(self) -> np.ndarray:
         if self.generate is not None:

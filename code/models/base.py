@@ -1,0 +1,54 @@
+"""What each kind of part promises the others.
+
+Data flows one way: ``Batch`` -> encoder -> block -> decoder -> (prediction, loss). An encoder
+announces its feature maps in ``output_shapes``; blocks and decoders are built from the shapes
+they receive (``input_shapes``), and a block announces what it passes on.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from code.data.batch import Batch
+from code.models.shapes import FeatureShapes
+
+Features = dict[str, torch.Tensor]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Encoder(nn.Module):
+    """Image (B, 3, H, W) in [0, 1] -> named feature maps described by ``output_shapes``."""
+
+    output_shapes: FeatureShapes
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """ImageNet normalisation, which every pretrained backbone here expects."""
+        return (image - self.mean) / self.std
+
+
+class Block(nn.Module):
+    """Feature maps (+ the batch, for side information) -> feature maps of ``output_shapes``."""
+
+    output_shapes: FeatureShapes
+
+
+class Decoder(nn.Module):
+    """Feature maps (+ the batch) -> a prediction; owns its loss.
+
+    ``predicts_log_density`` marks decoders whose prediction is a (B, H, W) log-density over the
+    image's pixels, which the evaluator scores with the saliency metrics.
+    """
+
+    predicts_log_density: bool
+
+    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of the loss over its items, number of items), so ranks and steps average exactly."""
+        raise NotImplementedError

@@ -1,0 +1,47 @@
+"""A decoder that reconstructs the input image from the features (masked image modelling)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from code.data.batch import Batch
+from code.models.base import Decoder, Features
+from code.models.layers.feature_maps import concat_on_grid, finest_stride, upsample_to_stride
+from code.models.shapes import FeatureShapes
+from code.registry import DECODERS
+from code.utils.logging import log_shapes, log_signature
+
+
+@DECODERS.register("reconstruction")
+class ReconstructionDecoder(Decoder):
+    """Features at the finest stride -> conv -> upsampled to the image -> conv -> RGB in [0, 1].
+
+    Loss: squared error per pixel and channel against the input image.
+    """
+
+    predicts_log_density = False
+
+    @log_signature
+    def __init__(self, input_shapes: FeatureShapes, hidden_channels: int) -> None:
+        super().__init__()
+        self.input_shapes = input_shapes
+        self.stride = finest_stride(input_shapes)
+        in_channels = sum(spec.channels for spec in input_shapes.values())
+        self.project = nn.Sequential(nn.Conv2d(in_channels, hidden_channels, 3, padding=1), nn.GELU())
+        self.to_rgb = nn.Sequential(
+            nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(hidden_channels, 3, 1),
+            nn.Sigmoid(),
+        )
+
+    @log_shapes
+    def forward(self, features: Features, batch: Batch) -> torch.Tensor:
+        image_hw = tuple(batch.image.shape[-2:])
+        x = self.project(concat_on_grid(features, self.input_shapes, self.stride, image_hw))
+        return self.to_rgb(upsample_to_stride(x, self.stride, 1, image_hw))
+
+    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        error = (prediction.float() - batch.image.float()) ** 2
+        return error.sum(), torch.tensor(error.numel(), device=error.device)

@@ -1,0 +1,105 @@
+"""DINOv2 vision transformers (timm's architectures) as multi-layer patch-token map encoders."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import checkpoint_filter_fn
+
+from code.models.base import Encoder, Features
+from code.models.shapes import ShapeSpec
+from code.registry import ENCODERS
+from code.utils.logging import get_logger, log_shapes, log_signature
+
+PATCH = 14
+
+DinoArch = Literal[
+    "vit_small_patch14_dinov2",
+    "vit_base_patch14_dinov2",
+    "vit_large_patch14_dinov2",
+    "vit_giant_patch14_dinov2",
+    "vit_small_patch14_reg4_dinov2",
+    "vit_base_patch14_reg4_dinov2",
+    "vit_large_patch14_reg4_dinov2",
+    "vit_giant_patch14_reg4_dinov2",
+]
+
+
+@ENCODERS.register("dinov2")
+class DinoV2Encoder(Encoder):
+    """Patch tokens of the chosen transformer blocks, each laid out as a (B, C, H/14, W/14) map.
+
+    The image is ImageNet-normalised and zero-padded (after normalisation, i.e. with the mean
+    colour) on the right and bottom to a multiple of 14; the maps cover the padded image, so a
+    consumer that upsamples by the stride crops back to the original size. Prefix tokens (class,
+    registers) are removed by timm's ``forward_intermediates``, so map position (i, j) is the patch
+    at rows 14i..14i+13, columns 14j..14j+13.
+
+    ``weights``: a local checkpoint (.pth/.pt or .safetensors) in the official DINOv2 key layout or
+    timm's; ``None`` means random initialisation. Nothing is ever downloaded.
+    """
+
+    @log_signature
+    def __init__(
+        self, arch: DinoArch, layers: list[int], weights: str | None, freeze: bool
+    ) -> None:
+        super().__init__()
+        self.vit = timm.create_model(arch, pretrained=False, dynamic_img_size=True, num_classes=0)
+        depth = len(self.vit.blocks)
+        if not layers or any(not 0 <= i < depth for i in layers):
+            raise ValueError(f"dinov2 LAYERS {layers} must be block indices in [0, {depth})")
+        self.layers = layers
+        if weights is not None:
+            load_vit_weights(self.vit, Path(weights))
+        self.frozen = freeze
+        if freeze:
+            self.vit.requires_grad_(False)
+            self.vit.eval()
+        channels = self.vit.embed_dim
+        self.output_shapes = {f"block{i}": ShapeSpec(channels, PATCH) for i in layers}
+
+    def train(self, mode: bool = True) -> DinoV2Encoder:
+        super().train(mode)
+        if self.frozen:
+            self.vit.eval()  # a frozen backbone keeps inference behaviour (no dropout/drop-path)
+        return self
+
+    @log_shapes
+    def forward(self, image: torch.Tensor) -> Features:
+        x = self.normalize(image)
+        height, width = x.shape[-2:]
+        pad_h = math.ceil(height / PATCH) * PATCH - height
+        pad_w = math.ceil(width / PATCH) * PATCH - width
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+        maps = self.vit.forward_intermediates(
+            x, indices=self.layers, intermediates_only=True, output_fmt="NCHW", norm=False
+        )
+        return {name: m for name, m in zip(self.output_shapes, maps, strict=True)}
+
+
+def load_vit_weights(vit: torch.nn.Module, path: Path) -> None:
+    """Load a local ViT checkpoint, official-DINOv2 or timm layout; errors name what differs."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"DINOv2 weights not found: {path} (MODEL.ENCODER.DINOV2.WEIGHTS; set it to null "
+            "for random initialisation)"
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint_filter_fn(state, vit)  # maps the official layout (and others) to timm's
+    missing, unexpected = vit.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: checkpoint does not match {type(vit).__name__}: "
+            f"missing keys {sorted(missing)[:10]}, unexpected keys {sorted(unexpected)[:10]}"
+        )
+    get_logger().info("loaded DINOv2 weights from %s", path)
