@@ -1,1 +1,6 @@
-"""Data sets in one internal form (``gaze.py``), batches, and the registered loaders."""
+"""Data sets in one internal form (``gaze.py``), batches, and the registered loaders.
+
+Importing this package registers every data set.
+"""
+
+from code.data import generated  # noqa: F401

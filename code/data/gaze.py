@@ -28,7 +28,9 @@ class Stimulus:
     path: Path | None
     generate: Callable[[], np.ndarray] | None = field(default=None, compare=False, repr=False)
     # The true log-density of fixations, known only for generated data (the oracle).
-    true_log_density: Callable[[], np.ndarray] | None = field(default=None, compare=False, repr=False)
+    true_log_density: Callable[[], np.ndarray] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def read(self) -> np.ndarray:
         if self.generate is not None:
@@ -82,7 +84,10 @@ class Fixations:
     @staticmethod
     def concatenate(parts: Sequence[Fixations]) -> Fixations:
         return Fixations(
-            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Fixations)}
+            **{
+                f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                for f in fields(Fixations)
+            }
         )
 
     @staticmethod

@@ -25,7 +25,9 @@ class CenterBias:
 
     def __init__(self, bandwidth: float, uniform_weight: float) -> None:
         if not 0 < bandwidth < 1:
-            raise ValueError(f"centre-bias bandwidth must be in (0, 1) of the image size, got {bandwidth}")
+            raise ValueError(
+                f"centre-bias bandwidth must be in (0, 1) of the image size, got {bandwidth}"
+            )
         if not 0 <= uniform_weight <= 1:
             raise ValueError(f"centre-bias uniform weight must be in [0, 1], got {uniform_weight}")
         self.bandwidth = bandwidth

@@ -55,7 +55,9 @@ def log_signature(init: F) -> F:
     @functools.wraps(init)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _debug:
-            shown = [_describe(a) for a in args] + [f"{k}={_describe(v)}" for k, v in kwargs.items()]
+            shown = [_describe(a) for a in args] + [
+                f"{k}={_describe(v)}" for k, v in kwargs.items()
+            ]
             get_logger().debug("%s(%s)", type(self).__name__, ", ".join(shown))
         return init(self, *args, **kwargs)
 

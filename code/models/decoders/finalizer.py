@@ -17,7 +17,9 @@ class Finalizer(nn.Module):
     in float32 whatever the autocast setting: a log-softmax over 10^5 pixels needs the precision.
     """
 
-    def __init__(self, stride: int, blur_sigma: float, learn_blur: bool, centerbias_weight: float) -> None:
+    def __init__(
+        self, stride: int, blur_sigma: float, learn_blur: bool, centerbias_weight: float
+    ) -> None:
         super().__init__()
         self.stride = stride
         self.blur = GaussianBlur(blur_sigma / stride, learnable=learn_blur)
@@ -32,7 +34,9 @@ class Finalizer(nn.Module):
             return torch.log_softmax(x.flatten(1), dim=1).view_as(x)
 
 
-def fixation_nll_bits(log_density: torch.Tensor, fixations: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def fixation_nll_bits(
+    log_density: torch.Tensor, fixations: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum over fixations of -log2 p(fixation), number of fixations) for (B, H, W) log-densities.
 
     A fixation at (x, y) is scored by the pixel (row ⌊y⌋, column ⌊x⌋) it lies in.

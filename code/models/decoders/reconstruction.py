@@ -28,7 +28,9 @@ class ReconstructionDecoder(Decoder):
         self.input_shapes = input_shapes
         self.stride = finest_stride(input_shapes)
         in_channels = sum(spec.channels for spec in input_shapes.values())
-        self.project = nn.Sequential(nn.Conv2d(in_channels, hidden_channels, 3, padding=1), nn.GELU())
+        self.project = nn.Sequential(
+            nn.Conv2d(in_channels, hidden_channels, 3, padding=1), nn.GELU()
+        )
         self.to_rgb = nn.Sequential(
             nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1),
             nn.GELU(),

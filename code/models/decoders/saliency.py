@@ -19,7 +19,11 @@ def readout_network(in_channels: int, hidden_channels: list[int]) -> nn.Sequenti
     """1x1 convolutions with channel-wise layer norm and softplus, ending in one channel."""
     layers: list[nn.Module] = [LayerNorm2d(in_channels)]
     for out_channels in hidden_channels:
-        layers += [nn.Conv2d(in_channels, out_channels, 1), nn.Softplus(), LayerNorm2d(out_channels)]
+        layers += [
+            nn.Conv2d(in_channels, out_channels, 1),
+            nn.Softplus(),
+            LayerNorm2d(out_channels),
+        ]
         in_channels = out_channels
     layers.append(nn.Conv2d(in_channels, 1, 1))
     return nn.Sequential(*layers)

@@ -19,16 +19,22 @@ def grid_size(image_hw: tuple[int, int], stride: int) -> tuple[int, int]:
     return math.ceil(image_hw[0] / stride), math.ceil(image_hw[1] / stride)
 
 
-def upsample_to_stride(x: torch.Tensor, stride: int, target_stride: int, size: tuple[int, int]) -> torch.Tensor:
+def upsample_to_stride(
+    x: torch.Tensor, stride: int, target_stride: int, size: tuple[int, int]
+) -> torch.Tensor:
     """Upsample a stride-``stride`` map by ``stride / target_stride`` and crop it to ``size``.
 
     Scaling by the stride ratio (rather than stretching to ``size``) keeps every position aligned
     with the image pixels it covers, also when an encoder padded the image.
     """
     if stride != target_stride:
-        x = F.interpolate(x, scale_factor=stride / target_stride, mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            x, scale_factor=stride / target_stride, mode="bilinear", align_corners=False
+        )
     if x.shape[-2] < size[0] or x.shape[-1] < size[1]:
-        raise ValueError(f"map of {tuple(x.shape[-2:])} cannot cover {size} at stride {target_stride}")
+        raise ValueError(
+            f"map of {tuple(x.shape[-2:])} cannot cover {size} at stride {target_stride}"
+        )
     return x[..., : size[0], : size[1]]
 
 
@@ -37,5 +43,8 @@ def concat_on_grid(
 ) -> torch.Tensor:
     """All maps of ``shapes`` upsampled to the stride-``stride`` grid of the image, concatenated."""
     size = grid_size(image_hw, stride)
-    maps = [upsample_to_stride(features[name], spec.stride, stride, size) for name, spec in shapes.items()]
+    maps = [
+        upsample_to_stride(features[name], spec.stride, stride, size)
+        for name, spec in shapes.items()
+    ]
     return torch.cat(maps, dim=1)

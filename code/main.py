@@ -1,0 +1,163 @@
+"""The entry point: config -> distributed init -> data -> model -> train -> evaluate -> report.
+
+    torchrun --nproc_per_node=N -m code.main --cfg FILE [--opts KEY VALUE ...] [--debug]
+             [--eval-only] [--resume]
+
+also runs as plain ``python -m code.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from yacs.config import CfgNode
+
+from code.config import load_config, save_config
+from code.data.build import DataSplits, build_loader, build_samples, build_splits
+from code.data.samples import collate
+from code.engine.checkpoint import load_checkpoint, load_model_state
+from code.engine.evaluator import evaluate_log_density_model, to_original_size
+from code.engine.trainer import Trainer
+from code.engine.visualize import save_overlay
+from code.models.build import GazeModel, build_model
+from code.utils import distributed as dist
+from code.utils.logging import get_logger, init_logger
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m code.main", description=__doc__.split("\n")[0])
+    parser.add_argument("--cfg", required=True, help="YAML configuration file")
+    parser.add_argument(
+        "--opts", nargs="+", default=[], metavar="KEY VALUE", help="override config keys"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="DEBUG logging: constructor args, tensor shapes"
+    )
+    parser.add_argument(
+        "--eval-only", action="store_true", help="evaluate OUTPUT_DIR/best.pt, no training"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue training from OUTPUT_DIR/last.pt"
+    )
+    return parser.parse_args(argv)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    cfg = load_config(args.cfg, args.opts)
+    device = dist.init_distributed(timeout_s=600)
+    output_dir = Path(cfg.OUTPUT_DIR)
+    log = init_logger(output_dir, dist.rank(), args.debug)
+    try:
+        if dist.is_main():
+            save_config(cfg, output_dir / "config.yaml")
+        log.info(
+            "config %s -> %s (%d process(es), %s)", args.cfg, output_dir, dist.world_size(), device
+        )
+        seed_everything(cfg.SEED)
+        return run(cfg, args, device, output_dir)
+    finally:
+        dist.cleanup()
+
+
+def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir: Path) -> dict:
+    splits = build_splits(cfg)
+    loaders = {
+        name: build_loader(
+            cfg,
+            build_samples(cfg, getattr(splits, name), splits.centerbias),
+            name == "train",
+            cfg.SEED,
+        )
+        for name in ("train", "val", "test")
+    }
+    model = build_model(cfg)
+    log = get_logger()
+    log.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
+    best = output_dir / "best.pt"
+    if not args.eval_only:
+        trainer = Trainer(cfg, model, loaders["train"], loaders["val"], device, output_dir)
+        if args.resume:
+            trainer.resume(output_dir / "last.pt")
+        best = trainer.fit()
+    load_model_state(model, load_checkpoint(best)["model"], best)
+    model.to(device)
+    if not model.predicts_log_density:
+        log.info("the decoder predicts no log-density: nothing to score with the saliency metrics")
+        return {}
+    scores = evaluate_log_density_model(
+        model,
+        loaders["test"],
+        splits.test,
+        splits.centerbias.log_density,
+        device,
+        progress=dist.is_main(),
+    )
+    report = {
+        "metrics": scores.pop("model"),
+        "baselines": scores,
+        "n_images": len(splits.test.stimuli),
+        "n_fixations": len(splits.test.fixations),
+        "checkpoint": str(best),
+    }
+    if dist.is_main():
+        (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+        log.info(
+            "test set results (IG over the centre bias, bits/fixation):\n%s", format_table(report)
+        )
+        save_overlays(cfg, model, splits, device, output_dir)
+    return report
+
+
+def format_table(report: dict) -> str:
+    rows = {"model": report["metrics"], **report["baselines"]}
+    metrics = list(report["metrics"])
+    lines = [f"{'':<12}" + "".join(f"{m:>10}" for m in metrics)]
+    lines += [
+        f"{name:<12}" + "".join(f"{vals[m]:>10.4f}" for m in metrics) for name, vals in rows.items()
+    ]
+    if "oracle" in report["baselines"]:
+        share = report["metrics"]["IG"] / report["baselines"]["oracle"]["IG"]
+        lines.append(f"model IG / oracle IG = {share:.1%}")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def save_overlays(
+    cfg: CfgNode, model: GazeModel, splits: DataSplits, device: torch.device, output_dir: Path
+) -> None:
+    """PNG overlays of the first test images: image, predicted and true density, fixations."""
+    samples = build_samples(cfg, splits.test, splits.centerbias)
+    model.eval()
+    folder = output_dir / "overlays"
+    folder.mkdir(exist_ok=True)
+    for index in range(min(cfg.EVAL.NUM_OVERLAYS, len(samples))):
+        batch = collate([samples[index]]).to(device)
+        stimulus = splits.test.stimuli[index]
+        log_density = to_original_size(model(batch)[0], stimulus.size).cpu().numpy()
+        fix = splits.test.fixations_of(index)
+        truth = stimulus.true_log_density() if stimulus.true_log_density else None
+        save_overlay(
+            folder / f"{stimulus.id}.png",
+            stimulus.read(),
+            log_density,
+            np.stack([fix.x, fix.y], 1),
+            truth,
+            stimulus.id,
+        )
+    get_logger().info("overlays written to %s", folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The strict configuration: every way a config can be wrong fails early, naming key and file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from code.config import TYPED_VIEW, ConfigError, load_config, render_typed_view, save_config
+from code.registry import Registry, constructor_schema
+
+QUICKSTART = Path("configs/quickstart.yaml")
+
+
+def _leaves(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        if isinstance(value, dict):  # an empty node (a part without keys) holds no leaf
+            keys += _leaves(value, f"{prefix}{key}.")
+        else:
+            keys.append(prefix + key)
+    return keys
+
+
+def _without(tree: dict, dotted: str) -> dict:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node[part]
+    del node[leaf]
+    return tree
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    path = tmp_path_factory.mktemp("cfg") / "config.yaml"
+    save_config(load_config(QUICKSTART, []), path)
+    return yaml.safe_load(path.read_text())
+
+
+def test_saved_config_loads_back(saved: dict, tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(saved))
+    assert load_config(path, []).MODEL.ENCODER.NAME == "convnet"
+
+
+def test_deleting_any_leaf_of_a_saved_config_fails_naming_it(saved: dict, tmp_path: Path) -> None:
+    leaves = _leaves(saved)
+    assert len(leaves) > 20
+    for key in leaves:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(_without(yaml.safe_load(yaml.safe_dump(saved)), key)))
+        with pytest.raises(ConfigError, match=re.escape(f"{key}: missing")):
+            load_config(path, [])
+
+
+def test_unknown_key_via_opts_is_named_with_a_suggestion() -> None:
+    with pytest.raises(
+        ConfigError, match=r"--opts: unknown key TRAIN\.EPOCH \(did you mean EPOCHS\?\)"
+    ):
+        load_config(QUICKSTART, ["TRAIN.EPOCH", "3"])
+
+
+def test_unknown_key_in_a_file_names_key_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(f"_BASE_: [{QUICKSTART.resolve()}]\nTRAIN:\n  EPOHCS: 3\n")
+    with pytest.raises(
+        ConfigError, match=rf"TRAIN\.EPOHCS: unknown key in {path}.*did you mean EPOCHS"
+    ):
+        load_config(path, [])
+
+
+def test_wrong_type_is_named() -> None:
+    with pytest.raises(
+        ConfigError, match=r"TRAIN\.EPOCHS: expected int, got 'many' \(str\) in --opts"
+    ):
+        load_config(QUICKSTART, ["TRAIN.EPOCHS", "many"])
+    with pytest.raises(ConfigError, match=r"DATA\.IMAGE_SIZE: expected list\[int\]"):
+        load_config(QUICKSTART, ["DATA.IMAGE_SIZE", "[72.5, 96]"])
+
+
+def test_float_keys_accept_exponent_notation_and_ints() -> None:
+    cfg = load_config(QUICKSTART, ["TRAIN.LR", "1e-4", "TRAIN.WEIGHT_DECAY", "0"])
+    assert pytest.approx(1e-4) == cfg.TRAIN.LR and isinstance(cfg.TRAIN.WEIGHT_DECAY, float)
+
+
+def test_unregistered_part_lists_the_registered_ones() -> None:
+    with pytest.raises(
+        ConfigError, match=r"MODEL\.ENCODER\.NAME: 'resnet' is not registered.*convnet, dinov2"
+    ):
+        load_config(QUICKSTART, ["MODEL.ENCODER.NAME", "resnet"])
+
+
+def test_choosing_a_part_requires_its_keys_and_drops_the_others() -> None:
+    with pytest.raises(
+        ConfigError, match=r"MODEL\.ENCODER\.DINOV2: missing; encoder 'dinov2' takes ARCH"
+    ):
+        load_config(QUICKSTART, ["MODEL.ENCODER.NAME", "dinov2"])
+    cfg = load_config(
+        QUICKSTART,
+        [
+            "MODEL.ENCODER.NAME", "dinov2",
+            "MODEL.ENCODER.DINOV2.ARCH", "vit_small_patch14_dinov2",
+            "MODEL.ENCODER.DINOV2.LAYERS", "[10, 11]",
+            "MODEL.ENCODER.DINOV2.WEIGHTS", "null",
+            "MODEL.ENCODER.DINOV2.FREEZE", "true",
+        ],
+    )  # fmt: skip
+    assert "CONVNET" not in cfg.MODEL.ENCODER and cfg.MODEL.ENCODER.DINOV2.WEIGHTS is None
+
+
+def test_missing_file_and_base_cycle(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
+        load_config(tmp_path / "nope.yaml", [])
+    (tmp_path / "a.yaml").write_text("_BASE_: [b.yaml]\n")
+    (tmp_path / "b.yaml").write_text("_BASE_: [a.yaml]\n")
+    with pytest.raises(ConfigError, match=r"_BASE_ cycle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config(tmp_path / "a.yaml", [])
+    (tmp_path / "c.yaml").write_text("_BASE_: [missing_base.yaml]\n")
+    with pytest.raises(ConfigError, match=r"missing_base\.yaml \(a _BASE_ of .*c\.yaml\)"):
+        load_config(tmp_path / "c.yaml", [])
+
+
+def test_every_config_in_the_repository_loads() -> None:
+    files = [p for p in Path("configs").rglob("*.yaml") if "_base_" not in p.parts]
+    assert files
+    for path in files:
+        load_config(path, [])
+
+
+def test_typed_view_is_up_to_date() -> None:
+    assert TYPED_VIEW.read_text() == render_typed_view(), (
+        "stale: run `uv run python -m code.config`"
+    )
+
+
+def test_registry_rejects_duplicates_defaults_and_untyped_parameters() -> None:
+    registry = Registry("widget", wiring=())
+
+    @registry.register("a")
+    def make_a(size: int) -> int:
+        return size
+
+    with pytest.raises(KeyError, match="registered twice"):
+        registry.register("a")(make_a)
+
+    def with_default(size: int = 3) -> int:
+        return size
+
+    with pytest.raises(TypeError, match="has a default"):
+        constructor_schema(with_default, wiring=())
+
+    def untyped(size):
+        return size
+
+    with pytest.raises(TypeError, match="needs a type hint"):
+        constructor_schema(untyped, wiring=())
+    assert registry.schema("a") == {"SIZE": int}
