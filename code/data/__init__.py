@@ -1,1 +1,17 @@
-"""Data sets in one internal form (``gaze.py``), batches, and the registered loaders."""
+"""Data sets in one internal form (``gaze.py``), batches, and the registered loaders.
+
+Importing ``code.data`` registers every loader in ``code.registry.DATASETS``.
+"""
+
+from code.data.loaders import (  # noqa: F401  (imported to register the loaders)
+    cat2000,
+    coco_freeview,
+    csv_layout,
+    mit1003,
+    osie,
+    salicon,
+    scene500,
+    stl10,
+)
+
+# Generated known-density data set (code/data/generated.py) registers here:

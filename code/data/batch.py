@@ -23,7 +23,9 @@ class Batch:
     original_size: torch.Tensor  # (B, 2) int64, (height, width)
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
+        return Batch(
+            **{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)}
+        )
 
     def __len__(self) -> int:
         return self.image.shape[0]
