@@ -59,8 +59,8 @@ def load_mat(path: Path, squeeze_me: bool, struct_as_record: bool) -> dict[str, 
         raise FileNotFoundError(f"annotation file not found: {path}")
     try:
         return scipy.io.loadmat(path, squeeze_me=squeeze_me, struct_as_record=struct_as_record)
-    except (ValueError, TypeError, OSError, NotImplementedError) as err:
-        raise ValueError(f"cannot read MATLAB file {path}: {err}") from err
+    except Exception as err:  # scipy raises many kinds on a damaged file; all mean "unreadable"
+        raise ValueError(f"cannot read MATLAB file {path}: {type(err).__name__}: {err}") from err
 
 
 def mat_variable(mat: dict[str, Any], name: str, path: Path) -> Any:
