@@ -88,6 +88,9 @@ def _ddp_build(rank: int, world: int, path: str, init: str) -> None:
         lengths = [None, None]
         dist.all_gather_object(lengths, (len(cache), int(cache[11]["fixations"].shape[0])))
         assert lengths == [(12, 12), (12, 12)]
+        # Rank 0 finds the cache stale: every rank gets the error, none waits forever.
+        with pytest.raises(CacheError, match="other content"):
+            build_cache(path, samples(12), {"k": 2}, rebuild=False)
     finally:
         dist.destroy_process_group()
 
