@@ -1,6 +1,16 @@
 """Data sets in one internal form (``gaze.py``), batches, and the registered loaders.
 
-Importing this package registers every data set.
+Importing ``code.data`` registers every data set in ``code.registry.DATASETS``.
 """
 
-from code.data import generated  # noqa: F401
+from code.data import generated  # noqa: F401  (imported to register the data set)
+from code.data.loaders import (  # noqa: F401  (imported to register the loaders)
+    cat2000,
+    coco_freeview,
+    csv_layout,
+    mit1003,
+    osie,
+    salicon,
+    scene500,
+    stl10,
+)

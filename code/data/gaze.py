@@ -128,12 +128,19 @@ class Scanpath:
 
 @dataclass
 class GazeDataset:
-    """Stimuli and their fixations; ``skipped`` counts what a loader left out, by reason."""
+    """Stimuli and their fixations; ``skipped`` counts what a loader left out, by reason, and
+    ``adjusted`` what it kept but changed (e.g. moved onto the image border), by reason.
+
+    ``sources`` lists the annotation files the data set was read from (the stimuli are in
+    ``stimuli``); together they fingerprint its content for caches.
+    """
 
     name: str
     stimuli: list[Stimulus]
     fixations: Fixations
     skipped: Counter[str] = field(default_factory=Counter)
+    adjusted: Counter[str] = field(default_factory=Counter)
+    sources: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -171,6 +178,8 @@ class GazeDataset:
             stimuli=[self.stimuli[i] for i in images],
             fixations=fix,
             skipped=Counter(self.skipped),
+            adjusted=Counter(self.adjusted),
+            sources=list(self.sources),
         )
 
     def fixations_of(self, image: int) -> Fixations:

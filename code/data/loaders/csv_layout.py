@@ -1,0 +1,96 @@
+"""The generic layout: how users bring their own data.
+
+On disk::
+
+    <root>/stimuli/<image files>
+    <root>/fixations.csv   header ``image,subject,fix_index,x,y,duration_ms,onset_ms``, one row
+                           per fixation; ``image`` is a file name in stimuli/, ``subject`` an
+                           integer or a name, ``fix_index`` the 0-based position in the
+                           scanpath, x (column) / y (row) in 0-based pixels of the original
+                           image; empty duration/onset cells mean unknown.
+                           Optional ``img_w``, ``img_h`` columns are checked against the headers.
+
+Every image file in stimuli/ is a stimulus (images without fixations included). Integer
+subjects keep their ids; names are numbered in sorted order. Fixations of a scanpath are
+ordered by ``fix_index``, which must be 0, 1, 2, ... without gaps or repeats.
+"""
+
+from __future__ import annotations
+
+import csv
+from code.data.gaze import GazeDataset, Scanpath
+from code.data.loaders.common import build_dataset, file_stimulus, list_images
+from code.registry import DATASETS
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REQUIRED = ("image", "subject", "fix_index", "x", "y", "duration_ms", "onset_ms")
+
+
+@DATASETS.register("csv")
+def load_csv_layout(root: str) -> GazeDataset:
+    """Read ``<root>/stimuli/`` + ``<root>/fixations.csv``."""
+    base = Path(root)
+    csv_path = base / "fixations.csv"
+    stimuli = [file_stimulus(p, p.name) for p in list_images(base / "stimuli")]
+    index_of = {s.id: i for i, s in enumerate(stimuli)}
+    rows = _read_rows(csv_path)
+    subject_ids = _subject_ids([r["subject"] for _, r in rows])
+    trains: dict[tuple[int, int], list[tuple[int, float, float, float, float]]] = defaultdict(list)
+    for line, row in rows:
+        where = f"{csv_path}:{line} (image {row['image']!r}, subject {row['subject']!r})"
+        if row["image"] not in index_of:
+            raise FileNotFoundError(f"{where}: no such image in {base / 'stimuli'}")
+        image = index_of[row["image"]]
+        _check_size(row, stimuli[image].size, where)
+        try:
+            values = [_number(row[k]) for k in ("x", "y", "duration_ms", "onset_ms")]
+            fix_index = int(row["fix_index"])
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+        if not np.isfinite(values[:2]).all():
+            raise ValueError(f"{where}, fixation {fix_index}: x/y missing or not finite")
+        trains[image, subject_ids[row["subject"]]].append((fix_index, *values))
+    scanpaths = []
+    for (image, subject), fixations in sorted(trains.items()):
+        fixations.sort()
+        order = [f[0] for f in fixations]
+        if order != list(range(len(order))):
+            raise ValueError(
+                f"{csv_path}: image {stimuli[image].id!r}, subject {subject}: fix_index must "
+                f"be 0..{len(order) - 1} without gaps or repeats, got {order}"
+            )
+        _, x, y, duration, onset = np.asarray(fixations, dtype=np.float64).T
+        scanpaths.append(Scanpath(image, subject, x, y, onset, duration))
+    return build_dataset(base.name or "csv", stimuli, scanpaths, (Counter(), Counter()), [csv_path])
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """Rows with their line numbers; an error names any missing column."""
+    if not path.is_file():
+        raise FileNotFoundError(f"fixation table not found: {path}")
+    with path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
+        return [(line, row) for line, row in enumerate(reader, start=2)]
+
+
+def _subject_ids(names: list[str]) -> dict[str, int]:
+    unique = sorted(set(names))
+    if all(n.strip().lstrip("-").isdigit() for n in unique):
+        return {n: int(n) for n in unique}
+    return {n: i for i, n in enumerate(unique)}
+
+
+def _number(text: str) -> float:
+    return float(text) if text.strip() else float("nan")
+
+
+def _check_size(row: dict[str, str], size: tuple[int, int], where: str) -> None:
+    for key, actual in (("img_h", size[0]), ("img_w", size[1])):
+        if row.get(key, "").strip() and int(row[key]) != actual:
+            raise ValueError(f"{where}: {key}={row[key]} but the image file has {actual}")

@@ -1,0 +1,101 @@
+"""The loaders on the real OSIE and Scene500 releases (../shared/data)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from code.data.loaders.csv_layout import load_csv_layout
+from code.data.summary import summarize
+
+import numpy as np
+import scipy.io
+
+from tests.conftest import REPO_ROOT, data_root
+
+
+def test_osie_counts(osie):
+    s = summarize(osie)
+    assert (s["images"], s["subjects"], s["scanpaths"], s["fixations"]) == (700, 15, 10500, 98321)
+    assert s["image_sizes"]["distinct"] == 1 and s["image_sizes"]["most_common_hw"] == [600, 800]
+    assert not osie.skipped and not osie.adjusted
+
+
+def test_scene500_counts(scene500):
+    s = summarize(scene500)
+    assert (s["images"], s["fixations"]) == (500, 43894)
+    assert s["skipped"] == {"empty cell (subject without data for the image)": 52}
+    assert sum(s["adjusted"].values()) == 6  # 1-based values in (0, 1), see the loader
+    assert s["image_sizes"]["distinct"] == 130 and s["image_sizes"]["most_common_count"] == 311
+
+
+def test_scene500_sizes_match_imginfo(scene500):
+    info = scipy.io.loadmat(
+        data_root() / "scene500" / "tidy" / "imgInfo.mat", squeeze_me=True, struct_as_record=False
+    )["imgInfo"]
+    np.testing.assert_array_equal(np.array([s.size for s in scene500.stimuli]), info.size)
+
+
+def _csv_rows(name: str) -> list[dict[str, str]]:
+    with (data_root() / name / "fixations.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+def _lookup(dataset, row):
+    image = [s.id for s in dataset.stimuli].index(row["image"])
+    fix = dataset.fixations
+    hit = (fix.image == image) & (fix.subject == int(row["subject"]))
+    hit &= fix.index == int(row["fix_index"])
+    assert hit.sum() == 1
+    return np.flatnonzero(hit)[0]
+
+
+def test_osie_coordinates_match_csv(osie):
+    rows = _csv_rows("osie")
+    for row in rows[:: len(rows) // 7]:
+        i = _lookup(osie, row)
+        assert abs(osie.fixations.x[i] - float(row["x"])) < 0.006
+        assert abs(osie.fixations.y[i] - float(row["y"])) < 0.006
+        assert osie.fixations.duration_ms[i] == float(row["duration_ms"])
+        assert np.isnan(osie.fixations.onset_ms[i])
+
+
+def test_scene500_coordinates_and_times_match_csv(scene500):
+    rows = _csv_rows("scene500")
+    for row in rows[:: len(rows) // 7]:
+        i = _lookup(scene500, row)
+        assert abs(scene500.fixations.x[i] - float(row["x"])) < 0.006
+        assert abs(scene500.fixations.y[i] - float(row["y"])) < 0.006
+        assert abs(scene500.fixations.onset_ms[i] - float(row["onset_ms"])) < 0.51
+        assert abs(scene500.fixations.duration_ms[i] - float(row["duration_ms"])) < 0.51
+
+
+def test_generic_csv_layout_reads_osie_like_the_mat_loader(osie):
+    generic = load_csv_layout(str(data_root() / "osie"))
+    assert len(generic.fixations) == len(osie.fixations)
+    np.testing.assert_allclose(np.sort(generic.fixations.x), np.sort(osie.fixations.x), atol=0.006)
+    assert set(generic.subjects) == set(osie.subjects)
+
+
+def test_summary_command_json():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "code.data",
+            "summary",
+            "--dataset",
+            "scene500",
+            "--root",
+            str(data_root() / "scene500"),
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    summary = json.loads(out)
+    assert summary["images"] == 500 and summary["fixations"] == 43894
+    assert sum(summary["skipped"].values()) == 52
