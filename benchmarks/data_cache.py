@@ -13,14 +13,15 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from code.data.cache import build_cache, fingerprint_dataset
-from code.data.gaze import GazeDataset
-from code.data.loaders.osie import load_osie
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from code.data.cache import build_cache, fingerprint_dataset
+from code.data.gaze import GazeDataset
+from code.data.loaders.osie import load_osie
 
 
 class DecodedSamples(Sequence):

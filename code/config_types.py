@@ -98,7 +98,37 @@ class DataSplitConfig(Protocol):
 
 class DataDatasetConfig(Protocol):
     NAME: str
+    CAT2000: DataDatasetCat2000Config
+    COCO_FREEVIEW: DataDatasetCocoFreeviewConfig
+    CSV: DataDatasetCsvConfig
     GENERATED: DataDatasetGeneratedConfig
+    MIT1003: DataDatasetMit1003Config
+    OSIE: DataDatasetOsieConfig
+    SALICON: DataDatasetSaliconConfig
+    SCENE500: DataDatasetScene500Config
+    STL10: DataDatasetStl10Config
+
+
+class DataDatasetStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetScene500Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetOsieConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetMit1003Config(Protocol):
+    ROOT: str
 
 
 class DataDatasetGeneratedConfig(Protocol):
@@ -108,3 +138,16 @@ class DataDatasetGeneratedConfig(Protocol):
     NUM_SUBJECTS: int
     FIXATIONS_PER_SCANPATH: int
     SEED: int
+
+
+class DataDatasetCsvConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetCat2000Config(Protocol):
+    ROOT: str

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from code.data.cache import CacheError, LMDBCache, StaleCacheError, build_cache, fingerprint_dataset
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from code.data.cache import CacheError, LMDBCache, StaleCacheError, build_cache, fingerprint_dataset
 
 
 def samples(n: int) -> list[dict[str, np.ndarray]]:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
 from code.data.loaders.cat2000 import load_cat2000
 from code.data.loaders.coco_freeview import load_coco_freeview
 from code.data.loaders.csv_layout import load_csv_layout
@@ -11,12 +18,6 @@ from code.data.loaders.osie import load_osie
 from code.data.loaders.salicon import load_salicon
 from code.data.loaders.scene500 import load_scene500
 from code.data.loaders.stl10 import load_stl10
-from pathlib import Path
-
-import numpy as np
-import pytest
-import scipy.io
-from PIL import Image
 
 
 def write_jpeg(path: Path, height: int, width: int) -> None:

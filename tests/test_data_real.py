@@ -6,12 +6,12 @@ import csv
 import json
 import subprocess
 import sys
-from code.data.loaders.csv_layout import load_csv_layout
-from code.data.summary import summarize
 
 import numpy as np
 import scipy.io
 
+from code.data.loaders.csv_layout import load_csv_layout
+from code.data.summary import summarize
 from tests.conftest import REPO_ROOT, data_root
 
 

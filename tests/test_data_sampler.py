@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from code.data.sampler import ShapeAwareBatchSampler
-from code.data.splits import kfold_by_image, select_subjects, split_by_image, split_by_subject
 
 import numpy as np
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from code.data.sampler import ShapeAwareBatchSampler
+from code.data.splits import kfold_by_image, select_subjects, split_by_image, split_by_subject
 
 SIZES = [(32, 48)] * 11 + [(48, 32)] * 7 + [(64, 64)] * 5  # 23 samples, 3 shapes
 

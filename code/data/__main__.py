@@ -7,9 +7,10 @@ sets under ``DATA.DATASET.<NAME>``), e.g. ``--root`` for every loader, ``--split
 from __future__ import annotations
 
 import argparse
-import code.data  # noqa: F401  (registers the loaders)
 import json
 import sys
+
+import code.data  # noqa: F401  (registers the loaders)
 from code.data.summary import format_summary, summarize
 from code.registry import DATASETS
 

@@ -26,7 +26,6 @@ import os
 import shutil
 import struct
 import zlib
-from code.data.gaze import GazeDataset
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ import lmdb
 import numpy as np
 import torch.distributed as dist
 from tqdm import tqdm
+
+from code.data.gaze import GazeDataset
 
 FORMAT_VERSION = 1
 MAGIC = b"SCC1"

@@ -6,10 +6,11 @@ never sees the image it is scored on. Index arrays come back sorted.
 
 from __future__ import annotations
 
-from code.data.gaze import GazeDataset
 from dataclasses import dataclass
 
 import numpy as np
+
+from code.data.gaze import GazeDataset
 
 
 @dataclass(frozen=True)

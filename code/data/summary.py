@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from code.data.gaze import GazeDataset
-from code.data.loaders.stl10 import STL10Images
 from collections import Counter
 from typing import Any
 
 import numpy as np
+
+from code.data.gaze import GazeDataset
+from code.data.loaders.stl10 import STL10Images
 
 
 def summarize(dataset: GazeDataset | STL10Images) -> dict[str, Any]:

@@ -16,6 +16,11 @@ leave-one-subject-out baselines. ``Stimuli/<Category>/Output/`` folders are not 
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
 from code.data.gaze import GazeDataset, Scanpath
 from code.data.loaders.common import (
     build_dataset,
@@ -25,10 +30,6 @@ from code.data.loaders.common import (
     natural_key,
 )
 from code.registry import DATASETS
-from collections import Counter
-from pathlib import Path
-
-import numpy as np
 
 
 @DATASETS.register("cat2000")

@@ -18,14 +18,15 @@ counted.
 
 from __future__ import annotations
 
-from code.data.gaze import GazeDataset, Scanpath
-from code.data.loaders.common import IMAGE_SUFFIXES, build_dataset, file_stimulus
-from code.data.loaders.salicon import read_json
-from code.registry import DATASETS
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from code.data.gaze import GazeDataset, Scanpath
+from code.data.loaders.common import IMAGE_SUFFIXES, build_dataset, file_stimulus
+from code.data.loaders.salicon import read_json
+from code.registry import DATASETS
 
 
 @DATASETS.register("coco_freeview")

@@ -7,7 +7,6 @@ find the bad item in a release of thousands.
 from __future__ import annotations
 
 import re
-from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 import numpy as np
 import scipy.io
 from PIL import Image, UnidentifiedImageError
+
+from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 

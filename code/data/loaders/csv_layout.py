@@ -18,13 +18,14 @@ ordered by ``fix_index``, which must be 0, 1, 2, ... without gaps or repeats.
 from __future__ import annotations
 
 import csv
-from code.data.gaze import GazeDataset, Scanpath
-from code.data.loaders.common import build_dataset, file_stimulus, list_images
-from code.registry import DATASETS
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from code.data.gaze import GazeDataset, Scanpath
+from code.data.loaders.common import build_dataset, file_stimulus, list_images
+from code.registry import DATASETS
 
 REQUIRED = ("image", "subject", "fix_index", "x", "y", "duration_ms", "onset_ms")
 

@@ -25,14 +25,15 @@ Subjects are the DATA/ folders in sorted order. A missing .mat file is an error.
 
 from __future__ import annotations
 
-from code.data.gaze import GazeDataset, Scanpath
-from code.data.loaders.common import build_dataset, file_stimulus, load_mat, natural_key
-from code.data.loaders.judd_fixations import SAMPLING_RATE, check_fixations
-from code.registry import DATASETS
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from code.data.gaze import GazeDataset, Scanpath
+from code.data.loaders.common import build_dataset, file_stimulus, load_mat, natural_key
+from code.data.loaders.judd_fixations import SAMPLING_RATE, check_fixations
+from code.registry import DATASETS
 
 
 @DATASETS.register("mit1003")

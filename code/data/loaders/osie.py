@@ -19,6 +19,11 @@ counted too. Image sizes come from the JPEG headers.
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
 from code.data.gaze import GazeDataset, Scanpath
 from code.data.loaders.common import (
     as_vector,
@@ -30,10 +35,6 @@ from code.data.loaders.common import (
     onto_border,
 )
 from code.registry import DATASETS
-from collections import Counter
-from pathlib import Path
-
-import numpy as np
 
 
 @DATASETS.register("osie")

@@ -17,14 +17,15 @@ checked against the image headers. Annotations with no fixations are skipped and
 from __future__ import annotations
 
 import json
-from code.data.gaze import GazeDataset, Scanpath
-from code.data.loaders.common import build_dataset, file_stimulus, onto_border
-from code.registry import DATASETS
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from code.data.gaze import GazeDataset, Scanpath
+from code.data.loaders.common import build_dataset, file_stimulus, onto_border
+from code.registry import DATASETS
 
 
 @DATASETS.register("salicon")

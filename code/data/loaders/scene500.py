@@ -18,6 +18,11 @@ is caught.
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
 from code.data.gaze import GazeDataset, Scanpath, Stimulus
 from code.data.loaders.common import (
     build_dataset,
@@ -28,10 +33,6 @@ from code.data.loaders.common import (
     onto_border,
 )
 from code.registry import DATASETS
-from collections import Counter
-from pathlib import Path
-
-import numpy as np
 
 
 @DATASETS.register("scene500")

@@ -14,11 +14,12 @@ On disk (``stl10_binary/``)::
 
 from __future__ import annotations
 
-from code.registry import DATASETS
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from code.registry import DATASETS
 
 SIDE = 96
 
