@@ -54,6 +54,10 @@ SCHEMA: dict[str, Any] = {
         },
         "BATCH_SIZE": int,
         "NUM_WORKERS": int,
+        "CACHE": {
+            "DIR": str | None,
+            "REBUILD": bool,
+        },
     },
     "MODEL": {
         "ENCODER": Choice(ENCODERS),

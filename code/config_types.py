@@ -83,6 +83,12 @@ class DataConfig(Protocol):
     CENTERBIAS: DataCenterbiasConfig
     BATCH_SIZE: int
     NUM_WORKERS: int
+    CACHE: DataCacheConfig
+
+
+class DataCacheConfig(Protocol):
+    DIR: str | None
+    REBUILD: bool
 
 
 class DataCenterbiasConfig(Protocol):

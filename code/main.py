@@ -18,7 +18,8 @@ import torch
 from yacs.config import CfgNode
 
 from code.config import load_config, save_config
-from code.data.build import DataSplits, build_loader, build_samples, build_splits
+from code.data.build import SPLITS, build_loader, build_samples, build_splits
+from code.data.gaze import GazeDataset
 from code.data.samples import collate
 from code.engine.checkpoint import load_checkpoint, load_model_state
 from code.engine.evaluator import evaluate_log_density_model, to_original_size
@@ -73,15 +74,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir: Path) -> dict:
     splits = build_splits(cfg)
-    loaders = {
-        name: build_loader(
-            cfg,
-            build_samples(cfg, getattr(splits, name), splits.centerbias),
-            name == "train",
-            cfg.SEED,
-        )
-        for name in ("train", "val", "test")
+    samples = {
+        name: build_samples(cfg, getattr(splits, name), splits.centerbias, name) for name in SPLITS
     }
+    loaders = {name: build_loader(cfg, samples[name], name == "train") for name in SPLITS}
     model = build_model(cfg)
     log = get_logger()
     log.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
@@ -116,7 +112,7 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir
         log.info(
             "test set results (IG over the centre bias, bits/fixation):\n%s", format_table(report)
         )
-        save_overlays(cfg, model, splits, device, output_dir)
+        save_overlays(cfg, model, splits.test, samples["test"], device, output_dir)
     return report
 
 
@@ -135,27 +131,26 @@ def format_table(report: dict) -> str:
 
 @torch.no_grad()
 def save_overlays(
-    cfg: CfgNode, model: GazeModel, splits: DataSplits, device: torch.device, output_dir: Path
+    cfg: CfgNode,
+    model: GazeModel,
+    dataset: GazeDataset,
+    samples: torch.utils.data.Dataset,
+    device: torch.device,
+    output_dir: Path,
 ) -> None:
     """PNG overlays of the first test images: image, predicted and true density, fixations."""
-    samples = build_samples(cfg, splits.test, splits.centerbias)
     model.eval()
     folder = output_dir / "overlays"
     folder.mkdir(exist_ok=True)
     for index in range(min(cfg.EVAL.NUM_OVERLAYS, len(samples))):
         batch = collate([samples[index]]).to(device)
-        stimulus = splits.test.stimuli[index]
+        stimulus = dataset.stimuli[index]
         log_density = to_original_size(model(batch)[0], stimulus.size).cpu().numpy()
-        fix = splits.test.fixations_of(index)
+        fix = dataset.fixations_of(index)
         truth = stimulus.true_log_density() if stimulus.true_log_density else None
-        save_overlay(
-            folder / f"{stimulus.id}.png",
-            stimulus.read(),
-            log_density,
-            np.stack([fix.x, fix.y], 1),
-            truth,
-            stimulus.id,
-        )
+        fixations_xy = np.stack([fix.x, fix.y], 1)
+        path = folder / f"{stimulus.id}.png"
+        save_overlay(path, stimulus.read(), log_density, fixations_xy, truth, stimulus.id)
     get_logger().info("overlays written to %s", folder)
 
 

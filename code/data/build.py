@@ -1,19 +1,24 @@
-"""From the configuration to data loaders: load, split by image, fit the centre bias."""
+"""From the configuration to data loaders: load, split by image, fit the centre bias, cache."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import torch
 from yacs.config import CfgNode
 
+from code.data.cache import build_cache, content_hash, fingerprint_dataset
 from code.data.gaze import GazeDataset
+from code.data.sampler import ShapeAwareBatchSampler
 from code.data.samples import SaliencySamples, collate
+from code.data.splits import split_by_image
 from code.metrics.baselines import CenterBias
 from code.registry import DATASETS
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -26,67 +31,92 @@ class DataSplits:
     centerbias: CenterBias
 
 
-def split_images(
-    num_images: int, val_fraction: float, test_fraction: float, seed: int
-) -> dict[str, np.ndarray]:
-    """Disjoint image indices for train/val/test, shuffled deterministically by ``seed``."""
-    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"split fractions val={val_fraction}, test={test_fraction} leave no training images"
+def load_dataset(cfg: CfgNode) -> GazeDataset:
+    dataset = DATASETS.build(cfg.DATA.DATASET)
+    if not isinstance(dataset, GazeDataset):
+        raise TypeError(
+            f"DATA.DATASET.NAME {cfg.DATA.DATASET.NAME!r} gives {type(dataset).__name__}, "
+            "not eye-tracking data; it cannot train or score a gaze model"
         )
-    order = np.random.default_rng(seed).permutation(num_images)
-    n_val, n_test = round(val_fraction * num_images), round(test_fraction * num_images)
-    return {
-        "val": np.sort(order[:n_val]),
-        "test": np.sort(order[n_val : n_val + n_test]),
-        "train": np.sort(order[n_val + n_test :]),
-    }
+    return dataset
 
 
 def build_splits(cfg: CfgNode) -> DataSplits:
-    dataset = DATASETS.build(cfg.DATA.DATASET)
+    dataset = load_dataset(cfg)
     split = cfg.DATA.SPLIT
-    indices = split_images(
-        len(dataset.stimuli), split.VAL_FRACTION, split.TEST_FRACTION, split.SEED
-    )
-    parts = {name: dataset.subset(idx) for name, idx in indices.items()}
+    indices = split_by_image(dataset, split.VAL_FRACTION, split.TEST_FRACTION, split.SEED)
+    parts = {name: dataset.subset(getattr(indices, name)) for name in SPLITS}
     centerbias = CenterBias(cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT)
     centerbias.fit(parts["train"])
-    get_logger().info(
-        "data set %s: %s",
-        dataset.name,
-        ", ".join(
-            f"{name} {len(p.stimuli)} images / {len(p.fixations)} fixations"
-            for name, p in parts.items()
-        ),
+    summary = ", ".join(
+        f"{name} {len(p.stimuli)} images / {len(p.fixations)} fixations"
+        for name, p in parts.items()
     )
+    get_logger().info("data set %s: %s", dataset.name, summary)
+    for reason, count in {**dataset.skipped, **dataset.adjusted}.items():
+        get_logger().info("data set %s: %d x %s", dataset.name, count, reason)
     return DataSplits(**parts, centerbias=centerbias)
 
 
-def build_loader(
-    cfg: CfgNode, samples: SaliencySamples, train: bool, seed: int
-) -> torch.utils.data.DataLoader:
-    """A loader over this rank's share of ``samples``.
+def build_samples(
+    cfg: CfgNode, dataset: GazeDataset, centerbias: CenterBias, split: str
+) -> torch.utils.data.Dataset:
+    """Model-ready samples of one split, read through the LMDB cache when DATA.CACHE.DIR is set."""
+    height, width = cfg.DATA.IMAGE_SIZE
+    samples = SaliencySamples(dataset, (height, width), centerbias.log_density)
+    if cfg.DATA.CACHE.DIR is None:
+        return samples
+    key = {
+        "dataset": fingerprint_dataset(dataset),
+        "dataset_config": cfg.DATA.DATASET.dump(),
+        "split": {"name": split, **dict(cfg.DATA.SPLIT)},
+        "image_size": [height, width],
+        "centerbias": dict(cfg.DATA.CENTERBIAS),
+    }
+    path = Path(cfg.DATA.CACHE.DIR) / f"{dataset.name}-{split}-{content_hash(key)[:12]}.lmdb"
+    cache = build_cache(path, samples, key, rebuild=cfg.DATA.CACHE.REBUILD)
+    return _SizedCache(cache, samples.sizes)
 
-    Training shards are shuffled per epoch (``sampler.set_epoch``) and padded to equal length;
-    evaluation shards are disjoint and unpadded, so every image is scored exactly once.
+
+class _SizedCache(torch.utils.data.Dataset):
+    """A cache that also knows each sample's size, for shape-aware batching."""
+
+    def __init__(self, cache: torch.utils.data.Dataset, sizes: list[tuple[int, int]]) -> None:
+        self.cache = cache
+        self.sizes = sizes
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.cache[index]
+
+
+def build_loader(
+    cfg: CfgNode, samples: torch.utils.data.Dataset, train: bool
+) -> torch.utils.data.DataLoader:
+    """A loader of shape-homogeneous batches over this rank's share of ``samples``.
+
+    Training: every rank gets the same number of batches, reshuffled per epoch via
+    ``loader.batch_sampler.set_epoch``. Evaluation: each rank takes a disjoint, unpadded share
+    (every image scored exactly once), batched by size on that rank.
     """
     if train:
-        sampler = torch.utils.data.DistributedSampler(
-            samples, num_replicas=dist.world_size(), rank=dist.rank(), shuffle=True, seed=seed
-        )
+        sampler = ShapeAwareBatchSampler(
+            samples.sizes, cfg.DATA.BATCH_SIZE, dist.world_size(), dist.rank(), cfg.SEED,
+            shuffle=True, drop_last=False,
+        )  # fmt: skip
     else:
-        sampler = list(range(dist.rank(), len(samples), dist.world_size()))
+        shard = list(range(dist.rank(), len(samples), dist.world_size()))
+        samples = torch.utils.data.Subset(samples, shard)
+        sizes = [samples.dataset.sizes[i] for i in shard]
+        sampler = ShapeAwareBatchSampler(
+            sizes, cfg.DATA.BATCH_SIZE, 1, 0, cfg.SEED, shuffle=False, drop_last=False
+        )
     return torch.utils.data.DataLoader(
         samples,
-        batch_size=cfg.DATA.BATCH_SIZE,
-        sampler=sampler,
+        batch_sampler=sampler,
         num_workers=cfg.DATA.NUM_WORKERS,
         collate_fn=collate,
         persistent_workers=cfg.DATA.NUM_WORKERS > 0,
     )
-
-
-def build_samples(cfg: CfgNode, dataset: GazeDataset, centerbias: CenterBias) -> SaliencySamples:
-    height, width = cfg.DATA.IMAGE_SIZE
-    return SaliencySamples(dataset, (height, width), centerbias.log_density)

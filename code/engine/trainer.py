@@ -78,7 +78,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> float:
         self.model.train()
-        self.train_loader.sampler.set_epoch(epoch)
+        self.train_loader.batch_sampler.set_epoch(epoch)
         forward = self.ddp or self.model
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         bar = tqdm(

@@ -1,0 +1,36 @@
+"""From configuration to batches: splits, the LMDB cache path, shape-aware loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from code.config import load_config
+from code.data.build import build_loader, build_samples, build_splits
+
+QUICKSTART = Path("configs/quickstart.yaml")
+
+
+def test_cached_samples_equal_fresh_ones_and_batch_alike(tmp_path: Path) -> None:
+    opts = ["DATA.DATASET.GENERATED.NUM_IMAGES", "40", "DATA.CACHE.DIR", str(tmp_path)]
+    cfg = load_config(QUICKSTART, opts)
+    splits = build_splits(cfg)
+    cached = build_samples(cfg, splits.train, splits.centerbias, "train")
+    fresh = build_samples(
+        load_config(QUICKSTART, opts[:2]), splits.train, splits.centerbias, "train"
+    )
+    assert len(list(tmp_path.glob("generated-train-*.lmdb"))) == 1
+    assert len(cached) == len(fresh) == len(splits.train.stimuli)
+    for index in (0, len(fresh) - 1):
+        for key, value in fresh[index].items():
+            assert np.array_equal(cached[index][key], value), key
+    batches = list(build_loader(cfg, cached, train=True))
+    assert sum(len(b) for b in batches) == len(cached)
+    assert batches[0].image.shape[1:] == (3, 72, 96)
+
+
+def test_splits_are_disjoint_and_cover_every_image() -> None:
+    splits = build_splits(load_config(QUICKSTART, ["DATA.DATASET.GENERATED.NUM_IMAGES", "50"]))
+    ids = [{s.id for s in part.stimuli} for part in (splits.train, splits.val, splits.test)]
+    assert sum(len(i) for i in ids) == len(set.union(*ids)) == 50
