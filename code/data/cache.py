@@ -83,7 +83,8 @@ def _stat_digest(paths: list[Path]) -> str:
 
 
 def encode_sample(sample: Sample) -> bytes:
-    arrays = {name: np.ascontiguousarray(value) for name, value in sample.items()}
+    # asarray keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d).
+    arrays = {name: np.asarray(value, order="C") for name, value in sample.items()}
     header = json.dumps({n: [a.dtype.str, list(a.shape)] for n, a in arrays.items()}).encode()
     payload = header + b"".join(a.tobytes() for a in arrays.values())
     return PREFIX.pack(MAGIC, zlib.crc32(payload), len(header)) + payload
