@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from yacs.config import CfgNode
 
-from code.registry import BLOCKS, DATASETS, DECODERS, ENCODERS, Registry
+from code.registry import BLOCKS, DATASETS, DECODERS, ENCODERS, SAMPLES, SEGMENTERS, Registry
 
 OPTS_SOURCE = "--opts"
 
@@ -48,6 +48,8 @@ SCHEMA: dict[str, Any] = {
             "SEED": int,
         },
         "IMAGE_SIZE": list[int],
+        "SEGMENTS": Choice(SEGMENTERS),
+        "SAMPLES": Choice(SAMPLES),
         "CENTERBIAS": {
             "BANDWIDTH": float,
             "UNIFORM_WEIGHT": float,

@@ -37,6 +37,17 @@ class ModelDecoderConfig(Protocol):
     NAME: str
     RECONSTRUCTION: ModelDecoderReconstructionConfig
     SALIENCY: ModelDecoderSaliencyConfig
+    SCANPATH: ModelDecoderScanpathConfig
+
+
+class ModelDecoderScanpathConfig(Protocol):
+    SALIENCY_CHANNELS: list[int]
+    HISTORY_LENGTH: int
+    HISTORY_CHANNELS: list[int]
+    SELECTION_CHANNELS: list[int]
+    BLUR_SIGMA: float
+    LEARN_BLUR: bool
+    CENTERBIAS_WEIGHT: float
 
 
 class ModelDecoderSaliencyConfig(Protocol):
@@ -52,11 +63,28 @@ class ModelDecoderReconstructionConfig(Protocol):
 
 class ModelBlockConfig(Protocol):
     NAME: str
+    CROSS_ATTENTION: ModelBlockCrossAttentionConfig
     IDENTITY: ModelBlockIdentityConfig
+    SPADE: ModelBlockSpadeConfig
+    SPADE_STATIC: ModelBlockSpadeStaticConfig
+
+
+class ModelBlockSpadeStaticConfig(Protocol):
+    HIDDEN_CHANNELS: int
+    NUM_SEGMENT_IDS: int
+    EMBEDDING_CHANNELS: int
+
+
+class ModelBlockSpadeConfig(Protocol):
+    HIDDEN_CHANNELS: int
 
 
 class ModelBlockIdentityConfig(Protocol):
     pass
+
+
+class ModelBlockCrossAttentionConfig(Protocol):
+    NUM_HEADS: int
 
 
 class ModelEncoderConfig(Protocol):
@@ -70,6 +98,7 @@ class ModelEncoderDinov2Config(Protocol):
     LAYERS: list[int]
     WEIGHTS: str | None
     FREEZE: bool
+    FINAL_NORM: bool
 
 
 class ModelEncoderConvnetConfig(Protocol):
@@ -80,6 +109,8 @@ class DataConfig(Protocol):
     DATASET: DataDatasetConfig
     SPLIT: DataSplitConfig
     IMAGE_SIZE: list[int]
+    SEGMENTS: DataSegmentsConfig
+    SAMPLES: DataSamplesConfig
     CENTERBIAS: DataCenterbiasConfig
     BATCH_SIZE: int
     NUM_WORKERS: int
@@ -94,6 +125,41 @@ class DataCacheConfig(Protocol):
 class DataCenterbiasConfig(Protocol):
     BANDWIDTH: float
     UNIFORM_WEIGHT: float
+
+
+class DataSamplesConfig(Protocol):
+    NAME: str
+    SALIENCY: DataSamplesSaliencyConfig
+    SCANPATH: DataSamplesScanpathConfig
+
+
+class DataSamplesScanpathConfig(Protocol):
+    HISTORY_LENGTH: int
+    INCLUDE_FIRST: bool
+
+
+class DataSamplesSaliencyConfig(Protocol):
+    pass
+
+
+class DataSegmentsConfig(Protocol):
+    NAME: str
+    FILES: DataSegmentsFilesConfig
+    KMEANS: DataSegmentsKmeansConfig
+    NONE: DataSegmentsNoneConfig
+
+
+class DataSegmentsNoneConfig(Protocol):
+    pass
+
+
+class DataSegmentsKmeansConfig(Protocol):
+    NUM_SEGMENTS: int
+    ITERATIONS: int
+
+
+class DataSegmentsFilesConfig(Protocol):
+    DIR: str
 
 
 class DataSplitConfig(Protocol):

@@ -57,11 +57,16 @@ class Registry:
         return constructor_schema(self.get(name), self.wiring)
 
     def build(self, choice: Any, **wiring: Any) -> Any:
-        """Construct the part a choice node names (``NAME`` + its node) plus the wiring."""
+        """Construct the part a choice node names (``NAME`` + its node) plus the wiring.
+
+        A part receives only the wiring parameters its constructor declares.
+        """
         name = choice.NAME
         node = choice.get(name.upper(), {})
         kwargs = {key.lower(): node[key] for key in self.schema(name)}
-        return self.get(name)(**kwargs, **wiring)
+        obj = self.get(name)
+        declared = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
+        return obj(**kwargs, **{k: v for k, v in wiring.items() if k in declared})
 
 
 def constructor_schema(obj: Callable[..., Any], wiring: tuple[str, ...]) -> dict[str, Any]:
@@ -93,3 +98,7 @@ ENCODERS = Registry("encoder", wiring=())
 BLOCKS = Registry("block", wiring=("input_shapes",))
 DECODERS = Registry("decoder", wiring=("input_shapes",))
 DATASETS = Registry("dataset", wiring=())
+# How training items are made from per-image samples (one per image, one per scanpath, ...).
+SAMPLES = Registry("samples", wiring=("images", "dataset"))
+# Where segment label maps come from (files, k-means on encoder features, none).
+SEGMENTERS = Registry("segmenter", wiring=("encoder",))

@@ -106,6 +106,7 @@ def test_choosing_a_part_requires_its_keys_and_drops_the_others() -> None:
             "MODEL.ENCODER.DINOV2.LAYERS", "[10, 11]",
             "MODEL.ENCODER.DINOV2.WEIGHTS", "null",
             "MODEL.ENCODER.DINOV2.FREEZE", "true",
+            "MODEL.ENCODER.DINOV2.FINAL_NORM", "false",
         ],
     )  # fmt: skip
     assert "CONVNET" not in cfg.MODEL.ENCODER and cfg.MODEL.ENCODER.DINOV2.WEIGHTS is None

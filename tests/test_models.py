@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from code.config import load_config
+from code.config import ConfigError, load_config
 from code.data.batch import Batch
 from code.models.build import build_model
 from code.models.layers.gaussian_blur import GaussianBlur
@@ -22,8 +22,16 @@ PART_OPTS = {
         "LAYERS": "[1, 3]",
         "WEIGHTS": "null",
         "FREEZE": "true",
+        "FINAL_NORM": "false",
     },
     ("BLOCK", "identity"): {},
+    ("BLOCK", "spade"): {"HIDDEN_CHANNELS": "8"},
+    ("BLOCK", "spade_static"): {
+        "HIDDEN_CHANNELS": "8",
+        "NUM_SEGMENT_IDS": "4",
+        "EMBEDDING_CHANNELS": "6",
+    },
+    ("BLOCK", "cross_attention"): {"NUM_HEADS": "2"},
     ("DECODER", "saliency"): {
         "HIDDEN_CHANNELS": "[8]",
         "BLUR_SIGMA": "3.0",
@@ -31,7 +39,26 @@ PART_OPTS = {
         "CENTERBIAS_WEIGHT": "1.0",
     },
     ("DECODER", "reconstruction"): {"HIDDEN_CHANNELS": "8"},
+    ("DECODER", "scanpath"): {
+        "SALIENCY_CHANNELS": "[8]",
+        "HISTORY_LENGTH": "2",
+        "HISTORY_CHANNELS": "[8]",
+        "SELECTION_CHANNELS": "[8]",
+        "BLUR_SIGMA": "3.0",
+        "LEARN_BLUR": "true",
+        "CENTERBIAS_WEIGHT": "1.0",
+    },
 }
+# Data that provides every optional batch field (segments, scanpath histories): parts declare
+# what they read in ``requires``, and with these every combination is allowed.
+FULL_DATA_OPTS = [
+    "DATA.SEGMENTS.NAME", "kmeans",
+    "DATA.SEGMENTS.KMEANS.NUM_SEGMENTS", "3",
+    "DATA.SEGMENTS.KMEANS.ITERATIONS", "5",
+    "DATA.SAMPLES.NAME", "scanpath",
+    "DATA.SAMPLES.SCANPATH.HISTORY_LENGTH", "3",
+    "DATA.SAMPLES.SCANPATH.INCLUDE_FIRST", "false",
+]  # fmt: skip
 REGISTRIES = {"ENCODER": ENCODERS, "BLOCK": BLOCKS, "DECODER": DECODERS}
 
 
@@ -46,6 +73,11 @@ def _opts(parts: dict[str, str]) -> list[str]:
 
 def _batch(height: int, width: int) -> Batch:
     centerbias = torch.full((2, height, width), -float(torch.log(torch.tensor(height * width))))
+    segments = torch.zeros(2, height, width, dtype=torch.int64)
+    segments[0, :, width // 3 :] = 1
+    segments[0, height // 2 :, : width // 2] = 3  # label 2 absent: an empty segment
+    history = torch.tensor([[5.0, 6.0], [20.0, 30.0], [0.0, 0.0]]).expand(2, 2, 3, 2)
+    history_mask = torch.tensor([[True, True, False], [True, False, False]]).expand(2, 2, 3)
     return Batch(
         image=torch.rand(2, 3, height, width),
         fixations=torch.tensor(
@@ -55,6 +87,10 @@ def _batch(height: int, width: int) -> Batch:
         centerbias=centerbias,
         image_index=torch.arange(2),
         original_size=torch.tensor([[height, width]] * 2),
+        segments=segments,
+        history=history.clone(),
+        history_mask=history_mask.clone(),
+        fixation_rows=torch.tensor([[0, 1], [2, -1]]),
     )
 
 
@@ -70,7 +106,7 @@ COMBINATIONS = list(itertools.product(ENCODERS.names(), BLOCKS.names(), DECODERS
 def test_combination_builds_and_runs(encoder: str, block: str, decoder: str) -> None:
     cfg = load_config(
         Path("configs/quickstart.yaml"),
-        _opts({"ENCODER": encoder, "BLOCK": block, "DECODER": decoder}),
+        _opts({"ENCODER": encoder, "BLOCK": block, "DECODER": decoder}) + FULL_DATA_OPTS,
     )
     model = build_model(cfg)
     batch = _batch(45, 61)  # not a multiple of any stride
@@ -78,15 +114,29 @@ def test_combination_builds_and_runs(encoder: str, block: str, decoder: str) -> 
     loss_sum, count = model.loss(prediction, batch)
     assert torch.isfinite(loss_sum) and count > 0
     if model.predicts_log_density:
-        assert prediction.shape == (2, 45, 61)
-        total = prediction.flatten(1).logsumexp(dim=1)
-        assert torch.allclose(total, torch.zeros(2), atol=1e-5)
+        per_fixation = "history" in model.requires  # one conditional density per fixation
+        assert prediction.shape == ((2, 2, 45, 61) if per_fixation else (2, 45, 61))
+        total = prediction.flatten(-2).logsumexp(dim=-1)
+        assert torch.allclose(total, torch.zeros_like(total), atol=1e-5)
         assert count == 3  # masked padding is not scored
     else:
         assert prediction.shape == batch.image.shape
     (loss_sum / count).backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert all(p.grad is not None for p in trainable)
+
+
+@pytest.mark.parametrize(
+    ("part", "lacking"),
+    [
+        (["MODEL.BLOCK.NAME", "spade", "MODEL.BLOCK.SPADE.HIDDEN_CHANNELS", "8"], "segments"),
+        (["MODEL.DECODER.NAME", "scanpath", *_opts({"DECODER": "scanpath"})[2:]], "history"),
+    ],
+)
+def test_part_needing_data_the_config_lacks_fails_at_build(part: list[str], lacking: str) -> None:
+    cfg = load_config(Path("configs/quickstart.yaml"), part)
+    with pytest.raises(ConfigError, match=rf"needs .*{lacking}.*data configuration"):
+        build_model(cfg)
 
 
 def test_nll_scores_the_pixel_a_fixation_lies_in() -> None:

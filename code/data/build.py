@@ -12,9 +12,10 @@ from code.data.cache import build_cache, content_hash, fingerprint_dataset
 from code.data.gaze import GazeDataset
 from code.data.sampler import ShapeAwareBatchSampler
 from code.data.samples import SaliencySamples, collate
+from code.data.segments import SegmentedSamples
 from code.data.splits import split_by_image
 from code.metrics.baselines import CenterBias
-from code.registry import DATASETS
+from code.registry import DATASETS, ENCODERS, SAMPLES, SEGMENTERS
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -61,21 +62,59 @@ def build_splits(cfg: CfgNode) -> DataSplits:
 def build_samples(
     cfg: CfgNode, dataset: GazeDataset, centerbias: CenterBias, split: str
 ) -> torch.utils.data.Dataset:
-    """Model-ready samples of one split, read through the LMDB cache when DATA.CACHE.DIR is set."""
+    """Training/evaluation items of one split (``DATA.SAMPLES``) over the per-image samples.
+
+    The per-image samples (resized image, fixations, centre bias, segments if configured) are
+    read through the LMDB cache when DATA.CACHE.DIR is set.
+    """
     height, width = cfg.DATA.IMAGE_SIZE
-    samples = SaliencySamples(dataset, (height, width), centerbias.log_density)
-    if cfg.DATA.CACHE.DIR is None:
-        return samples
-    key = {
-        "dataset": fingerprint_dataset(dataset),
-        "dataset_config": cfg.DATA.DATASET.dump(),
-        "split": {"name": split, **dict(cfg.DATA.SPLIT)},
-        "image_size": [height, width],
-        "centerbias": dict(cfg.DATA.CENTERBIAS),
-    }
-    path = Path(cfg.DATA.CACHE.DIR) / f"{dataset.name}-{split}-{content_hash(key)[:12]}.lmdb"
-    cache = build_cache(path, samples, key, rebuild=cfg.DATA.CACHE.REBUILD)
-    return _SizedCache(cache, samples.sizes)
+    images: torch.utils.data.Dataset = SaliencySamples(
+        dataset, (height, width), centerbias.log_density
+    )
+    segmenter = SEGMENTERS.build(cfg.DATA.SEGMENTS, encoder=SeededEncoder(cfg))
+    if segmenter is not None:
+        images = SegmentedSamples(images, dataset, segmenter)
+    if cfg.DATA.CACHE.DIR is not None:
+        key = {
+            "dataset": fingerprint_dataset(dataset),
+            "dataset_config": cfg.DATA.DATASET.dump(),
+            "split": {"name": split, **dict(cfg.DATA.SPLIT)},
+            "image_size": [height, width],
+            "centerbias": dict(cfg.DATA.CENTERBIAS),
+        }
+        if segmenter is not None:
+            key["segments"] = {"config": cfg.DATA.SEGMENTS.dump(), **segmenter.content_key()}
+        name = f"{dataset.name}-{split}-{content_hash(key)[:12]}.lmdb"
+        cache = build_cache(Path(cfg.DATA.CACHE.DIR) / name, images, key, cfg.DATA.CACHE.REBUILD)
+        images = _SizedCache(cache, images.sizes)
+    return SAMPLES.build(cfg.DATA.SAMPLES, images=images, dataset=dataset)
+
+
+def batch_fields(cfg: CfgNode) -> frozenset[str]:
+    """The optional ``Batch`` fields the data configuration provides."""
+    fields = set()
+    if cfg.DATA.SEGMENTS.NAME != "none":
+        fields.add("segments")
+    if cfg.DATA.SAMPLES.NAME == "scanpath":
+        fields |= {"history", "history_mask", "fixation_rows"}
+    return frozenset(fields)
+
+
+class SeededEncoder:
+    """Builds the configured encoder with the run's seed (for k-means segments); its repr is
+    the encoder's configuration, which keys the cache."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.node = cfg.MODEL.ENCODER
+        self.seed = cfg.SEED
+
+    def __call__(self) -> torch.nn.Module:
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            return ENCODERS.build(self.node)
+
+    def __repr__(self) -> str:
+        return f"seed {self.seed}: {self.node.dump(sort_keys=True)}"
 
 
 class _SizedCache(torch.utils.data.Dataset):

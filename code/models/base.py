@@ -19,7 +19,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class Encoder(nn.Module):
+class Part(nn.Module):
+    """What every part shares: ``requires`` names the optional ``Batch`` fields it reads
+    (e.g. ``segments``); the model refuses to build when the data configuration lacks them."""
+
+    requires: frozenset[str] = frozenset()
+
+
+class Encoder(Part):
     """Image (B, 3, H, W) in [0, 1] -> named feature maps described by ``output_shapes``."""
 
     output_shapes: FeatureShapes
@@ -34,13 +41,13 @@ class Encoder(nn.Module):
         return (image - self.mean) / self.std
 
 
-class Block(nn.Module):
+class Block(Part):
     """Feature maps (+ the batch, for side information) -> feature maps of ``output_shapes``."""
 
     output_shapes: FeatureShapes
 
 
-class Decoder(nn.Module):
+class Decoder(Part):
     """Feature maps (+ the batch) -> a prediction; owns its loss.
 
     ``predicts_log_density`` marks decoders whose prediction is a (B, H, W) log-density over the

@@ -42,11 +42,13 @@ class DinoV2Encoder(Encoder):
 
     ``weights``: a local checkpoint (.pth/.pt or .safetensors) in the official DINOv2 key layout or
     timm's; ``None`` means random initialisation. Nothing is ever downloaded.
+    ``final_norm``: pass every chosen block's tokens through the model's final LayerNorm (as the
+    last block's output is in DINOv2's own heads), or take them raw.
     """
 
     @log_signature
     def __init__(
-        self, arch: DinoArch, layers: list[int], weights: str | None, freeze: bool
+        self, arch: DinoArch, layers: list[int], weights: str | None, freeze: bool, final_norm: bool
     ) -> None:
         super().__init__()
         self.vit = timm.create_model(arch, pretrained=False, dynamic_img_size=True, num_classes=0)
@@ -54,6 +56,7 @@ class DinoV2Encoder(Encoder):
         if not layers or any(not 0 <= i < depth for i in layers):
             raise ValueError(f"dinov2 LAYERS {layers} must be block indices in [0, {depth})")
         self.layers = layers
+        self.final_norm = final_norm
         if weights is not None:
             load_vit_weights(self.vit, Path(weights))
         self.frozen = freeze
@@ -77,7 +80,7 @@ class DinoV2Encoder(Encoder):
         pad_w = math.ceil(width / PATCH) * PATCH - width
         x = F.pad(x, (0, pad_w, 0, pad_h))
         maps = self.vit.forward_intermediates(
-            x, indices=self.layers, intermediates_only=True, output_fmt="NCHW", norm=False
+            x, indices=self.layers, intermediates_only=True, output_fmt="NCHW", norm=self.final_norm
         )
         return {name: m for name, m in zip(self.output_shapes, maps, strict=True)}
 

@@ -1,0 +1,192 @@
+"""Segment label maps for segment-aware blocks (SPADE, cross-attention), chosen by DATA.SEGMENTS.
+
+A segmenter turns one model-input image into an (H, W) int32 label map, labels 0..K-1. The
+label maps are added to the per-image samples (``SegmentedSamples``) before those are cached, so
+they are computed once and stored with the data.
+
+- ``none``: no segments (the batch has none; blocks that need them refuse to build).
+- ``files``: label maps made offline (e.g. by SAM), ``DIR/<image stem>.npy`` or ``.png``, at
+  any resolution (resized with nearest neighbour); labels are renumbered 0..K-1 in order of
+  value. **Fallback**: an image without a file gets one segment covering the whole image; such
+  images are counted and logged when the samples are built.
+- ``kmeans``: k-means on the model encoder's own features (all maps on the finest grid,
+  standardised per channel), ``NUM_SEGMENTS`` clusters per image, labels upsampled to the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from code.data.gaze import GazeDataset, Stimulus
+from code.registry import SEGMENTERS
+from code.utils.logging import get_logger
+
+Sample = dict[str, np.ndarray]
+
+
+class Segmenter:
+    """Makes an (H, W) label map for a stimulus shown as ``image`` (H, W, 3 uint8)."""
+
+    def __call__(self, image: np.ndarray, stimulus: Stimulus) -> np.ndarray:
+        raise NotImplementedError
+
+    def has_segments(self, stimulus: Stimulus) -> bool:
+        """False when ``stimulus`` gets the fallback segmentation."""
+        return True
+
+    def content_key(self) -> dict[str, Any]:
+        """What, beyond DATA.SEGMENTS, changes the label maps (for the cache key)."""
+        return {}
+
+
+@SEGMENTERS.register("none")
+def no_segments() -> None:
+    """No segment maps: the default for models without segment-aware blocks."""
+    return None
+
+
+def relabel(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0..K-1 in order of value (file labels may have gaps, e.g. SAM ids)."""
+    return np.unique(labels, return_inverse=True)[1].reshape(labels.shape).astype(np.int32)
+
+
+def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize: output pixel centres sampled in the input label map."""
+    rows = ((np.arange(height) + 0.5) * labels.shape[0] / height).astype(int)
+    cols = ((np.arange(width) + 0.5) * labels.shape[1] / width).astype(int)
+    return labels[rows[:, None], cols[None, :]]
+
+
+@SEGMENTERS.register("files")
+class SegmentFiles(Segmenter):
+    """Label maps read from ``dir`` (``<stem>.npy`` or ``<stem>.png``, stem of the image id)."""
+
+    def __init__(self, dir: str) -> None:
+        self.dir = Path(dir)
+        if not self.dir.is_dir():
+            raise FileNotFoundError(
+                f"segment folder not found: {self.dir} (DATA.SEGMENTS.FILES.DIR)"
+            )
+
+    def _path(self, stimulus: Stimulus) -> Path | None:
+        stem = Path(stimulus.id).stem
+        for suffix in (".npy", ".png"):
+            if (path := self.dir / f"{stem}{suffix}").is_file():
+                return path
+        return None
+
+    def has_segments(self, stimulus: Stimulus) -> bool:
+        return self._path(stimulus) is not None
+
+    def __call__(self, image: np.ndarray, stimulus: Stimulus) -> np.ndarray:
+        path = self._path(stimulus)
+        height, width = image.shape[:2]
+        if path is None:
+            return np.zeros((height, width), dtype=np.int32)  # the documented fallback
+        if path.suffix == ".npy":
+            labels = np.load(path)
+        else:
+            with Image.open(path) as file:
+                labels = np.asarray(file)
+        if labels.ndim == 3:  # a colour-coded PNG: one label per distinct colour
+            labels = labels[..., 0].astype(np.int64) << 16 | labels[..., 1] << 8 | labels[..., 2]
+        if labels.ndim != 2:
+            raise ValueError(f"{path}: a segment map must be (H, W), got shape {labels.shape}")
+        return relabel(resize_nearest(labels, height, width))
+
+    def content_key(self) -> dict[str, Any]:
+        files = sorted(self.dir.iterdir())
+        return {"files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
+
+
+@SEGMENTERS.register("kmeans")
+class KMeansSegmenter(Segmenter):
+    """``num_segments`` k-means clusters of the encoder's feature vectors, per image."""
+
+    def __init__(
+        self, num_segments: int, iterations: int, encoder: Callable[[], torch.nn.Module]
+    ) -> None:
+        """``encoder`` builds the configured model encoder (with its weights, seeded)."""
+        if num_segments < 1 or iterations < 1:
+            raise ValueError("kmeans NUM_SEGMENTS and ITERATIONS must be at least 1")
+        self.num_segments = num_segments
+        self.iterations = iterations
+        self._make_encoder = encoder
+        self._encoder: torch.nn.Module | None = None
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray, stimulus: Stimulus) -> np.ndarray:
+        from code.models.layers.feature_maps import concat_on_grid, finest_stride
+
+        if self._encoder is None:
+            self._encoder = self._make_encoder().eval()
+        encoder = self._encoder
+        height, width = image.shape[:2]
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255)
+        shapes = encoder.output_shapes
+        stride = finest_stride(shapes)
+        grid = concat_on_grid(encoder(x), shapes, stride, (height, width))[0]
+        points = grid.flatten(1).T  # (positions, channels)
+        points = (points - points.mean(0)) / (points.std(0) + 1e-6)
+        labels = kmeans(points, self.num_segments, self.iterations, seed=0).view(grid.shape[1:])
+        labels = labels.repeat_interleave(stride, 0).repeat_interleave(stride, 1)
+        return relabel(labels[:height, :width].numpy())
+
+    def content_key(self) -> dict[str, Any]:
+        return {"encoder": repr(self._make_encoder)}
+
+
+def kmeans(points: torch.Tensor, k: int, iterations: int, seed: int) -> torch.Tensor:
+    """Cluster index of each row of ``points``; k-means++ initialisation, Lloyd iterations."""
+    generator = torch.Generator().manual_seed(seed)
+    k = min(k, len(points))
+    centres = points[torch.randint(len(points), (1,), generator=generator)]
+    for _ in range(1, k):
+        nearest = torch.cdist(points, centres).min(1).values ** 2
+        pick = torch.multinomial(nearest + 1e-12, 1, generator=generator)
+        centres = torch.cat([centres, points[pick]])
+    for _ in range(iterations):
+        labels = torch.cdist(points, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, labels, points)
+        counts = torch.bincount(labels, minlength=k)[:, None]
+        centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)  # keep empty ones
+    return torch.cdist(points, centres).argmin(1)
+
+
+class SegmentedSamples(torch.utils.data.Dataset):
+    """Per-image samples with a ``segments`` label map (H, W) added by ``segmenter``."""
+
+    def __init__(
+        self, images: torch.utils.data.Dataset, dataset: GazeDataset, segmenter: Segmenter
+    ) -> None:
+        self.images = images
+        self.dataset = dataset
+        self.segmenter = segmenter
+        fallback = sum(not segmenter.has_segments(s) for s in dataset.stimuli)
+        if fallback:
+            get_logger().warning(
+                "%s: %d of %d images have no segment map; each gets one segment covering "
+                "the whole image",
+                dataset.name,
+                fallback,
+                len(dataset.stimuli),
+            )
+        self.fallback_count = fallback
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        return self.images.sizes
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = dict(self.images[index])
+        sample["segments"] = self.segmenter(sample["image"], self.dataset.stimuli[index])
+        return sample
