@@ -22,7 +22,11 @@ from code.data.build import SPLITS, build_loader, build_samples, build_splits
 from code.data.gaze import GazeDataset
 from code.data.samples import collate
 from code.engine.checkpoint import load_checkpoint, load_model_state
-from code.engine.evaluator import evaluate_log_density_model, to_original_size
+from code.engine.evaluator import (
+    evaluate_conditional_log_likelihood,
+    evaluate_log_density_model,
+    to_original_size,
+)
 from code.engine.trainer import Trainer
 from code.engine.visualize import save_overlay
 from code.models.build import GazeModel, build_model
@@ -79,6 +83,7 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir
     }
     loaders = {name: build_loader(cfg, samples[name], name == "train") for name in SPLITS}
     model = build_model(cfg)
+    model.set_centerbias(splits.centerbias)  # travels in the checkpoint, for code.predict
     log = get_logger()
     log.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
     best = output_dir / "best.pt"
@@ -92,7 +97,9 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir
     if not model.predicts_log_density:
         log.info("the decoder predicts no log-density: nothing to score with the saliency metrics")
         return {}
-    scores = evaluate_log_density_model(
+    scanpaths = cfg.DATA.SAMPLES.NAME == "scanpath"
+    evaluate = evaluate_conditional_log_likelihood if scanpaths else evaluate_log_density_model
+    scores = evaluate(
         model,
         loaders["test"],
         splits.test,
@@ -104,7 +111,7 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir
         "metrics": scores.pop("model"),
         "baselines": scores,
         "n_images": len(splits.test.stimuli),
-        "n_fixations": len(splits.test.fixations),
+        "n_fixations": samples["test"].num_fixations,
         "checkpoint": str(best),
     }
     if dist.is_main():
@@ -112,7 +119,13 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir
         log.info(
             "test set results (IG over the centre bias, bits/fixation):\n%s", format_table(report)
         )
-        save_overlays(cfg, model, splits.test, samples["test"], device, output_dir)
+        if scanpaths:
+            log.info(
+                "conditional scores (each fixation given the ones before it); sampled "
+                "scanpaths: python -m code.predict --scanpaths K"
+            )
+        else:
+            save_overlays(cfg, model, splits.test, samples["test"], device, output_dir)
     return report
 
 

@@ -22,13 +22,14 @@ LN2 = float(np.log(2))
 
 
 def to_original_size(log_density: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a (H, W) log-density to ``size`` and renormalise it over the new pixels."""
-    if tuple(log_density.shape) == size:
+    """Resize (..., H, W) log-densities to ``size`` and renormalise each over the new pixels."""
+    if tuple(log_density.shape[-2:]) == size:
         return log_density
+    lead, hw = log_density.shape[:-2], log_density.shape[-2:]
     resized = F.interpolate(
-        log_density[None, None].float(), size=size, mode="bilinear", align_corners=False
+        log_density.reshape(-1, 1, *hw).float(), size=size, mode="bilinear", align_corners=False
     )
-    return torch.log_softmax(resized.flatten(), dim=0).view(size)
+    return torch.log_softmax(resized.flatten(1), dim=1).view(*lead, *size)
 
 
 @dataclass
@@ -103,4 +104,51 @@ def _finish(sums: _Sums, centerbias: _Sums) -> dict[str, float]:
         "IG": (ll - cb_ll) / n / LN2,
         "NSS": nss / n,
         "AUC": auc / n,
+    }
+
+
+@torch.no_grad()
+def evaluate_conditional_log_likelihood(
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    dataset: GazeDataset,
+    centerbias: Callable[[int, int], np.ndarray],
+    device: torch.device,
+    progress: bool,
+) -> dict[str, dict[str, float]]:
+    """Per-fixation LL and IG on scanpath samples (each fixation given the ones before it).
+
+    A scanpath model predicts one density per fixation, (B, N, H, W); a spatial model's (B, H, W)
+    serves every fixation of its image, so both are scored on exactly the same fixations. Each
+    density is taken to the original size and read at the fixation's original coordinates.
+    LL in nats, IG over the centre bias in bits, both averaged over fixations.
+    """
+    model.eval()
+    names = ("model", "centerbias", "uniform")
+    sums = torch.zeros(len(names) + 1, dtype=torch.float64)  # LLs, then the fixation count
+    fix = dataset.fixations
+    for batch in tqdm(loader, desc="evaluate (conditional)", disable=not progress, leave=False):
+        if batch.fixation_rows is None:
+            raise ValueError("conditional evaluation needs scanpath samples (DATA.SAMPLES)")
+        prediction = model(batch.to(device))
+        for item, index in enumerate(batch.image_index.tolist()):
+            rows = batch.fixation_rows[item][batch.fixation_mask[item]].numpy()
+            size = dataset.stimuli[index].size
+            own = prediction[item] if prediction.dim() == 4 else prediction[item][None]
+            log_density = to_original_size(own[: len(rows)], size).cpu()
+            r, c = np.floor(fix.y[rows]).astype(int), np.floor(fix.x[rows]).astype(int)
+            at = log_density[np.arange(len(rows)) % len(log_density), r, c]
+            sums += torch.tensor(
+                [
+                    float(at.double().sum()),
+                    float(centerbias(*size)[r, c].sum()),
+                    float(uniform_log_density(*size)[r, c].sum()),
+                    len(rows),
+                ],
+                dtype=torch.float64,
+            )
+    *ll, n = dist.all_reduce_sum(sums.to(device)).tolist()
+    return {
+        name: {"LL": value / n, "IG": (value - ll[1]) / n / LN2}
+        for name, value in zip(names, ll, strict=True)
     }
