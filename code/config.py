@@ -92,9 +92,23 @@ def load_config(path: str | Path, opts: list[str]) -> CfgNode:
     errors = list(_validate(tree, SCHEMA, prefix="", sources=sources, root_file=str(path)))
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    cfg = CfgNode(tree)
+    cfg = CfgNode(_in_schema_order(tree, SCHEMA))
     cfg.freeze()
     return cfg
+
+
+def _in_schema_order(tree: dict, schema: Any) -> dict:
+    """The validated tree with keys in the schema's order, so saved configs read top-down."""
+    if isinstance(schema, Choice):
+        name = tree["NAME"]
+        return {
+            "NAME": name,
+            name.upper(): _in_schema_order(tree[name.upper()], schema.registry.schema(name)),
+        }
+    return {
+        key: _in_schema_order(tree[key], sub) if isinstance(sub, dict | Choice) else tree[key]
+        for key, sub in schema.items()
+    }
 
 
 def save_config(cfg: CfgNode, path: Path) -> None:
