@@ -4,12 +4,11 @@ loaders live in :mod:`code.data`), plus the pysaliency 0.2.22 objects used as th
 from __future__ import annotations
 
 import os
+from code.data.gaze import Fixations, GazeDataset, Stimulus
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from code.data.gaze import Fixations, GazeDataset, Stimulus
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,9 +37,12 @@ class OsieFixations:
 def read_osie(n_images: int | None = None) -> OsieFixations:
     """The first ``n_images`` OSIE images (sorted by name) and their fixations."""
     table = np.genfromtxt(
-        data_root() / "osie" / "fixations.csv", delimiter=",", names=True, dtype=None,
-        encoding="utf-8", usecols=("image", "subject", "fix_index", "x", "y", "duration_ms",
-                                   "img_w", "img_h"),
+        data_root() / "osie" / "fixations.csv",
+        delimiter=",",
+        names=True,
+        dtype=None,
+        encoding="utf-8",
+        usecols=("image", "subject", "fix_index", "x", "y", "duration_ms", "img_w", "img_h"),
     )
     names, image = np.unique(table["image"], return_inverse=True)
     keep = np.arange(len(names) if n_images is None else n_images)
@@ -63,11 +65,19 @@ def osie_dataset(osie: OsieFixations) -> GazeDataset:
     """The fixations as the framework's internal :class:`GazeDataset` (no image files)."""
     nan = np.full(len(osie.x), np.nan)
     fixations = Fixations(
-        x=osie.x, y=osie.y, image=osie.image, subject=osie.subject,
-        train=osie.image * (osie.subject.max() + 1) + osie.subject, index=osie.fix_index,
-        onset_ms=nan, duration_ms=osie.duration_ms,
+        x=osie.x,
+        y=osie.y,
+        image=osie.image,
+        subject=osie.subject,
+        train=osie.image * (osie.subject.max() + 1) + osie.subject,
+        index=osie.fix_index,
+        onset_ms=nan,
+        duration_ms=osie.duration_ms,
     )
-    stimuli = [Stimulus(f"{stem}.jpg", int(h), int(w), None) for stem, (h, w) in zip(osie.stems, osie.sizes)]
+    stimuli = [
+        Stimulus(f"{stem}.jpg", int(h), int(w), None)
+        for stem, (h, w) in zip(osie.stems, osie.sizes, strict=True)
+    ]
     return GazeDataset("osie", stimuli, fixations)
 
 

@@ -14,12 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
-
-import numpy as np
-import torch
-from tqdm import tqdm
-
 from code.data.gaze import GazeDataset, Stimulus
 from code.metrics.baselines import (
     CrossValidatedCenterBias,
@@ -30,6 +24,11 @@ from code.metrics.evaluator import METRICS, SaliencyEvaluator
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation
 from code.metrics.saliency import as_float64, log_likelihoods, shuffled_nonfixations
 from code.registry import DATASETS
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
 
 
 def stimulus_stem(stimulus: Stimulus) -> str:
@@ -91,15 +90,26 @@ def evaluate_saliency(
     sizes = np.array([s.size for s in dataset.stimuli], dtype=np.int64)
 
     def evaluator(k: str) -> SaliencyEvaluator:
-        return SaliencyEvaluator(k, protocol, fixation_map_sigma, judd_jitter_seed, sim_optimisation)
+        return SaliencyEvaluator(
+            k, protocol, fixation_map_sigma, judd_jitter_seed, sim_optimisation
+        )
 
-    evaluators = {"model": evaluator(kind), "uniform": evaluator("log-density"),
-                  "center_bias": evaluator("log-density")}
-    shuffled = _shuffled_baselines(dataset, files, evaluators, center_bias, device) if protocol == "benchmark" else {}
+    evaluators = {
+        "model": evaluator(kind),
+        "uniform": evaluator("log-density"),
+        "center_bias": evaluator("log-density"),
+    }
+    shuffled = (
+        _shuffled_baselines(dataset, files, evaluators, center_bias, device)
+        if protocol == "benchmark"
+        else {}
+    )
 
     gold_ll = gold_standard.log_likelihoods(dataset)
     gold_gain_sum = 0.0
-    for i, (stim, path) in enumerate(tqdm(list(zip(dataset.stimuli, files)), desc="images", unit="img")):
+    for i, (stim, path) in enumerate(
+        tqdm(list(zip(dataset.stimuli, files, strict=True)), desc="images", unit="img")
+    ):
         rows = fix.image == i
         xs, ys = fix.x[rows], fix.y[rows]
         if len(xs) == 0:
@@ -113,9 +123,16 @@ def evaluate_saliency(
         }
         for name, ev in evaluators.items():
             ev.update(
-                predictions_of[name], xs, ys, name=str(path) if name == "model" else name,
-                baseline_log_density=center, shuffled_xs=sx, shuffled_ys=sy,
-                shuffled_log_density=shuffled[name].log_density_without(predictions_of[name]) if shuffled else None,
+                predictions_of[name],
+                xs,
+                ys,
+                name=str(path) if name == "model" else name,
+                baseline_log_density=center,
+                shuffled_xs=sx,
+                shuffled_ys=sy,
+                shuffled_log_density=shuffled[name].log_density_without(predictions_of[name])
+                if shuffled
+                else None,
             )
         center_ll = log_likelihoods(center, xs, ys).cpu().numpy()
         gold_gain_sum += float((gold_ll[rows] - center_ll).sum() / math.log(2))
@@ -132,26 +149,41 @@ def evaluate_saliency(
         "n_fixations": n_fix,
         "baseline": {
             "information_gain_over": "center_bias",
-            "center_bias": {"bandwidth": center_bias.bandwidth,
-                            "uniform_weight": center_bias.uniform_weight, "folds": center_bias.folds},
-            "gold_standard": {"bandwidth": gold_standard.bandwidth,
-                              "uniform_weight": gold_standard.uniform_weight},
+            "center_bias": {
+                "bandwidth": center_bias.bandwidth,
+                "uniform_weight": center_bias.uniform_weight,
+                "folds": center_bias.folds,
+            },
+            "gold_standard": {
+                "bandwidth": gold_standard.bandwidth,
+                "uniform_weight": gold_standard.uniform_weight,
+            },
         },
         "baselines": baselines,
-        "settings": {"kind": kind, "protocol": protocol, "fixation_map_sigma": fixation_map_sigma,
-                     "judd_jitter_seed": judd_jitter_seed},
+        "settings": {
+            "kind": kind,
+            "protocol": protocol,
+            "fixation_map_sigma": fixation_map_sigma,
+            "judd_jitter_seed": judd_jitter_seed,
+        },
     }
 
 
-def _shuffled_baselines(dataset, files, evaluators, center_bias, device) -> dict[str, ShuffledBaseline]:
+def _shuffled_baselines(
+    dataset, files, evaluators, center_bias, device
+) -> dict[str, ShuffledBaseline]:
     """First pass of the benchmark protocol: each model's mean density over all images."""
     common = {s.size for s in dataset.stimuli}
     compute_size = next(iter(common)) if len(common) == 1 else (500, 500)
     result = {name: ShuffledBaseline(compute_size) for name in evaluators}
-    for i, (stim, path) in enumerate(tqdm(list(zip(dataset.stimuli, files)), desc="shuffled baseline")):
+    for i, (stim, path) in enumerate(
+        tqdm(list(zip(dataset.stimuli, files, strict=True)), desc="shuffled baseline")
+    ):
         result["model"].add(as_float64(load_prediction(path, stim), device))
         result["uniform"].add(as_float64(uniform_log_density(stim.height, stim.width), device))
-        result["center_bias"].add(as_float64(center_bias.log_density(i, stim.height, stim.width), device))
+        result["center_bias"].add(
+            as_float64(center_bias.log_density(i, stim.height, stim.width), device)
+        )
     return result
 
 
@@ -162,57 +194,103 @@ def format_table(result: dict) -> str:
         cells = [columns[c].get(metric) for c in columns]
         if all(v is None for v in cells):
             continue
-        lines.append(f"{metric:<10}" + "".join(f"{'—' if v is None else f'{v:.5f}':>15}" for v in cells))
-    lines.append(f"{result['n_images']} images, {result['n_fixations']} fixations; "
-                 f"IG in bits/fixation over the {result['baseline']['information_gain_over']}")
+        lines.append(
+            f"{metric:<10}" + "".join(f"{'—' if v is None else f'{v:.5f}':>15}" for v in cells)
+        )
+    lines.append(
+        f"{result['n_images']} images, {result['n_fixations']} fixations; "
+        f"IG in bits/fixation over the {result['baseline']['information_gain_over']}"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m code.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m code.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("saliency", "scanpaths"):
         p = sub.add_parser(name)
-        p.add_argument("--dataset", required=True, help=f"registered data set ({', '.join(DATASETS.names())})")
+        p.add_argument(
+            "--dataset", required=True, help=f"registered data set ({', '.join(DATASETS.names())})"
+        )
         p.add_argument("--root", type=Path, required=True)
         p.add_argument("--predictions", type=Path, required=True)
         p.add_argument("--out", type=Path, required=True)
     sal = sub.choices["saliency"]
     sal.add_argument("--kind", choices=["log-density", "saliency-map"], required=True)
-    sal.add_argument("--fixation-map-sigma", type=float, required=True,
-                     help="σ in pixels of the Gaussian blurring the empirical fixation map (CC, KLDiv, SIM)")
+    sal.add_argument(
+        "--fixation-map-sigma",
+        type=float,
+        required=True,
+        help="σ in pixels of the Gaussian blurring the empirical fixation map (CC, KLDiv, SIM)",
+    )
     sal.add_argument("--protocol", choices=["raw", "benchmark"], default="raw")
-    sal.add_argument("--judd-jitter-seed", default="42",
-                     help="seed of pysaliency's AUC-Judd tie-breaking noise, or 'none'")
-    sal.add_argument("--center-bias-bandwidth", type=float, default=0.05, help="fraction of the image size")
+    sal.add_argument(
+        "--judd-jitter-seed",
+        default="42",
+        help="seed of pysaliency's AUC-Judd tie-breaking noise, or 'none'",
+    )
+    sal.add_argument(
+        "--center-bias-bandwidth", type=float, default=0.05, help="fraction of the image size"
+    )
     sal.add_argument("--center-bias-uniform-weight", type=float, default=0.01)
     sal.add_argument("--center-bias-folds", type=int, default=10)
-    sal.add_argument("--sim-steps", type=int, default=0,
-                     help="benchmark protocol: steps of the SIM-optimal map search (0: blurred density)")
+    sal.add_argument(
+        "--sim-steps",
+        type=int,
+        default=0,
+        help="benchmark protocol: steps of the SIM-optimal map search (0: blurred density)",
+    )
     sal.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     scan = sub.choices["scanpaths"]
-    scan.add_argument("--grid", type=int, nargs=2, default=(5, 5), metavar=("ROWS", "COLS"),
-                      help="spatial grid of the string-based metrics and ScanMatch")
+    scan.add_argument(
+        "--grid",
+        type=int,
+        nargs=2,
+        default=(5, 5),
+        metavar=("X_BINS", "Y_BINS"),
+        help="spatial grid of the string-based metrics and ScanMatch",
+    )
+    scan.add_argument("--scanmatch-threshold", type=float, default=3.5, help="in grid cells")
+    scan.add_argument("--scanmatch-gap", type=float, default=0.0)
+    scan.add_argument("--temporal-bin-ms", type=float, default=50.0, help="0: no temporal binning")
     args = parser.parse_args(argv)
 
     dataset = DATASETS.get(args.dataset)(root=args.root)
     if args.command == "saliency":
         jitter = None if args.judd_jitter_seed.lower() == "none" else int(args.judd_jitter_seed)
         result = evaluate_saliency(
-            dataset, args.predictions, args.kind, args.protocol, args.fixation_map_sigma, jitter,
-            CrossValidatedCenterBias(args.center_bias_bandwidth, args.center_bias_uniform_weight,
-                                     args.center_bias_folds).fit(dataset),
+            dataset,
+            args.predictions,
+            args.kind,
+            args.protocol,
+            args.fixation_map_sigma,
+            jitter,
+            CrossValidatedCenterBias(
+                args.center_bias_bandwidth, args.center_bias_uniform_weight, args.center_bias_folds
+            ).fit(dataset),
             LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
-            SimOptimisation(steps=args.sim_steps, fixation_count=100, batch_size=8,
-                            learning_rate=1e-3, seed=0),
+            SimOptimisation(
+                steps=args.sim_steps, fixation_count=100, batch_size=8, learning_rate=1e-3, seed=0
+            ),
             torch.device(args.device),
         )
         table = format_table(result)
     else:
-        from code.metrics.scanpath import evaluate_scanpaths, format_scanpath_table
+        from code.metrics.scanpath import (
+            Grid,
+            ScanMatchParams,
+            evaluate_scanpaths,
+            format_scanpath_table,
+        )
 
-        result = evaluate_scanpaths(dataset, args.predictions, tuple(args.grid))
+        params = ScanMatchParams(
+            Grid(*args.grid), args.scanmatch_threshold, args.scanmatch_gap, args.temporal_bin_ms
+        )
+        result = evaluate_scanpaths(dataset, args.predictions, params)
         table = format_scanpath_table(result)
     args.out.write_text(json.dumps(result, indent=2))
     print(table)

@@ -3,10 +3,10 @@ cross-validated over images) and the leave-one-subject-out gold standard."""
 
 from __future__ import annotations
 
+from code.data.gaze import GazeDataset
+
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
-
-from code.data.gaze import GazeDataset
 
 
 def uniform_log_density(height: int, width: int) -> np.ndarray:
@@ -26,7 +26,9 @@ class CenterBias:
 
     def __init__(self, bandwidth: float, uniform_weight: float) -> None:
         if not 0 < bandwidth < 1:
-            raise ValueError(f"centre-bias bandwidth must be in (0, 1) of the image size, got {bandwidth}")
+            raise ValueError(
+                f"centre-bias bandwidth must be in (0, 1) of the image size, got {bandwidth}"
+            )
         if not 0 <= uniform_weight <= 1:
             raise ValueError(f"centre-bias uniform weight must be in [0, 1], got {uniform_weight}")
         self.bandwidth = bandwidth
@@ -127,7 +129,9 @@ class LeaveOneSubjectOutGoldStandard:
             kernel = self._kernel_densities(dataset, bandwidth)
 
             def negative_ll(logit_w: float, kernel: np.ndarray = kernel) -> float:
-                return -self._mixture_log_likelihoods(dataset, kernel, 1 / (1 + np.exp(-logit_w))).sum()
+                return -self._mixture_log_likelihoods(
+                    dataset, kernel, 1 / (1 + np.exp(-logit_w))
+                ).sum()
 
             if self.uniform_weight is None:
                 result = minimize_scalar(negative_ll, bounds=(-12, 4), method="bounded")
@@ -171,7 +175,9 @@ class LeaveOneSubjectOutGoldStandard:
         return result
 
     @staticmethod
-    def _mixture_log_likelihoods(dataset: GazeDataset, kernel: np.ndarray, weight: float) -> np.ndarray:
+    def _mixture_log_likelihoods(
+        dataset: GazeDataset, kernel: np.ndarray, weight: float
+    ) -> np.ndarray:
         sizes = np.array([s.height * s.width for s in dataset.stimuli], dtype=np.float64)
         uniform = 1 / sizes[dataset.fixations.image]
         return np.log((1 - weight) * np.nan_to_num(kernel) + weight * uniform)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from code.metrics import saliency as M
+from code.metrics.protocol import MetricMaps, SimOptimisation, benchmark_maps, raw_maps
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.distributed as dist
-
-from code.metrics import saliency as M
-from code.metrics.protocol import MetricMaps, SimOptimisation, benchmark_maps, raw_maps
 
 METRICS = ("AUC", "sAUC", "AUC_Judd", "NSS", "CC", "KLDiv", "SIM", "LL", "IG")
 Kind = Literal["log-density", "saliency-map"]
@@ -52,7 +51,9 @@ class SaliencyEvaluator:
         if protocol not in ("raw", "benchmark"):
             raise ValueError(f"protocol must be 'raw' or 'benchmark', got {protocol!r}")
         if protocol == "benchmark" and kind != "log-density":
-            raise ValueError("the benchmark protocol derives maps from a density: needs kind 'log-density'")
+            raise ValueError(
+                "the benchmark protocol derives maps from a density: needs kind 'log-density'"
+            )
         self.kind = kind
         self.protocol = protocol
         self.sigma = fixation_map_sigma
@@ -95,7 +96,10 @@ class SaliencyEvaluator:
         ordered = M.sorted_values(maps.auc)
         values["AUC"] = (M.auc(maps.auc, xs, ys, ordered).item() * n, n)
         if shuffled_xs is not None and maps.sauc is not None:
-            values["sAUC"] = (M.shuffled_auc(maps.sauc, xs, ys, shuffled_xs, shuffled_ys).item() * n, n)
+            values["sAUC"] = (
+                M.shuffled_auc(maps.sauc, xs, ys, shuffled_xs, shuffled_ys).item() * n,
+                n,
+            )
         jitter = None if self._jitter is None else self._jitter.randn(*pred.shape) * JUDD_JITTER
         values["AUC_Judd"] = (M.auc_judd(maps.auc, xs, ys, jitter, ordered).item(), 1)
         values["NSS"] = (M.nss(maps.auc, xs, ys).sum().item(), n)
@@ -122,7 +126,11 @@ class SaliencyEvaluator:
     ) -> MetricMaps:
         if self.protocol == "raw":
             return raw_maps(scored)
-        shuffled = None if shuffled_log_density is None else M.as_float64(shuffled_log_density, pred.device)
+        shuffled = (
+            None
+            if shuffled_log_density is None
+            else M.as_float64(shuffled_log_density, pred.device)
+        )
         return benchmark_maps(pred, self.sigma, shuffled, self.sim_optimisation)
 
     def state(self) -> torch.Tensor:

@@ -18,12 +18,11 @@ maps (pysaliency's ``DensitySaliencyMapModel``, ``ShuffledAUCSaliencyMapModel`` 
 
 from __future__ import annotations
 
+from code.metrics.saliency import as_float64, blur_matrix, gaussian_blur
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from code.metrics.saliency import as_float64, blur_matrix, gaussian_blur
 
 
 @dataclass
@@ -38,7 +37,9 @@ class MetricMaps:
 
 def raw_maps(saliency_map: torch.Tensor) -> MetricMaps:
     """Every metric scores the same map."""
-    return MetricMaps(auc=saliency_map, sauc=saliency_map, fixation_map=saliency_map, sim=saliency_map)
+    return MetricMaps(
+        auc=saliency_map, sauc=saliency_map, fixation_map=saliency_map, sim=saliency_map
+    )
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,9 @@ def sim_optimal_map(
     optimiser = torch.optim.Adam([logits], lr=opt.learning_rate)
     for _ in range(opt.steps):
         flat = torch.multinomial(
-            density.flatten(), opt.batch_size * opt.fixation_count, replacement=True,
+            density.flatten(),
+            opt.batch_size * opt.fixation_count,
+            replacement=True,
             generator=generator,
         ).view(opt.batch_size, opt.fixation_count)
         rows_at = rows_blur[:, flat // width].permute(1, 0, 2)  # (B, H, n)
@@ -129,5 +132,7 @@ class ShuffledBaseline:
 
 def _resize_density(density: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(density.shape) != tuple(size):
-        density = F.interpolate(density[None, None], size=size, mode="bilinear", align_corners=True)[0, 0]
+        density = F.interpolate(
+            density[None, None], size=size, mode="bilinear", align_corners=True
+        )[0, 0]
     return density / density.sum()

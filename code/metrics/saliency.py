@@ -83,7 +83,9 @@ def empirical_saliency_map(
     fixation: ``B_rows[:, rows] @ B_cols[:, cols].T`` — far cheaper than filtering a dense map.
     """
     rows, cols = pixel_index(xs, ys, device)
-    return blur_matrix(height, sigma, device)[:, rows] @ blur_matrix(width, sigma, device)[:, cols].T
+    return (
+        blur_matrix(height, sigma, device)[:, rows] @ blur_matrix(width, sigma, device)[:, cols].T
+    )
 
 
 # --------------------------------------------------------------------------- ROC
@@ -98,7 +100,9 @@ def sorted_values(saliency_map: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.sort(saliency_map.flatten().numpy()))
 
 
-def _count_below(ordered: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _count_below(
+    ordered: torch.Tensor, thresholds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """How many of the ascending ``ordered`` values are < each threshold, and how many equal it."""
     below = torch.searchsorted(ordered, thresholds, right=False)
     return below, torch.searchsorted(ordered, thresholds, right=True) - below
