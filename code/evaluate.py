@@ -68,6 +68,13 @@ def load_prediction(path: Path, stimulus: Stimulus) -> np.ndarray:
     return array
 
 
+def sim_optimisation(steps: int) -> SimOptimisation:
+    """The SIM-optimal map search with ``steps`` steps (0: the blurred density is used)."""
+    return SimOptimisation(
+        steps=steps, fixation_count=100, batch_size=8, learning_rate=1e-3, seed=0
+    )
+
+
 def evaluate_saliency(
     dataset: GazeDataset,
     predictions: Path,
@@ -100,6 +107,8 @@ def evaluate_saliency(
         "uniform": evaluator("log-density"),
         "center_bias": evaluator("log-density"),
     }
+    if all(s.true_log_density is not None for s in dataset.stimuli):
+        evaluators["oracle"] = evaluator("log-density")  # generated data: the true density
     shuffled = (
         _shuffled_baselines(dataset, files, evaluators, center_bias, device)
         if protocol == "benchmark"
@@ -122,6 +131,8 @@ def evaluate_saliency(
             "uniform": as_float64(uniform_log_density(stim.height, stim.width), device),
             "center_bias": center,
         }
+        if "oracle" in evaluators:
+            predictions_of["oracle"] = as_float64(stim.true_log_density(), device)
         for name, ev in evaluators.items():
             ev.update(
                 predictions_of[name],
@@ -185,6 +196,8 @@ def _shuffled_baselines(
         result["center_bias"].add(
             as_float64(center_bias.log_density(i, stim.height, stim.width), device)
         )
+        if "oracle" in result:
+            result["oracle"].add(as_float64(stim.true_log_density(), device))
     return result
 
 
@@ -274,9 +287,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.center_bias_bandwidth, args.center_bias_uniform_weight, args.center_bias_folds
             ).fit(dataset),
             LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
-            SimOptimisation(
-                steps=args.sim_steps, fixation_count=100, batch_size=8, learning_rate=1e-3, seed=0
-            ),
+            sim_optimisation(args.sim_steps),
             torch.device(args.device),
         )
         table = format_table(result)
