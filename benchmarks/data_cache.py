@@ -1,7 +1,8 @@
 """Samples/second: reading preprocessed OSIE samples through the LMDB cache vs decoding the JPEGs.
 
-Both paths produce the same samples (decode, bilinear resize to --size, fixations rescaled, a
-centre-bias map); the cache is built from the decoding path, so only the reading differs. Reads
+Both paths produce the same samples — the framework's ``SaliencySamples`` (decode, bilinear
+resize to --size, fixations rescaled, the centre-bias map); the cache is built from the decoding
+path, so only the reading differs. Reads
 are in a shuffled order (as training reads them), in one process, after one warm-up pass over
 the cache (the OS page cache then holds it, as it does during training).
 
@@ -17,42 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from code.data.cache import build_cache, fingerprint_dataset
-from code.data.gaze import GazeDataset
 from code.data.loaders.osie import load_osie
-
-
-class DecodedSamples(Sequence):
-    """Sample i: stimulus i decoded from its JPEG and resized, fixations in resized pixels."""
-
-    def __init__(self, dataset: GazeDataset, size: tuple[int, int]) -> None:
-        self.dataset, self.size = dataset, size
-        height, width = size
-        yy, xx = np.mgrid[0:height, 0:width]
-        density = np.exp(
-            -(((yy - height / 2) / (0.3 * height)) ** 2 + ((xx - width / 2) / (0.3 * width)) ** 2)
-        )
-        self.centerbias = np.log(density / density.sum()).astype(np.float32)
-        self.rows = [
-            np.flatnonzero(dataset.fixations.image == i) for i in range(len(dataset.stimuli))
-        ]
-
-    def __len__(self) -> int:
-        return len(self.dataset.stimuli)
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        stimulus = self.dataset.stimuli[index]
-        height, width = self.size
-        image = np.asarray(Image.fromarray(stimulus.read()).resize((width, height), Image.BILINEAR))
-        fix = self.dataset.fixations.select(self.rows[index])
-        scale = np.array([width / stimulus.width, height / stimulus.height])
-        return {
-            "image": image,
-            "fixations": (np.stack([fix.x, fix.y], axis=1) * scale).astype(np.float32),
-            "centerbias": self.centerbias,
-        }
+from code.data.samples import SaliencySamples
+from code.metrics.baselines import CenterBias
 
 
 def rate(source: Sequence, order: np.ndarray) -> float:
@@ -71,8 +41,9 @@ def main() -> None:
     parser.add_argument("--cache", help="cache folder (default: a temporary one)")
     args = parser.parse_args()
     dataset = load_osie(args.root)
-    decoded = DecodedSamples(dataset, tuple(args.size))
-    key = {"data": fingerprint_dataset(dataset), "size": args.size, "centerbias": "gauss0.3"}
+    centerbias = CenterBias(bandwidth=0.05, uniform_weight=0.01).fit(dataset)
+    decoded = SaliencySamples(dataset, tuple(args.size), centerbias.log_density)
+    key = {"data": fingerprint_dataset(dataset), "size": args.size, "centerbias": [0.05, 0.01]}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.cache) if args.cache else Path(tmp) / "osie"
         start = time.perf_counter()

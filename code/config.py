@@ -74,7 +74,12 @@ SCHEMA: dict[str, Any] = {
         "LOG_EVERY": int,
     },
     "EVAL": {
+        "PROTOCOL": Literal["raw", "benchmark"],
         "FIXATION_MAP_SIGMA": float,
+        "CENTERBIAS_FOLDS": int,
+        "JUDD_JITTER_SEED": int | None,
+        "SIM_STEPS": int,
+        "KEEP_PREDICTIONS": bool,
         "NUM_OVERLAYS": int,
     },
 }
@@ -94,9 +99,23 @@ def load_config(path: str | Path, opts: list[str]) -> CfgNode:
     errors = list(_validate(tree, SCHEMA, prefix="", sources=sources, root_file=str(path)))
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    cfg = CfgNode(tree)
+    cfg = CfgNode(_in_schema_order(tree, SCHEMA))
     cfg.freeze()
     return cfg
+
+
+def _in_schema_order(tree: dict, schema: Any) -> dict:
+    """The validated tree with keys in the schema's order, so saved configs read top-down."""
+    if isinstance(schema, Choice):
+        name = tree["NAME"]
+        return {
+            "NAME": name,
+            name.upper(): _in_schema_order(tree[name.upper()], schema.registry.schema(name)),
+        }
+    return {
+        key: _in_schema_order(tree[key], sub) if isinstance(sub, dict | Choice) else tree[key]
+        for key, sub in schema.items()
+    }
 
 
 def save_config(cfg: CfgNode, path: Path) -> None:

@@ -15,7 +15,12 @@ class Config(Protocol):
 
 
 class EvalConfig(Protocol):
+    PROTOCOL: Literal["raw", "benchmark"]
     FIXATION_MAP_SIGMA: float
+    CENTERBIAS_FOLDS: int
+    JUDD_JITTER_SEED: int | None
+    SIM_STEPS: int
+    KEEP_PREDICTIONS: bool
     NUM_OVERLAYS: int
 
 

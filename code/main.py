@@ -22,13 +22,10 @@ from code.data.build import SPLITS, build_loader, build_samples, build_splits
 from code.data.gaze import GazeDataset
 from code.data.samples import collate
 from code.engine.checkpoint import load_checkpoint, load_model_state
-from code.engine.evaluator import (
-    evaluate_conditional_log_likelihood,
-    evaluate_log_density_model,
-    to_original_size,
-)
+from code.engine.evaluator import evaluate_model, evaluate_scanpath_model, to_original_size
 from code.engine.trainer import Trainer
 from code.engine.visualize import save_overlay
+from code.evaluate import format_table
 from code.models.build import GazeModel, build_model
 from code.utils import distributed as dist
 from code.utils.logging import get_logger, init_logger
@@ -98,48 +95,26 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir
         log.info("the decoder predicts no log-density: nothing to score with the saliency metrics")
         return {}
     scanpaths = cfg.DATA.SAMPLES.NAME == "scanpath"
-    evaluate = evaluate_conditional_log_likelihood if scanpaths else evaluate_log_density_model
-    scores = evaluate(
-        model,
-        loaders["test"],
-        splits.test,
-        splits.centerbias.log_density,
-        device,
-        progress=dist.is_main(),
-    )
-    report = {
-        "metrics": scores.pop("model"),
-        "baselines": scores,
-        "n_images": len(splits.test.stimuli),
-        "n_fixations": samples["test"].num_fixations,
-        "checkpoint": str(best),
-    }
+    if scanpaths:  # each fixation scored given the ones before it
+        report = evaluate_scanpath_model(cfg, model, loaders["test"], splits.test, device)
+    else:
+        report = evaluate_model(cfg, model, loaders["test"], splits.test, device, output_dir)
     if dist.is_main():
+        report["checkpoint"] = str(best)
         (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
-        log.info(
-            "test set results (IG over the centre bias, bits/fixation):\n%s", format_table(report)
-        )
-        if scanpaths:
-            log.info(
-                "conditional scores (each fixation given the ones before it); sampled "
-                "scanpaths: python -m code.predict --scanpaths K"
-            )
-        else:
+        log.info("test set results:\n%s", summary_table(report))
+        if not scanpaths:  # sampled scanpaths are drawn by code.predict --scanpaths K
             save_overlays(cfg, model, splits.test, samples["test"], device, output_dir)
-    return report
+    return report or {}
 
 
-def format_table(report: dict) -> str:
-    rows = {"model": report["metrics"], **report["baselines"]}
-    metrics = list(report["metrics"])
-    lines = [f"{'':<12}" + "".join(f"{m:>10}" for m in metrics)]
-    lines += [
-        f"{name:<12}" + "".join(f"{vals[m]:>10.4f}" for m in metrics) for name, vals in rows.items()
-    ]
+def summary_table(report: dict) -> str:
+    """The metric table, plus the share of the oracle's information gain where it is known."""
+    table = format_table(report)
     if "oracle" in report["baselines"]:
         share = report["metrics"]["IG"] / report["baselines"]["oracle"]["IG"]
-        lines.append(f"model IG / oracle IG = {share:.1%}")
-    return "\n".join(lines)
+        table += f"\nmodel IG / oracle IG = {share:.1%}"
+    return table
 
 
 @torch.no_grad()

@@ -74,22 +74,9 @@ class SaliencySamples(torch.utils.data.Dataset):
 
 
 @SAMPLES.register("saliency")
-class ImageSamples(torch.utils.data.Dataset):
+def saliency_samples(images: torch.utils.data.Dataset) -> torch.utils.data.Dataset:
     """One item per image with all its fixations (the spatial models' training items)."""
-
-    def __init__(self, images: torch.utils.data.Dataset, dataset: GazeDataset) -> None:
-        self.images = images
-        self.num_fixations = len(dataset.fixations)  # what evaluation scores
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def sizes(self) -> list[tuple[int, int]]:
-        return self.images.sizes
-
-    def __getitem__(self, index: int) -> Sample:
-        return self.images[index]
+    return images
 
 
 @SAMPLES.register("scanpath")
@@ -128,11 +115,6 @@ class ScanpathSamples(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self._trains)
-
-    @property
-    def num_fixations(self) -> int:
-        """How many fixations are targets (what conditional evaluation scores)."""
-        return sum(len(rows) - self._first_target for rows in self._trains)
 
     @property
     def sizes(self) -> list[tuple[int, int]]:
