@@ -128,7 +128,7 @@ class KMeansSegmenter(Segmenter):
             self._encoder = self._make_encoder().eval()
         encoder = self._encoder
         height, width = image.shape[:2]
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255)
+        x = torch.tensor(image).permute(2, 0, 1)[None].float().div(255)  # copy: may be read-only
         shapes = encoder.output_shapes
         stride = finest_stride(shapes)
         grid = concat_on_grid(encoder(x), shapes, stride, (height, width))[0]

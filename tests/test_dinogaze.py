@@ -1,0 +1,221 @@
+"""DinoGaze-SPADE: every ablation config trains a few steps; segments, painting, scanpath items."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from code.config import load_config
+from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
+from code.data.samples import ScanpathSamples, collate
+from code.data.segments import KMeansSegmenter, SegmentedSamples, SegmentFiles
+from code.main import main
+from code.models.layers.segments import segment_membership, semantic_painting
+from code.models.shapes import ShapeSpec
+
+ABLATIONS = sorted(
+    p for p in Path("configs/01_dinogaze_spade").rglob("*.yaml") if not p.name.startswith("_")
+)
+
+TINY_DATA = [
+    "DATA.DATASET.NAME", "generated",
+    "DATA.DATASET.GENERATED.NUM_IMAGES", "12",
+    "DATA.DATASET.GENERATED.HEIGHT", "42",
+    "DATA.DATASET.GENERATED.WIDTH", "56",
+    "DATA.DATASET.GENERATED.NUM_SUBJECTS", "3",
+    "DATA.DATASET.GENERATED.FIXATIONS_PER_SCANPATH", "4",
+    "DATA.DATASET.GENERATED.SEED", "0",
+    "DATA.SPLIT.TEST_FRACTION", "0.25",
+    "DATA.IMAGE_SIZE", "[42, 56]",
+    "DATA.BATCH_SIZE", "4",
+    "DATA.NUM_WORKERS", "0",
+    "TRAIN.EPOCHS", "1",
+    "EVAL.CENTERBIAS_FOLDS", "2",
+    "EVAL.NUM_OVERLAYS", "1",
+]  # fmt: skip
+
+
+def _tiny_opts(path: Path, tmp_path: Path) -> list[str]:
+    """Shrink a config to seconds: tiny generated data, small ViT with random weights."""
+    cfg = load_config(path, TINY_DATA)
+    opts = [*TINY_DATA, "OUTPUT_DIR", str(tmp_path / "run"), "DATA.CACHE.DIR", str(tmp_path)]
+    if cfg.MODEL.ENCODER.NAME == "dinov2":
+        opts += [
+            "MODEL.ENCODER.DINOV2.ARCH", "vit_small_patch14_dinov2",
+            "MODEL.ENCODER.DINOV2.LAYERS", "[0, 1]",
+            "MODEL.ENCODER.DINOV2.WEIGHTS", "null",
+        ]  # fmt: skip
+    if cfg.DATA.SEGMENTS.NAME == "files":  # no SAM files here: segments by k-means instead
+        opts += [
+            "DATA.SEGMENTS.NAME", "kmeans",
+            "DATA.SEGMENTS.KMEANS.NUM_SEGMENTS", "4",
+            "DATA.SEGMENTS.KMEANS.ITERATIONS", "3",
+        ]  # fmt: skip
+    return opts
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=[str(p.relative_to("configs")) for p in ABLATIONS])
+def test_ablation_config_trains_and_evaluates(path: Path, tmp_path: Path) -> None:
+    report = main(["--cfg", str(path), "--opts", *_tiny_opts(path, tmp_path)])
+    assert np.isfinite(report["metrics"]["IG"]) and np.isfinite(report["metrics"]["LL"])
+    assert (tmp_path / "run" / "best.pt").is_file()
+    if load_config(path, []).DATA.SEGMENTS.NAME != "none":
+        assert list(tmp_path.glob("generated-train-*.lmdb"))  # segments cached with the data
+
+
+def test_ablation_configs_cover_the_issue() -> None:
+    cpu = {p.stem for p in ABLATIONS if p.parent.name == "cpu_osie"}
+    assert cpu == {"no_injection", "spade", "spade_static", "cross_attention", "scanpath"}
+
+
+def test_painting_fills_each_segment_with_its_mean_feature() -> None:
+    segments = torch.zeros(1, 6, 8, dtype=torch.int64)
+    segments[0, :, 4:] = 1  # left half 0, right half 1
+    features = torch.arange(12.0).view(1, 1, 3, 4)  # stride 2: one position per 2x2 pixels
+    membership = segment_membership(segments, 2, (3, 4))
+    assert membership.shape == (1, 2, 3, 4) and torch.all(membership.sum(1) == 1)
+    painted = semantic_painting(features, membership)[0, 0]
+    left, right = features[0, 0, :, :2].mean(), features[0, 0, :, 2:].mean()
+    assert torch.allclose(painted[:, :2], left.expand(3, 2), atol=1e-4)
+    assert torch.allclose(painted[:, 2:], right.expand(3, 2), atol=1e-4)
+
+
+def test_membership_counts_pixel_fractions_and_padding() -> None:
+    segments = torch.tensor([[[0, 0, 1], [2, 2, 2]]])  # 2x3 image, stride 2 -> 1x2 grid
+    membership = segment_membership(segments, 2, (1, 2))[0, :, 0]
+    # cell 0 covers pixels (0,0),(0,1),(1,0),(1,1); cell 1 covers (0,2),(1,2) + 2 padding pixels
+    assert membership.tolist() == [[0.5, 0.0], [0.0, 0.25], [0.5, 0.25]]
+
+
+def _dataset(tmp_path: Path, sizes: list[tuple[int, int]]) -> GazeDataset:
+    stimuli = []
+    for i, (h, w) in enumerate(sizes):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(np.full((h, w, 3), 60 * i, np.uint8)).save(path)
+        stimuli.append(Stimulus(f"img{i}.png", h, w, path))
+
+    def scanpath(image: int, subject: int, xs: list[float], ys: list[float]) -> Scanpath:
+        times = np.full(len(xs), np.nan)
+        return Scanpath(image, subject, np.array(xs), np.array(ys), times, times)
+
+    scanpaths = [
+        scanpath(0, 0, [1.0, 5.0, 9.0, 3.0], [2.0, 4.0, 6.0, 1.0]),
+        scanpath(0, 1, [7.0], [7.0]),
+        scanpath(1, 0, [2.0, 3.0], [2.0, 3.0]),
+    ]
+    return GazeDataset("toy", stimuli, Fixations.from_scanpaths(scanpaths), Counter(), Counter())
+
+
+class _Images(torch.utils.data.Dataset):
+    """Per-image samples at the original size (what SaliencySamples gives at that size)."""
+
+    def __init__(self, dataset: GazeDataset) -> None:
+        self.dataset = dataset
+        self.sizes = [s.size for s in dataset.stimuli]
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.dataset.stimuli[i]
+        return {
+            "image": s.read(),
+            "fixations": np.zeros((0, 2), np.float32),
+            "centerbias": np.zeros(s.size, np.float32),
+            "image_index": np.array(i),
+            "original_size": np.array(s.size),
+        }
+
+
+def test_scanpath_items_hold_each_fixation_with_its_history(tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path, [(10, 12), (10, 12)])
+    samples = ScanpathSamples(_Images(dataset), dataset, history_length=2, include_first=False)
+    assert len(samples) == 2  # the one-fixation scanpath has nothing to predict
+    batch = collate([samples[0], samples[1]])
+    assert batch.fixations[0].tolist() == [[5.0, 4.0], [9.0, 6.0], [3.0, 1.0]]
+    assert batch.history[0, 0].tolist() == [[1.0, 2.0], [0.0, 0.0]]
+    assert batch.history_mask[0].tolist() == [[True, False], [True, True], [True, True]]
+    assert batch.history[0, 2].tolist() == [[9.0, 6.0], [5.0, 4.0]]  # most recent first
+    assert batch.fixation_mask[1].tolist() == [True, False, False]
+    assert batch.fixation_rows[1].tolist() == [6, -1, -1]
+    with_first = ScanpathSamples(_Images(dataset), dataset, history_length=2, include_first=True)
+    assert len(with_first) == 3 and not with_first[0]["history_mask"][0].any()
+
+
+def test_segment_files_any_size_png_or_npy_with_a_counted_fallback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dataset = _dataset(tmp_path, [(10, 12), (10, 12), (10, 12)])
+    folder = tmp_path / "segments"
+    folder.mkdir()
+    labels = np.zeros((5, 6), np.int64)
+    labels[:, 3:] = 70  # SAM-style ids with gaps, at half resolution
+    np.save(folder / "img0.npy", labels)
+    Image.fromarray((labels * 2).astype(np.uint8)).save(folder / "img1.png")
+    samples = SegmentedSamples(_Images(dataset), dataset, SegmentFiles(str(folder)))
+    assert samples.fallback_count == 1 and "1 of 3 images have no segment map" in caplog.text
+    for i in (0, 1):
+        seg = samples[i]["segments"]
+        assert seg.shape == (10, 12) and seg[:, :6].max() == 0 and seg[:, 6:].min() == 1
+    assert np.all(samples[2]["segments"] == 0)  # the fallback: one segment, the whole image
+
+
+class _PixelEncoder(torch.nn.Module):
+    """The image itself as a stride-1 feature map (k-means then clusters colours)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.output_shapes = {"rgb": ShapeSpec(3, 1)}
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"rgb": image}
+
+
+def test_kmeans_segments_separate_distinct_regions(tmp_path: Path) -> None:
+    image = np.zeros((8, 10, 3), np.uint8)
+    image[:, 5:] = 255
+    image[6:, :5] = (255, 0, 0)
+    labels = KMeansSegmenter(3, 10, _PixelEncoder)(image, None)
+    assert len(np.unique(labels)) == 3
+    assert len(np.unique(labels[:6, :5])) == len(np.unique(labels[:, 5:])) == 1
+    assert labels[0, 0] != labels[0, 9] != labels[7, 0]
+
+
+def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
+    tmp_path: Path,
+) -> None:
+    from code.predict import main as predict
+
+    config = Path("configs/01_dinogaze_spade/cpu_osie/scanpath.yaml")
+    main(["--cfg", str(config), "--opts", *_tiny_opts(config, tmp_path)])
+    images = tmp_path / "images"
+    images.mkdir()
+    sizes = {"wide.png": (30, 70), "tall.jpg": (64, 40), "tiny.png": (9, 11)}
+    rng = np.random.default_rng(0)
+    for name, (h, w) in sizes.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(images / name)
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    (images / "notes.txt").write_text("not an image, not an input")
+    out = tmp_path / "predictions"
+    result = predict(
+        ["--checkpoint", str(tmp_path / "run" / "best.pt"), "--input", str(images),
+         "--output", str(out), "--scanpaths", "3", "--scanpath-length", "4"]
+    )  # fmt: skip
+    assert result["skipped"] == ["broken.jpg"] and sorted(result["written"]) == sorted(sizes)
+    for name, size in sizes.items():
+        stem = Path(name).stem
+        log_density = np.load(out / f"{stem}.npy")
+        assert log_density.shape == size
+        assert abs(np.logaddexp.reduce(log_density.astype(np.float64).ravel())) < 1e-3
+        scanpaths = np.load(out / f"{stem}_scanpaths.npy")
+        assert scanpaths.shape == (3, 4, 2)
+        assert np.all((scanpaths >= 0) & (scanpaths < [size[1], size[0]]))
+        assert np.allclose(scanpaths[:, 0], [size[1] / 2, size[0] / 2])  # OSIE-style start
+        for suffix in ("_overlay.png", "_scanpaths.png"):
+            with Image.open(out / f"{stem}{suffix}") as picture:
+                assert picture.size == (size[1], size[0])
