@@ -219,3 +219,36 @@ def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
         for suffix in ("_overlay.png", "_scanpaths.png"):
             with Image.open(out / f"{stem}{suffix}") as picture:
                 assert picture.size == (size[1], size[0])
+
+
+def test_spatial_model_is_scored_on_the_scanpath_models_fixations(tmp_path: Path) -> None:
+    config = Path("configs/01_dinogaze_spade/cpu_osie/spade.yaml")
+    scanpath_items = [
+        "DATA.SAMPLES.NAME", "scanpath",
+        "DATA.SAMPLES.SCANPATH.HISTORY_LENGTH", "3",
+        "DATA.SAMPLES.SCANPATH.INCLUDE_FIRST", "false",
+    ]  # fmt: skip
+    report = main(["--cfg", str(config), "--opts", *_tiny_opts(config, tmp_path), *scanpath_items])
+    assert report["baseline"]["conditional"]
+    assert report["n_fixations"] == 3 * 3 * 3  # 3 test images x 3 subjects x (4 - first)
+    assert set(report["metrics"]) == {"LL", "IG", "NSS", "AUC"}
+
+
+def test_sampled_scanpaths_follow_the_seed_and_stay_in_the_image() -> None:
+    from test_models import FULL_DATA_OPTS, _batch, _opts
+
+    from code.models.build import build_model
+    from code.models.decoders.scanpath import sample_scanpaths
+
+    parts = {"ENCODER": "convnet", "BLOCK": "spade", "DECODER": "scanpath"}
+    cfg = load_config(Path("configs/quickstart.yaml"), _opts(parts) + FULL_DATA_OPTS)
+    model = build_model(cfg).eval()
+    batch = _batch(45, 61)
+    one = type(batch)(**{k: v[:1] for k, v in vars(batch).items()})
+    draws = [
+        sample_scanpaths(model, one, 4, 5, False, torch.Generator().manual_seed(seed))
+        for seed in (1, 1, 2)
+    ]
+    assert draws[0].shape == (4, 5, 2) and torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[0], draws[2])
+    assert torch.all((draws[0] >= 0) & (draws[0] < torch.tensor([61.0, 45.0])))

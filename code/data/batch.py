@@ -47,10 +47,3 @@ class Batch:
 
     def __len__(self) -> int:
         return self.image.shape[0]
-
-    @property
-    def provides(self) -> frozenset[str]:
-        """Names of the optional fields this batch holds."""
-        return frozenset(
-            f.name for f in fields(self) if f.default is None and getattr(self, f.name) is not None
-        )
