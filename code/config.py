@@ -80,6 +80,7 @@ SCHEMA: dict[str, Any] = {
         "JUDD_JITTER_SEED": int | None,
         "SIM_STEPS": int,
         "KEEP_PREDICTIONS": bool,
+        "SCANPATH_IMAGES": int | None,
         "NUM_OVERLAYS": int,
     },
 }

@@ -21,6 +21,7 @@ class EvalConfig(Protocol):
     JUDD_JITTER_SEED: int | None
     SIM_STEPS: int
     KEEP_PREDICTIONS: bool
+    SCANPATH_IMAGES: int | None
     NUM_OVERLAYS: int
 
 

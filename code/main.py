@@ -96,7 +96,7 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir
         return {}
     scanpaths = cfg.DATA.SAMPLES.NAME == "scanpath"
     if scanpaths:  # each fixation scored given the ones before it
-        report = evaluate_scanpath_model(cfg, model, loaders["test"], splits.test, device)
+        report = evaluate_scanpath_model(cfg, model, splits.test, splits.centerbias, device)
     else:
         report = evaluate_model(cfg, model, loaders["test"], splits.test, device, output_dir)
     if dist.is_main():

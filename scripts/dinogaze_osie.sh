@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# The README's DinoGaze-SPADE table on OSIE: the four spatial ablations, the scanpath model, and
-# the spatial SPADE model scored on the scanpath model's held-out fixations. CPU, one run at a
-# time (about an hour on 2 cores). Results: output/01_dinogaze_spade/cpu_osie/*/metrics.json.
+# The README's DinoGaze-SPADE table on OSIE (CPU, one run at a time, about an hour on 2 cores):
+#   scripts/dinogaze_osie.sh [STEP ...]
+# steps (default: all, in this order): no_injection spade scanpath spade_on_scanpaths
+# spade_static cross_attention. spade_on_scanpaths scores the spatial SPADE model on the scanpath
+# model's held-out fixations. Results: output/01_dinogaze_spade/cpu_osie/<step>/metrics.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 configs=configs/01_dinogaze_spade/cpu_osie
 out=output/01_dinogaze_spade/cpu_osie
-for ablation in no_injection spade spade_static cross_attention scanpath; do
-  uv run python -m code.main --cfg "$configs/$ablation.yaml"
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(no_injection spade scanpath spade_on_scanpaths spade_static cross_attention)
+for step in "${steps[@]}"; do
+  if [ "$step" = spade_on_scanpaths ]; then
+    mkdir -p "$out/$step"
+    cp "$out/spade/best.pt" "$out/$step/best.pt"
+    uv run python -m code.main --cfg "$configs/spade.yaml" --eval-only --opts \
+      OUTPUT_DIR "$out/$step" \
+      DATA.SAMPLES.NAME scanpath \
+      DATA.SAMPLES.SCANPATH.HISTORY_LENGTH 3 \
+      DATA.SAMPLES.SCANPATH.INCLUDE_FIRST false
+  else
+    uv run python -m code.main --cfg "$configs/$step.yaml"
+  fi
 done
-# The spatial model on the same fixations as the scanpath model (each given nothing but the image).
-mkdir -p "$out/spade_on_scanpaths"
-cp "$out/spade/best.pt" "$out/spade_on_scanpaths/best.pt"
-uv run python -m code.main --cfg "$configs/spade.yaml" --eval-only --opts \
-  OUTPUT_DIR "$out/spade_on_scanpaths" \
-  DATA.SAMPLES.NAME scanpath \
-  DATA.SAMPLES.SCANPATH.HISTORY_LENGTH 3 \
-  DATA.SAMPLES.SCANPATH.INCLUDE_FIRST false

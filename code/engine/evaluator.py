@@ -17,9 +17,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from code.data.build import build_loader, build_samples
 from code.data.gaze import GazeDataset
 from code.evaluate import evaluate_saliency, sim_optimisation, stimulus_stem
 from code.metrics.baselines import (
+    CenterBias,
     CrossValidatedCenterBias,
     LeaveOneSubjectOutGoldStandard,
     uniform_log_density,
@@ -103,11 +105,14 @@ def evaluate_model(
 def evaluate_scanpath_model(
     cfg: CfgNode,
     model: torch.nn.Module,
-    loader: torch.utils.data.DataLoader,
     dataset: GazeDataset,
+    centerbias: CenterBias,
     device: torch.device,
 ) -> dict | None:
     """Conditional (per-fixation) LL, IG, NSS, AUC on scanpath samples; None off rank 0.
+
+    Scores the scanpaths of ``dataset``'s first EVAL.SCANPATH_IMAGES images (all if null);
+    ``centerbias`` is the one the model's samples were made with (fitted on training images).
 
     A scanpath model predicts one density per fixation given the ones before it, (B, N, H, W);
     a spatial model's (B, H, W) serves every fixation of its image, so both are scored on the
@@ -116,7 +121,10 @@ def evaluate_scanpath_model(
     bias as ``evaluate_model``, which is also reported, with the uniform model, as a baseline.
     """
     model.eval()
-    centerbias = CrossValidatedCenterBias(
+    if cfg.EVAL.SCANPATH_IMAGES is not None:
+        dataset = dataset.subset(np.arange(min(cfg.EVAL.SCANPATH_IMAGES, len(dataset.stimuli))))
+    loader = build_loader(cfg, build_samples(cfg, dataset, centerbias, "test"), train=False)
+    baseline_model = CrossValidatedCenterBias(
         cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT, cfg.EVAL.CENTERBIAS_FOLDS
     ).fit(dataset)
     scores = {name: ConditionalScanpathEvaluator() for name in ("model", "center_bias", "uniform")}
@@ -129,7 +137,7 @@ def evaluate_scanpath_model(
             rows = batch.fixation_rows[item][batch.fixation_mask[item]].numpy()
             size = dataset.stimuli[index].size
             own = prediction[item] if prediction.dim() == 4 else prediction[item][None]
-            baseline = torch.from_numpy(centerbias.log_density(index, *size)).to(device)
+            baseline = torch.from_numpy(baseline_model.log_density(index, *size)).to(device)
             densities = {
                 "model": to_original_size(own, size).expand(len(rows), *size),
                 "center_bias": baseline.expand(len(rows), *size),
