@@ -6,16 +6,25 @@ from scipy.special import logsumexp
 
 from benchmarks.osie import osie_dataset
 from code import evaluate
+from code.data.gaze import GazeDataset
 from code.registry import DATASETS
 
 
 @pytest.fixture(scope="module")
-def small_osie(osie_csv):
-    dataset = osie_dataset(osie_csv).subset(range(6))
+def six_osie_images(osie_csv):
+    return osie_dataset(osie_csv).subset(range(6))
+
+
+@pytest.fixture
+def small_osie(six_osie_images, monkeypatch):
+    """The six images registered as a data set for the duration of one test."""
+
+    def load(root: str) -> GazeDataset:
+        return six_osie_images
+
     name = "osie_cli_test"
-    if name not in DATASETS:
-        DATASETS.register(name)(lambda root: dataset)
-    return name, dataset
+    monkeypatch.setitem(DATASETS._entries, name, load)
+    return name, six_osie_images
 
 
 def write_predictions(directory, dataset, transform=lambda i, a: a):
