@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+import code.data  # noqa: F401  (registers the data sets)
+from code.data.build import add_dataset_options, dataset_from_options
 from code.data.gaze import GazeDataset, Stimulus
 from code.metrics.baselines import (
     CrossValidatedCenterBias,
@@ -29,7 +32,6 @@ from code.metrics.baselines import (
 from code.metrics.evaluator import METRICS, SaliencyEvaluator
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation
 from code.metrics.saliency import as_float64, log_likelihoods, shuffled_nonfixations
-from code.registry import DATASETS
 
 
 def stimulus_stem(stimulus: Stimulus) -> str:
@@ -218,7 +220,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m code.evaluate",
         description=__doc__,
@@ -227,10 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("saliency", "scanpaths"):
         p = sub.add_parser(name)
-        p.add_argument(
-            "--dataset", required=True, help=f"registered data set ({', '.join(DATASETS.names())})"
-        )
-        p.add_argument("--root", type=Path, required=True)
+        add_dataset_options(p, argv)
         p.add_argument("--predictions", type=Path, required=True)
         p.add_argument("--out", type=Path, required=True)
     sal = sub.choices["saliency"]
@@ -273,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     scan.add_argument("--temporal-bin-ms", type=float, default=50.0, help="0: no temporal binning")
     args = parser.parse_args(argv)
 
-    dataset = DATASETS.get(args.dataset)(root=args.root)
+    dataset = dataset_from_options(args)
     if args.command == "saliency":
         jitter = None if args.judd_jitter_seed.lower() == "none" else int(args.judd_jitter_seed)
         result = evaluate_saliency(
@@ -309,4 +308,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -4,18 +4,27 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from benchmarks.osie import osie_dataset
+from benchmarks.osie import data_root, osie_dataset
 from code import evaluate
+from code.data.gaze import GazeDataset
 from code.registry import DATASETS
 
 
 @pytest.fixture(scope="module")
-def small_osie(osie_csv):
-    dataset = osie_dataset(osie_csv).subset(range(6))
+def six_osie_images(osie_csv):
+    return osie_dataset(osie_csv).subset(range(6))
+
+
+@pytest.fixture
+def small_osie(six_osie_images, monkeypatch):
+    """The six images registered as a data set for the duration of one test."""
+
+    def load(root: str) -> GazeDataset:
+        return six_osie_images
+
     name = "osie_cli_test"
-    if name not in DATASETS:
-        DATASETS.register(name)(lambda root: dataset)
-    return name, dataset
+    monkeypatch.setitem(DATASETS._entries, name, load)
+    return name, six_osie_images
 
 
 def write_predictions(directory, dataset, transform=lambda i, a: a):
@@ -96,3 +105,34 @@ def test_cli_missing_and_extra_files(small_osie, tmp_path):
     (tmp_path / "1004.npy").rename(tmp_path / "9999.npy")
     with pytest.raises(ValueError, match=r"1 missing.*1004\.npy.*1 extra.*9999\.npy"):
         run(name, tmp_path, tmp_path / "r.json")
+
+
+def test_scanpath_command_scores_a_human_as_well_as_the_human_ceiling(tmp_path, capsys):
+    """Real OSIE: subject 0's own scanpaths, submitted as predictions for three images."""
+    source = data_root() / "osie"
+    rows = (source / "fixations.csv").read_text().splitlines()
+    wanted = ("1001.jpg,0,", "1002.jpg,0,", "1003.jpg,0,")
+    predictions = tmp_path / "scanpaths.csv"
+    predictions.write_text("\n".join([rows[0], *(r for r in rows if r.startswith(wanted))]) + "\n")
+    out = tmp_path / "result.json"
+    evaluate.main(
+        [
+            "scanpaths",
+            "--dataset",
+            "osie",
+            "--root",
+            str(source),
+            "--predictions",
+            str(predictions),
+            "--out",
+            str(out),
+        ]
+    )
+    result = json.loads(out.read_text())
+    assert result["n_images"] == 3 and result["n_pairs"] == 3 * 15
+    metrics, ceiling = result["metrics"], result["human_ceiling"]
+    assert set(metrics) == set(ceiling) >= {"ScanMatch", "sequence_score", "MM_position"}
+    # one human against all humans (itself included once) is close to the human ceiling
+    for name in ("ScanMatch", "sequence_score", "MM_position"):
+        assert abs(metrics[name] - ceiling[name]) < 0.1, name
+    assert "ScanMatch" in capsys.readouterr().out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from code.data.gaze import GazeDataset
 from code.metrics import saliency as M
@@ -236,12 +237,17 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
-def human_ceiling(dataset: GazeDataset, params: ScanMatchParams) -> dict[str, float]:
-    """Leave-one-subject-out agreement: every human scanpath compared with every other human's
-    scanpath of the same image (each unordered pair once; the metrics are symmetric except
-    MultiMatch's alignment, which is symmetric in its distances), averaged over pairs."""
+def human_ceiling(
+    dataset: GazeDataset, params: ScanMatchParams, images: set[int]
+) -> dict[str, float]:
+    """Leave-one-subject-out agreement on ``images``: every human scanpath compared with every
+    other human's scanpath of the same image (each unordered pair once; the metrics are
+    symmetric except MultiMatch's alignment, which is symmetric in its distances), averaged
+    over pairs."""
     rows = []
-    for image, by_subject in scanpaths_by_image(dataset).items():
+    by_image = scanpaths_by_image(dataset)
+    for image in tqdm(sorted(images & set(by_image)), desc="human ceiling", unit="img"):
+        by_subject = by_image[image]
         stim = dataset.stimuli[image]
         for a, b in combinations(by_subject.values(), 2):
             rows.append(compare(a, b, stim.height, stim.width, params))
@@ -250,8 +256,8 @@ def human_ceiling(dataset: GazeDataset, params: ScanMatchParams) -> dict[str, fl
 
 def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchParams) -> dict:
     """Compare each predicted scanpath with every human scanpath of its image (mean over
-    pairs), beside the human ceiling. ``predictions``: CSV image,subject,fix_index,x,y,
-    duration_ms,onset_ms with image the stimulus file name or stem."""
+    pairs), beside the human ceiling on the same images. ``predictions``: CSV with columns
+    image,subject,fix_index,x,y,duration_ms,onset_ms; image is the stimulus file name or stem."""
     table = np.genfromtxt(predictions, delimiter=",", names=True, dtype=None, encoding="utf-8")
     missing = {"image", "subject", "fix_index", "x", "y", "duration_ms"} - set(
         table.dtype.names or ()
@@ -260,7 +266,7 @@ def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatc
         raise ValueError(f"{predictions}: missing columns {sorted(missing)}")
     index_of = {Path(s.id).stem: i for i, s in enumerate(dataset.stimuli)}
     humans = scanpaths_by_image(dataset)
-    rows = []
+    rows, predicted_images = [], set()
     for key in sorted({(str(r["image"]), int(r["subject"])) for r in table}):
         stem = Path(key[0]).stem
         if stem not in index_of:
@@ -275,13 +281,15 @@ def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatc
             part["duration_ms"].astype(float),
         )
         image = index_of[stem]
+        predicted_images.add(image)
         stim = dataset.stimuli[image]
         for human in humans.get(image, {}).values():
             rows.append(compare(predicted, human, stim.height, stim.width, params))
     return {
         "metrics": _mean(rows),
         "n_pairs": len(rows),
-        "human_ceiling": human_ceiling(dataset, params),
+        "n_images": len(predicted_images),
+        "human_ceiling": human_ceiling(dataset, params, predicted_images),
     }
 
 
