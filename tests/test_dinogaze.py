@@ -252,3 +252,23 @@ def test_sampled_scanpaths_follow_the_seed_and_stay_in_the_image() -> None:
     assert draws[0].shape == (4, 5, 2) and torch.equal(draws[0], draws[1])
     assert not torch.equal(draws[0], draws[2])
     assert torch.all((draws[0] >= 0) & (draws[0] < torch.tensor([61.0, 45.0])))
+
+
+@pytest.mark.slow
+def test_cpu_saliency_model_beats_the_centre_bias_on_held_out_osie(tmp_path: Path) -> None:
+    """Real fixations: the no-injection CPU config, briefly trained from scratch (the README's
+    table comes from the full runs of scripts/dinogaze_osie.sh)."""
+    from conftest import data_root
+
+    report = main(
+        [
+            "--cfg", "configs/01_dinogaze_spade/cpu_osie/no_injection.yaml",
+            "--opts",
+            "OUTPUT_DIR", str(tmp_path / "run"),
+            "DATA.DATASET.OSIE.ROOT", str(data_root() / "osie"),
+            "DATA.CACHE.DIR", str(tmp_path),
+            "TRAIN.EPOCHS", "3",
+        ]
+    )  # fmt: skip
+    assert report["n_images"] == 140
+    assert report["metrics"]["IG"] > 0.05, report["metrics"]

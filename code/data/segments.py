@@ -146,17 +146,26 @@ def kmeans(points: torch.Tensor, k: int, iterations: int, seed: int) -> torch.Te
     """Cluster index of each row of ``points``; k-means++ initialisation, Lloyd iterations."""
     generator = torch.Generator().manual_seed(seed)
     k = min(k, len(points))
+    norms = (points**2).sum(1, keepdim=True)
     centres = points[torch.randint(len(points), (1,), generator=generator)]
     for _ in range(1, k):
-        nearest = torch.cdist(points, centres).min(1).values ** 2
-        pick = torch.multinomial(nearest + 1e-12, 1, generator=generator)
+        nearest = _squared_distances(points, norms, centres).min(1).values
+        pick = torch.multinomial(nearest.clamp(min=0) + 1e-12, 1, generator=generator)
         centres = torch.cat([centres, points[pick]])
     for _ in range(iterations):
-        labels = torch.cdist(points, centres).argmin(1)
+        labels = _squared_distances(points, norms, centres).argmin(1)
         sums = torch.zeros_like(centres).index_add_(0, labels, points)
         counts = torch.bincount(labels, minlength=k)[:, None]
         centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)  # keep empty ones
-    return torch.cdist(points, centres).argmin(1)
+    return _squared_distances(points, norms, centres).argmin(1)
+
+
+def _squared_distances(
+    points: torch.Tensor, norms: torch.Tensor, centres: torch.Tensor
+) -> torch.Tensor:
+    """(N, K) squared Euclidean distances, as one matrix product (far faster than cdist here);
+    ``norms``: the points' squared norms (N, 1)."""
+    return norms - 2 * points @ centres.T + (centres**2).sum(1)
 
 
 class SegmentedSamples(torch.utils.data.Dataset):
