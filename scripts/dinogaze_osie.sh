@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The README's DinoGaze-SPADE table on OSIE (CPU, one run at a time, about an hour on 2 cores):
 #   scripts/dinogaze_osie.sh [STEP ...]
-# steps (default: all, in this order): no_injection spade scanpath spade_on_scanpaths
-# spade_static cross_attention. spade_on_scanpaths scores the spatial SPADE model on the scanpath
-# model's held-out fixations. Results: output/01_dinogaze_spade/cpu_osie/<step>/metrics.json.
+# steps (default: all, in this order): no_injection scanpath spatial_on_scanpaths spade
+# spade_static cross_attention. spatial_on_scanpaths scores the spatial no_injection model on the
+# scanpath model's held-out fixations (the scanpath model uses the same features).
+# Results: output/01_dinogaze_spade/cpu_osie/<step>/metrics.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 configs=configs/01_dinogaze_spade/cpu_osie
 out=output/01_dinogaze_spade/cpu_osie
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(no_injection spade scanpath spade_on_scanpaths spade_static cross_attention)
+[ ${#steps[@]} -gt 0 ] || steps=(no_injection scanpath spatial_on_scanpaths spade spade_static cross_attention)
 for step in "${steps[@]}"; do
-  if [ "$step" = spade_on_scanpaths ]; then
+  if [ "$step" = spatial_on_scanpaths ]; then
     mkdir -p "$out/$step"
-    cp "$out/spade/best.pt" "$out/$step/best.pt"
-    uv run python -m code.main --cfg "$configs/spade.yaml" --eval-only --opts \
+    cp "$out/no_injection/best.pt" "$out/$step/best.pt"
+    uv run python -m code.main --cfg "$configs/no_injection.yaml" --eval-only --opts \
       OUTPUT_DIR "$out/$step" \
       DATA.SAMPLES.NAME scanpath \
       DATA.SAMPLES.SCANPATH.HISTORY_LENGTH 3 \
