@@ -272,3 +272,22 @@ def test_cpu_saliency_model_beats_the_centre_bias_on_held_out_osie(tmp_path: Pat
     )  # fmt: skip
     assert report["n_images"] == 140
     assert report["metrics"]["IG"] > 0.05, report["metrics"]
+
+
+def test_conditional_evaluation_handles_scanpaths_of_different_lengths(tmp_path: Path) -> None:
+    from code.engine.evaluator import evaluate_scanpath_model
+    from code.metrics.baselines import CenterBias
+    from code.models.build import build_model
+
+    config = Path("configs/01_dinogaze_spade/cpu_osie/scanpath.yaml")
+    cfg = load_config(
+        config,
+        [*_tiny_opts(config, tmp_path), "DATA.IMAGE_SIZE", "[10, 12]", "DATA.CACHE.DIR", "null",
+         "EVAL.SCANPATH_IMAGES", "null", "MODEL.ENCODER.CONVNET.CHANNELS", "[4]"],
+    )  # fmt: skip
+    dataset = _dataset(tmp_path, [(10, 12), (10, 12)])  # 3 + 0 and 1 fixations to predict
+    centerbias = CenterBias(0.1, 0.1).fit(dataset)
+    report = evaluate_scanpath_model(
+        cfg, build_model(cfg).eval(), dataset, centerbias, torch.device("cpu")
+    )
+    assert report["n_fixations"] == 4 and np.isfinite(report["metrics"]["LL"])

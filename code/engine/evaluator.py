@@ -134,9 +134,15 @@ def evaluate_scanpath_model(
             raise ValueError("conditional evaluation needs scanpath samples (DATA.SAMPLES)")
         prediction = model(batch.to(device))
         for item, index in enumerate(batch.image_index.tolist()):
-            rows = batch.fixation_rows[item][batch.fixation_mask[item]].numpy()
+            mask = batch.fixation_mask[item]
+            rows = batch.fixation_rows[item][mask].numpy()
             size = dataset.stimuli[index].size
-            own = prediction[item] if prediction.dim() == 4 else prediction[item][None]
+            # one density per fixation (scanpath model), or one for the whole image
+            own = (
+                prediction[item][mask.to(device)]
+                if prediction.dim() == 4
+                else prediction[item][None]
+            )
             baseline = torch.from_numpy(baseline_model.log_density(index, *size)).to(device)
             densities = {
                 "model": to_original_size(own, size).expand(len(rows), *size),
