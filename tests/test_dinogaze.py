@@ -19,7 +19,7 @@ from code.models.layers.segments import segment_membership, semantic_painting
 from code.models.shapes import ShapeSpec
 
 ABLATIONS = sorted(
-    p for p in Path("configs/01_dinogaze_spade").rglob("*.yaml") if not p.name.startswith("_")
+    p for p in Path("configs/01_dinogaze_spade").rglob("*.yaml") if "_base_" not in p.parts
 )
 
 TINY_DATA = [
