@@ -1,9 +1,10 @@
 """The entry point: config -> distributed init -> data -> model -> train -> evaluate -> report.
 
     torchrun --nproc_per_node=N -m code.main --cfg FILE [--opts KEY VALUE ...] [--debug]
-             [--eval-only] [--resume]
+             [--resume] [--eval-only [--checkpoint PATH]]
 
-also runs as plain ``python -m code.main``.
+also runs as plain ``python -m code.main``. FILE is a run config or a pipeline of them
+(``code.engine.pipeline``).
 """
 
 from __future__ import annotations

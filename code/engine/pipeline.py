@@ -71,6 +71,8 @@ def is_pipeline_file(path: Path) -> bool:
 
 def load_pipeline(path: Path, opts: list[str]) -> Pipeline:
     """Read a pipeline and resolve every stage of every fold now, so errors come before work."""
+    if len(opts) % 2:
+        raise ConfigError(f"--opts takes KEY VALUE pairs, got an odd count: {opts}")
     pairs = list(zip(opts[::2], opts[1::2], strict=True))
     own = [x for key, value in pairs if key.startswith("PIPELINE.") for x in (key, value)]
     for_stages = [
