@@ -95,7 +95,12 @@ SCHEMA: dict[str, Any] = {
         "LOG_EVERY": int,
     },
     "EVAL": {
+        "PROTOCOL": Literal["raw", "benchmark"],
         "FIXATION_MAP_SIGMA": float,
+        "CENTERBIAS_FOLDS": int,
+        "JUDD_JITTER_SEED": int | None,
+        "SIM_STEPS": int,
+        "KEEP_PREDICTIONS": bool,
         "NUM_OVERLAYS": int,
     },
     "TRACKING": {

@@ -29,7 +29,12 @@ class TrackingWandbConfig(Protocol):
 
 
 class EvalConfig(Protocol):
+    PROTOCOL: Literal["raw", "benchmark"]
     FIXATION_MAP_SIGMA: float
+    CENTERBIAS_FOLDS: int
+    JUDD_JITTER_SEED: int | None
+    SIM_STEPS: int
+    KEEP_PREDICTIONS: bool
     NUM_OVERLAYS: int
 
 

@@ -22,11 +22,12 @@ from code.data.build import SPLITS, build_loader, build_samples, build_splits
 from code.data.gaze import GazeDataset
 from code.data.samples import collate
 from code.engine.checkpoint import load_checkpoint, load_model_state
-from code.engine.evaluator import evaluate_log_density_model, to_original_size
+from code.engine.evaluator import evaluate_model, to_original_size
 from code.engine.pipeline import is_pipeline_file, load_pipeline, run_pipeline
 from code.engine.reproducibility import run_info, seed_everything, set_deterministic
 from code.engine.trainer import Trainer
 from code.engine.visualize import save_overlay
+from code.evaluate import format_table
 from code.models.build import GazeModel, build_model
 from code.utils import distributed as dist
 from code.utils.logging import get_logger, init_logger
@@ -104,41 +105,22 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bo
     if not model.predicts_log_density:
         log.info("the decoder predicts no log-density: nothing to score with the saliency metrics")
         return {}
-    scores = evaluate_log_density_model(
-        model,
-        loaders["test"],
-        splits.test,
-        splits.centerbias.log_density,
-        device,
-        progress=dist.is_main(),
-    )
-    report = {
-        "metrics": scores.pop("model"),
-        "baselines": scores,
-        "n_images": len(splits.test.stimuli),
-        "n_fixations": len(splits.test.fixations),
-        "checkpoint": str(best),
-    }
+    report = evaluate_model(cfg, model, loaders["test"], splits.test, device, output_dir)
     if dist.is_main():
+        report["checkpoint"] = str(best)
         (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
-        log.info(
-            "test set results (IG over the centre bias, bits/fixation):\n%s", format_table(report)
-        )
+        log.info("test set results:\n%s", summary_table(report))
         save_overlays(cfg, model, splits.test, samples["test"], device, output_dir)
-    return report
+    return report or {}
 
 
-def format_table(report: dict) -> str:
-    rows = {"model": report["metrics"], **report["baselines"]}
-    metrics = list(report["metrics"])
-    lines = [f"{'':<12}" + "".join(f"{m:>10}" for m in metrics)]
-    lines += [
-        f"{name:<12}" + "".join(f"{vals[m]:>10.4f}" for m in metrics) for name, vals in rows.items()
-    ]
+def summary_table(report: dict) -> str:
+    """The metric table, plus the share of the oracle's information gain where it is known."""
+    table = format_table(report)
     if "oracle" in report["baselines"]:
         share = report["metrics"]["IG"] / report["baselines"]["oracle"]["IG"]
-        lines.append(f"model IG / oracle IG = {share:.1%}")
-    return "\n".join(lines)
+        table += f"\nmodel IG / oracle IG = {share:.1%}"
+    return table
 
 
 @torch.no_grad()

@@ -1,22 +1,16 @@
-"""Shared test fixtures: where the real eye-tracking data lives, loaded once per session."""
+"""Shared test fixtures: the real eye-tracking data, loaded once per session."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
+import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_root() -> Path:
-    """The real data sets: ``$SACCADE_DATA``, else ``../shared/data`` beside the repository."""
-    return Path(os.environ.get("SACCADE_DATA", REPO_ROOT.parent / "shared" / "data"))
+from benchmarks.osie import data_root, read_osie
 
 
 @pytest.fixture(scope="session")
 def osie():
+    """All of OSIE through the framework's loader."""
     from code.data.loaders.osie import load_osie
 
     return load_osie(str(data_root() / "osie"))
@@ -27,3 +21,23 @@ def scene500():
     from code.data.loaders.scene500 import load_scene500
 
     return load_scene500(str(data_root() / "scene500"))
+
+
+@pytest.fixture(scope="session")
+def osie_csv():
+    """The first 30 OSIE images with their fixations, read from the release's fixations.csv."""
+    return read_osie(30)
+
+
+@pytest.fixture(scope="session")
+def osie_log_densities(osie_csv):
+    """Smooth random log-densities, one per image (stored as float32, like a model's output)."""
+    from scipy.ndimage import gaussian_filter
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(0)
+    result = []
+    for h, w in osie_csv.sizes:
+        m = gaussian_filter(rng.normal(size=(h, w)), 25) * 60
+        result.append((m - logsumexp(m)).astype(np.float32).astype(np.float64))
+    return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +35,13 @@ def test_splits_are_disjoint_and_cover_every_image() -> None:
     splits = build_splits(load_config(QUICKSTART, ["DATA.DATASET.GENERATED.NUM_IMAGES", "50"]))
     ids = [{s.id for s in part.stimuli} for part in (splits.train, splits.val, splits.test)]
     assert sum(len(i) for i in ids) == len(set.union(*ids)) == 50
+
+
+def test_command_line_takes_the_loaders_own_typed_options(capsys) -> None:
+    from code.data.__main__ import main
+
+    argv = ["summary", "--dataset", "generated", "--num-images", "4", "--height", "30"]
+    argv += ["--width", "40", "--num-subjects", "2", "--fixations-per-scanpath", "3", "--seed", "1"]
+    assert main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 4 and summary["fixations"] == 4 * 2 * 3

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import scipy.io
 
+from benchmarks.osie import REPO, data_root
 from code.data.loaders.csv_layout import load_csv_layout
 from code.data.summary import summarize
-from tests.conftest import REPO_ROOT, data_root
 
 
 def test_osie_counts(osie):
@@ -91,7 +91,7 @@ def test_summary_command_json():
             str(data_root() / "scene500"),
             "--json",
         ],
-        cwd=REPO_ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         check=True,

@@ -11,24 +11,17 @@ import json
 import sys
 
 import code.data  # noqa: F401  (registers the loaders)
+from code.data.build import add_dataset_options, dataset_from_options
 from code.data.summary import format_summary, summarize
-from code.registry import DATASETS
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m code.data")
     parser.add_argument("command", choices=["summary"])
-    parser.add_argument("--dataset", required=True, choices=DATASETS.names())
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    known, _ = parser.parse_known_args(argv)
-    for key in DATASETS.schema(known.dataset):
-        parser.add_argument(f"--{key.lower()}", required=True)
+    add_dataset_options(parser, argv)
     args = parser.parse_args(argv)
-    loader = DATASETS.get(args.dataset)
-    dataset = loader(
-        **{key.lower(): getattr(args, key.lower()) for key in DATASETS.schema(args.dataset)}
-    )
-    summary = summarize(dataset)
+    summary = summarize(dataset_from_options(args))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 

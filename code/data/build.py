@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from yacs.config import CfgNode
 
 from code.data.cache import build_cache, content_hash, fingerprint_dataset
@@ -143,3 +148,29 @@ def build_loader(
         generator=torch.Generator().manual_seed(cfg.SEED),
         persistent_workers=cfg.DATA.NUM_WORKERS > 0,
     )
+
+
+def add_dataset_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """``--dataset NAME`` plus the chosen loader's own parameters as required options.
+
+    The options are the keys a config sets under ``DATA.DATASET.<NAME>`` (``--root``,
+    ``--split``, ...), typed as the loader declares them.
+    """
+    names = DATASETS.names()
+    parser.add_argument("--dataset", required=True, choices=names, help="registered data set")
+    chosen = next((b for a, b in itertools.pairwise(argv) if a == "--dataset"), None)
+    if chosen not in names:
+        return  # argparse reports the missing or unknown --dataset
+    for key, hint in DATASETS.schema(chosen).items():
+        option = "--" + key.lower().replace("_", "-")
+        parser.add_argument(option, dest=key.lower(), required=True, type=_option_type(hint))
+
+
+def dataset_from_options(args: argparse.Namespace) -> GazeDataset:
+    """Load the data set chosen by :func:`add_dataset_options`."""
+    params = {key.lower(): getattr(args, key.lower()) for key in DATASETS.schema(args.dataset)}
+    return DATASETS.get(args.dataset)(**params)
+
+
+def _option_type(hint: Any) -> Callable[[str], Any]:
+    return hint if hint in (int, float, str) else yaml.safe_load

@@ -1,24 +1,26 @@
-"""Score a log-density model on held-out images, beside its baselines (and the oracle, if known).
+"""Score a trained log-density model exactly as ``code.evaluate`` scores anyone's predictions.
 
-Every prediction is taken back to the stimulus' original size and scored against the fixations
-in original pixels, so numbers are comparable with anyone else's on the same data.
+The model's predictions for the evaluation images are written as ``<stimulus stem>.npy``
+log-densities at each stimulus' original size (each rank its share), then rank 0 scores that
+folder with ``code.evaluate.evaluate_saliency`` — the same metric code, baselines and JSON
+layout as for predictions made elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+from yacs.config import CfgNode
 
 from code.data.gaze import GazeDataset
-from code.metrics.baselines import uniform_log_density
+from code.evaluate import evaluate_saliency, sim_optimisation, stimulus_stem
+from code.metrics.baselines import CrossValidatedCenterBias, LeaveOneSubjectOutGoldStandard
 from code.utils import distributed as dist
-
-LN2 = float(np.log(2))
 
 
 def to_original_size(log_density: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -31,76 +33,61 @@ def to_original_size(log_density: torch.Tensor, size: tuple[int, int]) -> torch.
     return torch.log_softmax(resized.flatten(), dim=0).view(size)
 
 
-@dataclass
-class _Sums:
-    """Per-fixation sums and counts; reducing them over ranks gives exact averages."""
-
-    log_likelihood: float = 0.0
-    nss: float = 0.0
-    auc: float = 0.0
-    fixations: float = 0.0
-
-
-def _score(log_density: np.ndarray, xs: np.ndarray, ys: np.ndarray, sums: _Sums) -> None:
-    rows, cols = ys.astype(int), xs.astype(int)
-    at_fixations = log_density[rows, cols]
-    sums.log_likelihood += float(at_fixations.sum())
-    density = np.exp(log_density)
-    sums.nss += float(((density[rows, cols] - density.mean()) / density.std()).sum())
-    sums.auc += _auc(density.ravel(), density[rows, cols]) * len(xs)
-    sums.fixations += len(xs)
-
-
-def _auc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    negatives = np.sort(negatives)
-    below = np.searchsorted(negatives, positives, side="left")
-    equal = np.searchsorted(negatives, positives, side="right") - below
-    return float(np.mean((below + 0.5 * equal) / len(negatives)))
-
-
 @torch.no_grad()
-def evaluate_log_density_model(
+def write_predictions(
     model: torch.nn.Module,
     loader: torch.utils.data.DataLoader,
     dataset: GazeDataset,
-    centerbias: Callable[[int, int], np.ndarray],
     device: torch.device,
-    progress: bool,
-) -> dict[str, dict[str, float]]:
-    """Metrics of the model and of each baseline: {"model": {...}, "centerbias": {...}, ...}."""
+    folder: Path,
+) -> None:
+    """Save this rank's predictions as float32 ``.npy`` log-densities at original size."""
+    folder.mkdir(parents=True, exist_ok=True)
     model.eval()
-    names = ["model", "centerbias", "uniform"]
-    if all(s.true_log_density is not None for s in dataset.stimuli):
-        names.append("oracle")
-    sums = {name: _Sums() for name in names}
-    for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc="predict", disable=not dist.is_main(), leave=False):
         prediction = model(batch.to(device))
         for item, index in enumerate(batch.image_index.tolist()):
             stimulus = dataset.stimuli[index]
-            fix = dataset.fixations_of(index)
-            predictions = {
-                "model": to_original_size(prediction[item], stimulus.size).cpu().numpy(),
-                "centerbias": centerbias(*stimulus.size),
-                "uniform": uniform_log_density(*stimulus.size),
-            }
-            if "oracle" in names:
-                predictions["oracle"] = stimulus.true_log_density()
-            for name in names:
-                _score(predictions[name], fix.x, fix.y, sums[name])
-    return {name: _finish(s, sums["centerbias"]) for name, s in sums.items()}
+            log_density = to_original_size(prediction[item], stimulus.size)
+            np.save(folder / f"{stimulus_stem(stimulus)}.npy", log_density.cpu().numpy())
 
 
-def _finish(sums: _Sums, centerbias: _Sums) -> dict[str, float]:
-    totals = dist.all_reduce_sum(
-        torch.tensor(
-            [sums.log_likelihood, sums.nss, sums.auc, sums.fixations, centerbias.log_likelihood],
-            dtype=torch.float64,
+def evaluate_model(
+    cfg: CfgNode,
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    dataset: GazeDataset,
+    device: torch.device,
+    output_dir: Path,
+) -> dict | None:
+    """Every saliency metric of the model and the baselines on ``dataset``; None off rank 0.
+
+    IG is over the centre bias cross-validated on the evaluated images (DATA.CENTERBIAS
+    settings, EVAL.CENTERBIAS_FOLDS folds); the gold standard is fitted leave-one-subject-out.
+    """
+    folder = output_dir / "predictions"
+    write_predictions(model, loader, dataset, device, folder)
+    dist.barrier()
+    result = None
+    if dist.is_main():
+        centerbias = CrossValidatedCenterBias(
+            cfg.DATA.CENTERBIAS.BANDWIDTH,
+            cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT,
+            cfg.EVAL.CENTERBIAS_FOLDS,
         )
-    ).tolist()
-    ll, nss, auc, n, cb_ll = totals
-    return {
-        "LL": ll / n,
-        "IG": (ll - cb_ll) / n / LN2,
-        "NSS": nss / n,
-        "AUC": auc / n,
-    }
+        result = evaluate_saliency(
+            dataset,
+            folder,
+            "log-density",
+            cfg.EVAL.PROTOCOL,
+            cfg.EVAL.FIXATION_MAP_SIGMA,
+            cfg.EVAL.JUDD_JITTER_SEED,
+            centerbias.fit(dataset),
+            LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
+            sim_optimisation(cfg.EVAL.SIM_STEPS),
+            device,
+        )
+        if not cfg.EVAL.KEEP_PREDICTIONS:
+            shutil.rmtree(folder)
+    dist.barrier()
+    return result

@@ -1,0 +1,123 @@
+"""Time to score OSIE's images on every saliency metric: ours vs pysaliency 0.2.22, one run.
+
+    uv run python -m benchmarks.metrics [--images 700] [--judd-jitter]
+
+Both sides score the same log-densities (smooth random fields, stored as float32 like a
+model's output) against the same fixations with the raw protocol: AUC, sAUC, AUC-Judd, NSS,
+CC, KLDiv, SIM (empirical map σ = 24 px), LL and IG over a Gaussian centre-bias baseline.
+pysaliency's time includes its own gold-standard fixation maps (cached between CC, KLDiv and
+SIM, as in its normal use); neither side's time includes reading the maps. Prints both
+times, their ratio and the largest relative disagreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+from scipy.special import logsumexp
+
+from benchmarks.osie import pysaliency_reference, read_osie
+from code.metrics.evaluator import SaliencyEvaluator
+from code.metrics.protocol import SimOptimisation
+from code.metrics.saliency import shuffled_nonfixations
+
+SIGMA = 24.0
+DISTINCT_MAPS = 40  # maps are reused cyclically to keep memory small; the work is per image
+
+
+def make_maps(sizes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(0)
+    h, w = sizes[0]
+    fields = []
+    for _ in range(DISTINCT_MAPS):
+        field = gaussian_filter(rng.normal(size=(h, w)), 25) * 60
+        fields.append((field - logsumexp(field)).astype(np.float32).astype(np.float64))
+    yy, xx = np.mgrid[:h, :w]
+    blob = -((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / (2 * (0.25 * w) ** 2)
+    return [fields[i % DISTINCT_MAPS] for i in range(len(sizes))], blob - logsumexp(blob)
+
+
+def ours(osie, log_densities, baseline, jitter: bool) -> tuple[float, dict[str, float]]:
+    start = time.perf_counter()
+    evaluator = SaliencyEvaluator(
+        "log-density", "raw", SIGMA, 42 if jitter else None, SimOptimisation(0, 100, 4, 1e-3, 0)
+    )
+    for i in range(len(osie.stems)):
+        xs, ys = osie.of(i)
+        sx, sy = shuffled_nonfixations(osie.x, osie.y, osie.image, osie.sizes, i)
+        evaluator.update(
+            log_densities[i], xs, ys, baseline_log_density=baseline, shuffled_xs=sx, shuffled_ys=sy
+        )
+    return time.perf_counter() - start, evaluator.compute()
+
+
+def reference(osie, log_densities, baseline, jitter: bool) -> tuple[float, dict[str, float]]:
+    import pysaliency
+
+    maps = [np.exp(logp) for logp in log_densities[:DISTINCT_MAPS]]
+    maps = [maps[i % DISTINCT_MAPS] for i in range(len(log_densities))]
+    stimuli, fixations, smap_model = pysaliency_reference(osie, maps, log_densities=False)
+    _, _, model = pysaliency_reference(osie, log_densities, log_densities=True)
+    _, _, base = pysaliency_reference(osie, [baseline] * len(log_densities), log_densities=True)
+    # compile pysaliency's numba kernels outside the timing
+    smap_model.AUC(stimuli[:1], fixations[fixations.n == 0])
+    smap_model.AUC_Judd(stimuli[:1], fixations[fixations.n == 0], jitter=jitter)
+    start = time.perf_counter()
+    gold = pysaliency.FixationMap(stimuli, fixations, kernel_size=SIGMA)
+    eps = 2.2204e-16
+    values = {
+        "AUC": smap_model.AUC(stimuli, fixations),
+        "sAUC": smap_model.sAUC(stimuli, fixations),
+        "AUC_Judd": smap_model.AUC_Judd(stimuli, fixations, jitter=jitter),
+        "NSS": smap_model.NSS(stimuli, fixations),
+        "CC": smap_model.CC(stimuli, gold),
+        "KLDiv": smap_model.image_based_kl_divergence(
+            stimuli, gold, minimum_value=0, log_regularization=eps, quotient_regularization=eps
+        ),
+        "SIM": smap_model.SIM(stimuli, gold),
+        "LL": model.log_likelihood(stimuli, fixations),
+        "IG": model.information_gain(stimuli, fixations, base),
+    }
+    return time.perf_counter() - start, values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=700)
+    parser.add_argument(
+        "--judd-jitter",
+        action="store_true",
+        help="AUC-Judd with pysaliency's tie-breaking noise on both sides",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for ours (pysaliency is single-threaded)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    osie = read_osie(args.images)
+    log_densities, baseline = make_maps(osie.sizes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_ref, expected = reference(osie, log_densities, baseline, args.judd_jitter)
+    t_ours, got = ours(osie, log_densities, baseline, args.judd_jitter)
+    print(
+        f"{len(osie.stems)} images, {len(osie.x)} fixations, AUC-Judd jitter: {args.judd_jitter}, "
+        f"torch threads: {args.threads}"
+    )
+    print(f"{'metric':<10}{'ours':>20}{'pysaliency':>20}{'rel. diff':>12}")
+    for metric, value in expected.items():
+        rel = abs(got[metric] - value) / abs(value)
+        print(f"{metric:<10}{got[metric]:>20.12f}{value:>20.12f}{rel:>12.1e}")
+    print(f"time: ours {t_ours:.2f} s, pysaliency {t_ref:.2f} s, ratio {t_ref / t_ours:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

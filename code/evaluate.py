@@ -1,0 +1,311 @@
+"""Score predictions made anywhere against a data set's fixations, beside the baselines.
+
+    python -m code.evaluate saliency --dataset osie --root ../shared/data/osie \\
+        --predictions DIR --kind log-density --fixation-map-sigma 24 --out result.json
+    python -m code.evaluate scanpaths --dataset osie --root ../shared/data/osie \\
+        --predictions scanpaths.csv --out result.json
+
+Saliency: DIR holds one ``<image stem>.npy`` per stimulus at its original height × width.
+Scanpaths: a CSV with columns image,subject,fix_index,x,y,duration_ms,onset_ms (0-based pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import code.data  # noqa: F401  (registers the data sets)
+from code.data.build import add_dataset_options, dataset_from_options
+from code.data.gaze import GazeDataset, Stimulus
+from code.metrics.baselines import (
+    CrossValidatedCenterBias,
+    LeaveOneSubjectOutGoldStandard,
+    uniform_log_density,
+)
+from code.metrics.evaluator import METRICS, SaliencyEvaluator
+from code.metrics.protocol import ShuffledBaseline, SimOptimisation
+from code.metrics.saliency import as_float64, log_likelihoods, shuffled_nonfixations
+
+
+def stimulus_stem(stimulus: Stimulus) -> str:
+    return stimulus.path.stem if stimulus.path is not None else Path(stimulus.id).stem
+
+
+def prediction_files(dataset: GazeDataset, directory: Path) -> list[Path]:
+    """One ``<stem>.npy`` per stimulus, in stimulus order; missing or extra files are errors."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"predictions directory not found: {directory}")
+    expected = [stimulus_stem(s) for s in dataset.stimuli]
+    present = {p.stem for p in directory.glob("*.npy")}
+    missing = [s for s in expected if s not in present]
+    extra = sorted(present - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"{directory}: predictions do not match the {len(expected)} stimuli of {dataset.name}: "
+            f"{len(missing)} missing (e.g. {[f'{m}.npy' for m in missing[:5]]}), "
+            f"{len(extra)} extra (e.g. {[f'{e}.npy' for e in extra[:5]]})"
+        )
+    return [directory / f"{stem}.npy" for stem in expected]
+
+
+def load_prediction(path: Path, stimulus: Stimulus) -> np.ndarray:
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read as .npy: {err}") from err
+    if array.shape != stimulus.size:
+        raise ValueError(
+            f"{path}: shape {array.shape} but stimulus {stimulus.id!r} is "
+            f"{stimulus.height}x{stimulus.width} (height x width)"
+        )
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{path}: dtype {array.dtype} is not numeric")
+    return array
+
+
+def sim_optimisation(steps: int) -> SimOptimisation:
+    """The SIM-optimal map search with ``steps`` steps (0: the blurred density is used)."""
+    return SimOptimisation(
+        steps=steps, fixation_count=100, batch_size=8, learning_rate=1e-3, seed=0
+    )
+
+
+def evaluate_saliency(
+    dataset: GazeDataset,
+    predictions: Path,
+    kind: str,
+    protocol: str,
+    fixation_map_sigma: float,
+    judd_jitter_seed: int | None,
+    center_bias: CrossValidatedCenterBias,
+    gold_standard: LeaveOneSubjectOutGoldStandard,
+    sim_optimisation: SimOptimisation,
+    device: torch.device,
+) -> dict:
+    """Score the maps in ``predictions`` and the baselines; the ``result.json`` content.
+
+    IG is in bits per fixation over the cross-validated centre bias (``center_bias``, fitted).
+    Baselines are scored as log-densities under the same protocol; the gold standard, being a
+    leave-one-subject-out model, reports LL and IG only.
+    """
+    files = prediction_files(dataset, predictions)
+    fix = dataset.fixations
+    sizes = np.array([s.size for s in dataset.stimuli], dtype=np.int64)
+
+    def evaluator(k: str) -> SaliencyEvaluator:
+        return SaliencyEvaluator(
+            k, protocol, fixation_map_sigma, judd_jitter_seed, sim_optimisation
+        )
+
+    evaluators = {
+        "model": evaluator(kind),
+        "uniform": evaluator("log-density"),
+        "center_bias": evaluator("log-density"),
+    }
+    if all(s.true_log_density is not None for s in dataset.stimuli):
+        evaluators["oracle"] = evaluator("log-density")  # generated data: the true density
+    shuffled = (
+        _shuffled_baselines(dataset, files, evaluators, center_bias, device)
+        if protocol == "benchmark"
+        else {}
+    )
+
+    gold_ll = gold_standard.log_likelihoods(dataset)
+    gold_gain_sum = 0.0
+    for i, (stim, path) in enumerate(
+        tqdm(list(zip(dataset.stimuli, files, strict=True)), desc="images", unit="img")
+    ):
+        rows = fix.image == i
+        xs, ys = fix.x[rows], fix.y[rows]
+        if len(xs) == 0:
+            continue
+        sx, sy = shuffled_nonfixations(fix.x, fix.y, fix.image, sizes, i)
+        center = as_float64(center_bias.log_density(i, stim.height, stim.width), device)
+        predictions_of = {
+            "model": as_float64(load_prediction(path, stim), device),
+            "uniform": as_float64(uniform_log_density(stim.height, stim.width), device),
+            "center_bias": center,
+        }
+        if "oracle" in evaluators:
+            predictions_of["oracle"] = as_float64(stim.true_log_density(), device)
+        for name, ev in evaluators.items():
+            ev.update(
+                predictions_of[name],
+                xs,
+                ys,
+                name=str(path) if name == "model" else name,
+                baseline_log_density=center,
+                shuffled_xs=sx,
+                shuffled_ys=sy,
+                shuffled_log_density=shuffled[name].log_density_without(predictions_of[name])
+                if shuffled
+                else None,
+            )
+        center_ll = log_likelihoods(center, xs, ys).cpu().numpy()
+        gold_gain_sum += float((gold_ll[rows] - center_ll).sum() / math.log(2))
+
+    n_fix = evaluators["model"].n_fixations
+    baselines = {name: ev.compute() for name, ev in evaluators.items() if name != "model"}
+    baselines["gold_standard"] = {
+        "LL": float(gold_ll.mean()),
+        "IG": gold_gain_sum / n_fix,
+    }
+    return {
+        "metrics": evaluators["model"].compute(),
+        "n_images": evaluators["model"].n_images,
+        "n_fixations": n_fix,
+        "baseline": {
+            "information_gain_over": "center_bias",
+            "center_bias": {
+                "bandwidth": center_bias.bandwidth,
+                "uniform_weight": center_bias.uniform_weight,
+                "folds": center_bias.folds,
+            },
+            "gold_standard": {
+                "bandwidth": gold_standard.bandwidth,
+                "uniform_weight": gold_standard.uniform_weight,
+            },
+        },
+        "baselines": baselines,
+        "settings": {
+            "kind": kind,
+            "protocol": protocol,
+            "fixation_map_sigma": fixation_map_sigma,
+            "judd_jitter_seed": judd_jitter_seed,
+        },
+    }
+
+
+def _shuffled_baselines(
+    dataset, files, evaluators, center_bias, device
+) -> dict[str, ShuffledBaseline]:
+    """First pass of the benchmark protocol: each model's mean density over all images."""
+    common = {s.size for s in dataset.stimuli}
+    compute_size = next(iter(common)) if len(common) == 1 else (500, 500)
+    result = {name: ShuffledBaseline(compute_size) for name in evaluators}
+    for i, (stim, path) in enumerate(
+        tqdm(list(zip(dataset.stimuli, files, strict=True)), desc="shuffled baseline")
+    ):
+        result["model"].add(as_float64(load_prediction(path, stim), device))
+        result["uniform"].add(as_float64(uniform_log_density(stim.height, stim.width), device))
+        result["center_bias"].add(
+            as_float64(center_bias.log_density(i, stim.height, stim.width), device)
+        )
+        if "oracle" in result:
+            result["oracle"].add(as_float64(stim.true_log_density(), device))
+    return result
+
+
+def format_table(result: dict) -> str:
+    columns = {"model": result["metrics"], **result["baselines"]}
+    lines = [f"{'metric':<10}" + "".join(f"{c:>15}" for c in columns)]
+    for metric in METRICS:
+        cells = [columns[c].get(metric) for c in columns]
+        if all(v is None for v in cells):
+            continue
+        lines.append(
+            f"{metric:<10}" + "".join(f"{'—' if v is None else f'{v:.5f}':>15}" for v in cells)
+        )
+    lines.append(
+        f"{result['n_images']} images, {result['n_fixations']} fixations; "
+        f"IG in bits/fixation over the {result['baseline']['information_gain_over']}"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m code.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("saliency", "scanpaths"):
+        p = sub.add_parser(name)
+        add_dataset_options(p, argv)
+        p.add_argument("--predictions", type=Path, required=True)
+        p.add_argument("--out", type=Path, required=True)
+    sal = sub.choices["saliency"]
+    sal.add_argument("--kind", choices=["log-density", "saliency-map"], required=True)
+    sal.add_argument(
+        "--fixation-map-sigma",
+        type=float,
+        required=True,
+        help="σ in pixels of the Gaussian blurring the empirical fixation map (CC, KLDiv, SIM)",
+    )
+    sal.add_argument("--protocol", choices=["raw", "benchmark"], default="raw")
+    sal.add_argument(
+        "--judd-jitter-seed",
+        default="42",
+        help="seed of pysaliency's AUC-Judd tie-breaking noise, or 'none'",
+    )
+    sal.add_argument(
+        "--center-bias-bandwidth", type=float, default=0.05, help="fraction of the image size"
+    )
+    sal.add_argument("--center-bias-uniform-weight", type=float, default=0.01)
+    sal.add_argument("--center-bias-folds", type=int, default=10)
+    sal.add_argument(
+        "--sim-steps",
+        type=int,
+        default=0,
+        help="benchmark protocol: steps of the SIM-optimal map search (0: blurred density)",
+    )
+    sal.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    scan = sub.choices["scanpaths"]
+    scan.add_argument(
+        "--grid",
+        type=int,
+        nargs=2,
+        default=(5, 5),
+        metavar=("X_BINS", "Y_BINS"),
+        help="spatial grid of the string-based metrics and ScanMatch",
+    )
+    scan.add_argument("--scanmatch-threshold", type=float, default=3.5, help="in grid cells")
+    scan.add_argument("--scanmatch-gap", type=float, default=0.0)
+    scan.add_argument("--temporal-bin-ms", type=float, default=50.0, help="0: no temporal binning")
+    args = parser.parse_args(argv)
+
+    dataset = dataset_from_options(args)
+    if args.command == "saliency":
+        jitter = None if args.judd_jitter_seed.lower() == "none" else int(args.judd_jitter_seed)
+        result = evaluate_saliency(
+            dataset,
+            args.predictions,
+            args.kind,
+            args.protocol,
+            args.fixation_map_sigma,
+            jitter,
+            CrossValidatedCenterBias(
+                args.center_bias_bandwidth, args.center_bias_uniform_weight, args.center_bias_folds
+            ).fit(dataset),
+            LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
+            sim_optimisation(args.sim_steps),
+            torch.device(args.device),
+        )
+        table = format_table(result)
+    else:
+        from code.metrics.scanpath import (
+            Grid,
+            ScanMatchParams,
+            evaluate_scanpaths,
+            format_scanpath_table,
+        )
+
+        params = ScanMatchParams(
+            Grid(*args.grid), args.scanmatch_threshold, args.scanmatch_gap, args.temporal_bin_ms
+        )
+        result = evaluate_scanpaths(dataset, args.predictions, params)
+        table = format_scanpath_table(result)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(table)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

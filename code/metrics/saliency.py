@@ -1,0 +1,309 @@
+"""Saliency metrics with the exact definitions of pysaliency 0.2.22 (MIT/Tübingen benchmark).
+
+Every function scores **one image** and works on numpy arrays or torch tensors (CPU or GPU);
+inputs are converted to float64 tensors on the map's device, because the benchmark's numbers are
+float64 numbers. A fixation at (x, y) lies in pixel (row ⌊y⌋, column ⌊x⌋) (``int()`` truncation,
+as pysaliency's ``x_int``). How per-image values are averaged over a data set is stated in each
+docstring; :class:`code.metrics.evaluator.SaliencyEvaluator` applies it.
+
+The empirical fixation map of CC, KLDiv and SIM counts fixations per pixel (duplicates counted)
+and blurs the counts with a Gaussian of σ pixels, borders reflected (scipy's ``mode="reflect"``,
+kernel truncated at ``int(4σ + 0.5)``), exactly pysaliency's ``FixationMap(kernel_size=σ)``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+ArrayLike = np.ndarray | torch.Tensor
+
+KLD_EPS = 2.2204e-16  # the MIT benchmark's regularisation of image-based KL divergence
+GAUSSIAN_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default kernel extent, in σ
+
+
+def as_float64(value: ArrayLike, device: torch.device | None = None) -> torch.Tensor:
+    """A float64 tensor sharing memory with ``value`` where possible."""
+    tensor = torch.from_numpy(np.asarray(value)) if isinstance(value, np.ndarray) else value
+    return tensor.to(device=device, dtype=torch.float64)
+
+
+def pixel_index(xs: ArrayLike, ys: ArrayLike, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(rows, columns) of the pixels holding fixations (x, y): truncation, as ``int()``."""
+    return as_float64(ys, device).long(), as_float64(xs, device).long()
+
+
+# --------------------------------------------------------------------------- blur
+
+
+@lru_cache(maxsize=16)
+def _blur_matrix_cpu(size: int, sigma: float) -> torch.Tensor:
+    radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights /= weights.sum()
+    # scipy's "reflect" mirrors about the edge, repeating the border pixel (d c b a | a b c d);
+    # folding an index into one period 2*size makes the matrix right for any radius.
+    sources = np.arange(size)[:, None] + offsets[None, :]
+    sources = np.mod(sources, 2 * size)
+    sources = np.where(sources >= size, 2 * size - 1 - sources, sources)
+    flat = (np.arange(size)[:, None] * size + sources).ravel()
+    matrix = np.bincount(flat, np.tile(weights, size), minlength=size * size).reshape(size, size)
+    return torch.from_numpy(matrix)
+
+
+def blur_matrix(size: int, sigma: float, device: torch.device) -> torch.Tensor:
+    """The (size × size) matrix B with ``gaussian_filter1d(v, σ, mode="reflect") == B @ v``."""
+    return _blur_matrix_on(size, float(sigma), str(device))
+
+
+@lru_cache(maxsize=16)
+def _blur_matrix_on(size: int, sigma: float, device: str) -> torch.Tensor:
+    return _blur_matrix_cpu(size, sigma).to(device)
+
+
+def gaussian_blur(image: ArrayLike, sigma: float) -> torch.Tensor:
+    """scipy's ``gaussian_filter(image, σ, mode="reflect")`` as two matrix products."""
+    image = as_float64(image)
+    height, width = image.shape
+    rows = blur_matrix(height, sigma, image.device)
+    cols = blur_matrix(width, sigma, image.device)
+    return rows @ image @ cols.T
+
+
+def empirical_saliency_map(
+    xs: ArrayLike, ys: ArrayLike, height: int, width: int, sigma: float, device: torch.device
+) -> torch.Tensor:
+    """Fixation counts per pixel blurred with a reflecting Gaussian of σ pixels.
+
+    Blurring is linear, so the blurred count map is the sum of one separable kernel per
+    fixation: ``B_rows[:, rows] @ B_cols[:, cols].T`` — far cheaper than filtering a dense map.
+    """
+    rows, cols = pixel_index(xs, ys, device)
+    return (
+        blur_matrix(height, sigma, device)[:, rows] @ blur_matrix(width, sigma, device)[:, cols].T
+    )
+
+
+# --------------------------------------------------------------------------- ROC
+
+
+def sorted_values(saliency_map: torch.Tensor) -> torch.Tensor:
+    """All values of a map in ascending order (share it between :func:`auc` and
+    :func:`auc_judd`, which both only count pixels below thresholds)."""
+    if saliency_map.is_cuda:
+        return torch.sort(saliency_map.flatten()).values
+    # numpy's vectorised sort is several times faster than torch's on CPU
+    return torch.from_numpy(np.sort(saliency_map.flatten().numpy()))
+
+
+def _count_below(
+    ordered: torch.Tensor, thresholds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How many of the ascending ``ordered`` values are < each threshold, and how many equal it."""
+    below = torch.searchsorted(ordered, thresholds, right=False)
+    return below, torch.searchsorted(ordered, thresholds, right=True) - below
+
+
+def auc_per_positive(positives: torch.Tensor, sorted_negatives: torch.Tensor) -> torch.Tensor:
+    """P(negative < positive) + ½ P(negative = positive), for each positive."""
+    below, equal = _count_below(sorted_negatives, positives)
+    return (below + 0.5 * equal).to(positives.dtype) / len(sorted_negatives)
+
+
+def auc(
+    saliency_map: ArrayLike, xs: ArrayLike, ys: ArrayLike, sorted_map: torch.Tensor | None = None
+) -> torch.Tensor:
+    """AUC with every pixel of the image as a negative (fixated ones too), ties counting ½.
+
+    Per image this is the area under the ROC curve of fixated vs all pixel values (pysaliency
+    ``SaliencyMapModel.AUC(nonfixations="uniform")``). Data-set value: per-image AUCs averaged
+    with weights equal to each image's fixation count ("per fixation"). ``sorted_map``: the
+    map's :func:`sorted_values`, if already computed.
+    """
+    smap = as_float64(saliency_map)
+    rows, cols = pixel_index(xs, ys, smap.device)
+    ordered = sorted_values(smap) if sorted_map is None else sorted_map
+    return auc_per_positive(smap[rows, cols], ordered).mean()
+
+
+def shuffled_auc(
+    saliency_map: ArrayLike, xs: ArrayLike, ys: ArrayLike, other_xs: ArrayLike, other_ys: ArrayLike
+) -> torch.Tensor:
+    """sAUC: negatives are the fixations of all other images, in this image's pixels.
+
+    ``other_xs/ys`` come from :func:`shuffled_nonfixations`. Per image as :func:`auc`; data-set
+    value weighted by fixation count ("per fixation"), as pysaliency's ``sAUC``.
+    """
+    smap = as_float64(saliency_map)
+    rows, cols = pixel_index(xs, ys, smap.device)
+    other_rows, other_cols = pixel_index(other_xs, other_ys, smap.device)
+    negatives = sorted_values(smap[other_rows, other_cols])
+    return auc_per_positive(smap[rows, cols], negatives).mean()
+
+
+def shuffled_nonfixations(
+    xs: np.ndarray, ys: np.ndarray, images: np.ndarray, sizes: np.ndarray, image: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sAUC negatives of ``image``: every fixation of every *other* image, rescaled.
+
+    As pysaliency's ``FullShuffledNonfixationProvider``: x is multiplied by
+    width(image) / width(source image), y by the heights' ratio, and the pixel is the truncation
+    of the result. ``sizes`` is (n_images, 2) of (height, width).
+    """
+    other = images != image
+    height, width = sizes[image]
+    src = images[other]
+    scaled_x = xs[other] * (width / sizes[src, 1].astype(np.float64))
+    scaled_y = ys[other] * (height / sizes[src, 0].astype(np.float64))
+    return scaled_x.astype(np.int64), scaled_y.astype(np.int64)
+
+
+def auc_judd(
+    saliency_map: ArrayLike,
+    xs: ArrayLike,
+    ys: ArrayLike,
+    jitter: ArrayLike | None,
+    sorted_map: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """AUC-Judd (MIT): thresholds at the fixated values, negatives are the unfixated pixels.
+
+    The ROC has one point per fixation value θ (hit rate = share of fixations ≥ θ, false-alarm
+    rate = share of unfixated pixels ≥ θ) plus (0, 0) and (1, 1), integrated by trapezoids —
+    pysaliency's ``AUC_Judd``. ``jitter`` (the map's shape) is added first to break ties, as the
+    MIT code and pysaliency (1e-7·N(0, 1)) do; None skips it. ``sorted_map``: the un-jittered
+    map's :func:`sorted_values`, if already computed. Data-set value: mean over images.
+    """
+    smap = as_float64(saliency_map)
+    if jitter is not None:
+        smap = smap + as_float64(jitter, smap.device)
+        sorted_map = None
+    ordered = sorted_values(smap) if sorted_map is None else sorted_map
+    rows, cols = pixel_index(xs, ys, smap.device)
+    positives = torch.sort(smap[rows, cols]).values
+    # unfixated pixels below θ = all pixels below θ − distinct fixated pixels below θ
+    fixated = torch.sort(smap.flatten()[torch.unique(rows * smap.shape[1] + cols)]).values
+    below = _count_below(ordered, positives)[0] - _count_below(fixated, positives)[0]
+    n_pos, n_neg = len(positives), smap.numel() - len(fixated)
+    # thresholds in descending order; hits at θ count every positive ≥ θ (ties included)
+    hits = (n_pos - torch.searchsorted(positives, positives, right=False)).flip(0)
+    false_alarms = (n_neg - below).flip(0)
+    zero, one = positives.new_zeros(1), positives.new_ones(1)
+    tpr = torch.cat([zero, hits.double() / n_pos, one])
+    fpr = torch.cat([zero, false_alarms.double() / n_neg, one])
+    return torch.trapezoid(tpr, fpr)
+
+
+def nss(saliency_map: ArrayLike, xs: ArrayLike, ys: ArrayLike) -> torch.Tensor:
+    """Per-fixation NSS: the map standardised (population std) read at each fixation.
+
+    Returns one value per fixation; data-set value: mean over all fixations ("per fixation").
+    A constant map (max = min) gives exactly 0, where pysaliency divides by the rounding error
+    of its mean and gets ±1.
+    """
+    smap = as_float64(saliency_map)
+    rows, cols = pixel_index(xs, ys, smap.device)
+    if is_constant(smap):
+        return smap.new_zeros(len(rows))
+    return (smap[rows, cols] - smap.mean()) / smap.std(correction=0)
+
+
+def is_constant(saliency_map: torch.Tensor) -> bool:
+    """Exactly constant; a std computed in floating point need not be 0 for such a map."""
+    return bool(saliency_map.max() == saliency_map.min())
+
+
+# --------------------------------------------------------------------------- map vs map
+
+
+def to_density(saliency_map: torch.Tensor) -> torch.Tensor:
+    """pysaliency's ``convert_saliency_map_to_density(minimum_value=0)``: shift to ≥ 0, sum to 1."""
+    if saliency_map.min() < 0:
+        saliency_map = saliency_map - saliency_map.min()
+    total = saliency_map.sum()
+    if total > 0:
+        return saliency_map / total
+    return torch.full_like(saliency_map, 1.0 / saliency_map.numel())
+
+
+def cc(saliency_map: ArrayLike, empirical_map: ArrayLike) -> torch.Tensor:
+    """Pearson correlation of the map with the empirical fixation map (per image).
+
+    As pysaliency's ``CC``: 0 when the model's map is constant (max = min) and the empirical one
+    is not. Data-set value: mean over images.
+    """
+    a = as_float64(saliency_map)
+    b = as_float64(empirical_map, a.device)
+    if is_constant(a) and not is_constant(b):
+        return a.new_zeros(())
+    a = a - a.mean()
+    b = b - b.mean()
+    return (a * b).sum() / torch.sqrt(a.square().sum() * b.square().sum())
+
+
+def kl_div(saliency_map: ArrayLike, empirical_map: ArrayLike) -> torch.Tensor:
+    """Image-based KL divergence, MIT variant: KL(empirical ‖ model), both made densities.
+
+    Σ q · log(ε + q / (p + ε)) with q the empirical and p the model density (:func:`to_density`),
+    ε = 2.2204e-16 (pysaliency ``image_based_kl_divergence(minimum_value=0,
+    log_regularization=ε, quotient_regularization=ε)``). Data-set value: mean over images.
+    """
+    p = to_density(as_float64(saliency_map))
+    return kl_div_of_densities(p, to_density(as_float64(empirical_map, p.device)))
+
+
+def kl_div_of_densities(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """:func:`kl_div` of a model density p and an empirical density q."""
+    return (q * torch.log(KLD_EPS + q / (p + KLD_EPS))).sum()
+
+
+def sim(saliency_map: ArrayLike, empirical_map: ArrayLike) -> torch.Tensor:
+    """Similarity: Σ min(p, q) of both maps made densities (:func:`to_density`). Data-set value:
+    mean over images."""
+    p = to_density(as_float64(saliency_map))
+    return sim_of_densities(p, to_density(as_float64(empirical_map, p.device)))
+
+
+def sim_of_densities(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """:func:`sim` of two densities."""
+    return torch.minimum(p, q).sum()
+
+
+# --------------------------------------------------------------------------- densities
+
+
+def log_likelihoods(log_density: ArrayLike, xs: ArrayLike, ys: ArrayLike) -> torch.Tensor:
+    """log p (natural log) at each fixation; data-set LL: mean over fixations."""
+    logp = as_float64(log_density)
+    rows, cols = pixel_index(xs, ys, logp.device)
+    return logp[rows, cols]
+
+
+def information_gains(
+    log_density: ArrayLike, baseline_log_density: ArrayLike, xs: ArrayLike, ys: ArrayLike
+) -> torch.Tensor:
+    """(log p_model − log p_baseline) / ln 2 at each fixation, in bits; data-set IG: mean over
+    fixations (pysaliency ``information_gain(average="fixation")``)."""
+    model = log_likelihoods(log_density, xs, ys)
+    baseline = log_likelihoods(as_float64(baseline_log_density, model.device), xs, ys)
+    return (model - baseline) / math.log(2)
+
+
+DENSITY_SUM_TOLERANCE = 1e-3  # |Σ exp(log p) − 1| allowed; float32 sums over ~1e6 pixels drift
+
+
+def density_from_log_density(log_density: torch.Tensor, name: str) -> torch.Tensor:
+    """exp(log p), after checking it is finite and sums to 1 (error names ``name``)."""
+    density = log_density.exp()
+    total = density.sum().item()  # NaN or +inf anywhere in log p shows up here
+    if not math.isfinite(total):
+        raise ValueError(f"{name}: log-density contains NaN or +inf")
+    if abs(total - 1) > DENSITY_SUM_TOLERANCE:
+        raise ValueError(
+            f"{name}: exp(log-density) sums to {total:.6g}, not 1 (is it a natural-log density? "
+            "use --kind saliency-map for unnormalised maps)"
+        )
+    return density

@@ -1,0 +1,302 @@
+"""Scanpath metrics: string edit distance, sequence score, ScanMatch, MultiMatch, conditional
+per-fixation scores of probabilistic scanpath models, and the human agreement ceiling.
+
+Fixations are turned into letters by a regular spatial grid: an image of W × H pixels is cut
+into ``x_bins`` × ``y_bins`` equal cells; fixation (x, y) gets cell (⌊y·y_bins/H⌋, ⌊x·x_bins/W⌋),
+numbered row by row (row·x_bins + column), as ScanMatch's grid mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from code.data.gaze import GazeDataset
+from code.metrics import saliency as M
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The spatial grid that turns fixations into letters (see the module docstring)."""
+
+    x_bins: int
+    y_bins: int
+
+    def cells(self, xs: np.ndarray, ys: np.ndarray, height: int, width: int) -> np.ndarray:
+        col = np.clip((np.asarray(xs) * self.x_bins / width).astype(np.int64), 0, self.x_bins - 1)
+        row = np.clip((np.asarray(ys) * self.y_bins / height).astype(np.int64), 0, self.y_bins - 1)
+        return row * self.x_bins + col
+
+
+def string_edit_distance(a: np.ndarray, b: np.ndarray) -> int:
+    """Levenshtein distance between two cell sequences (insert, delete, substitute cost 1)."""
+    return int(-needleman_wunsch(a, b, -(a[:, None] != b[None, :]).astype(np.float64), gap=-1.0))
+
+
+def sequence_score(a: np.ndarray, b: np.ndarray) -> float:
+    """1 − edit distance / length of the longer sequence: 1 for identical strings, 0 for
+    strings with nothing in common."""
+    return 1.0 - string_edit_distance(a, b) / max(len(a), len(b))
+
+
+def needleman_wunsch(a: np.ndarray, b: np.ndarray, substitution: np.ndarray, gap: float) -> float:
+    """Best global alignment score; ``substitution[i, j]`` scores aligning a[i] with b[j].
+
+    F[i, j] = max(F[i−1, j−1] + s_ij, F[i−1, j] + gap, F[i, j−1] + gap) with F[i, 0] = i·gap,
+    F[0, j] = j·gap. A row's left-to-right dependency is a running maximum,
+    F[i, j] = j·gap + max_{k≤j}(c_k − k·gap), so each row is one vectorised step.
+    """
+    n = substitution.shape[1]
+    offsets = gap * np.arange(n + 1)
+    row = offsets.copy()
+    for i in range(substitution.shape[0]):
+        candidates = np.empty(n + 1)
+        candidates[0] = (i + 1) * gap
+        candidates[1:] = np.maximum(row[:-1] + substitution[i], row[1:] + gap)
+        row = offsets + np.maximum.accumulate(candidates - offsets)
+    return float(row[-1])
+
+
+@dataclass(frozen=True)
+class ScanMatchParams:
+    """ScanMatch (Cristino, Mathôt, Theeuwes & Gilchrist 2010) parameters.
+
+    ``threshold`` (grid cells): substitution score is threshold − Euclidean distance between the
+    two cells' centres, so cells closer than the threshold score positively (the toolbox
+    suggests 2·std(saccade amplitude) / cell width). ``gap``: score of an insertion/deletion
+    (toolbox default 0). ``temporal_bin_ms``: each fixation is repeated round(duration / bin)
+    times; 0 disables temporal binning.
+    """
+
+    grid: Grid
+    threshold: float
+    gap: float
+    temporal_bin_ms: float
+
+    def substitution_matrix(self) -> np.ndarray:
+        rows, cols = np.divmod(np.arange(self.grid.x_bins * self.grid.y_bins), self.grid.x_bins)
+        distance = np.hypot(rows[:, None] - rows[None, :], cols[:, None] - cols[None, :])
+        # the toolbox's |d − max d| − (max d − threshold), i.e. threshold − d
+        return np.abs(distance - distance.max()) - (distance.max() - self.threshold)
+
+
+def scanmatch(
+    a: tuple[np.ndarray, np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray, np.ndarray],
+    height: int,
+    width: int,
+    params: ScanMatchParams,
+) -> float:
+    """ScanMatch similarity of scanpaths ``a`` and ``b``, each (xs, ys, durations_ms).
+
+    Fixations become grid cells, temporally binned if asked; the Needleman–Wunsch score with
+    the distance-based substitution matrix is divided by max(substitution) × the longer
+    sequence's length, as the MATLAB toolbox's ``ScanMatch``.
+    """
+    seqs = []
+    for xs, ys, durations in (a, b):
+        cells = params.grid.cells(xs, ys, height, width)
+        if params.temporal_bin_ms > 0:
+            # MATLAB's round: halves away from zero (durations are positive)
+            cells = np.repeat(
+                cells,
+                np.floor(np.asarray(durations) / params.temporal_bin_ms + 0.5).astype(np.int64),
+            )
+        seqs.append(cells)
+    matrix = params.substitution_matrix()
+    score = needleman_wunsch(seqs[0], seqs[1], matrix[np.ix_(seqs[0], seqs[1])], params.gap)
+    return score / (matrix.max() * max(len(seqs[0]), len(seqs[1])))
+
+
+MULTIMATCH_DIMENSIONS = ("MM_vector", "MM_direction", "MM_length", "MM_position", "MM_duration")
+
+
+def multimatch(
+    a: tuple[np.ndarray, np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray, np.ndarray],
+    height: int,
+    width: int,
+) -> dict[str, float]:
+    """MultiMatch (Jarodzka et al. 2010; Dewhurst et al. 2012) via ``multimatch-gaze``, without
+    grouping: vector, direction, length, position and duration similarities in [0, 1]. Scanpaths
+    with fewer than 3 fixations give NaN (the package cannot compare them). Durations in ms."""
+    import multimatch_gaze
+
+    def as_record(xs, ys, durations):
+        rec = np.recarray(
+            (len(xs),), dtype=[("start_x", "f8"), ("start_y", "f8"), ("duration", "f8")]
+        )
+        rec.start_x, rec.start_y, rec.duration = xs, ys, np.asarray(durations) / 1000.0
+        return rec
+
+    values = multimatch_gaze.docomparison(as_record(*a), as_record(*b), screensize=[width, height])
+    return (
+        dict(zip(MULTIMATCH_DIMENSIONS, np.ravel(values).astype(float), strict=False))
+        if len(np.ravel(values)) == 5
+        else dict.fromkeys(MULTIMATCH_DIMENSIONS, math.nan)
+    )
+
+
+# --------------------------------------------------------------------------- probabilistic
+
+
+class ConditionalScanpathEvaluator:
+    """Per-fixation scores of a probabilistic scanpath model, each fixation given its history.
+
+    ``update`` takes, for the n fixations of scanpaths, the model's conditional log-densities
+    ``(n, H, W)`` — density of fixation k given fixations < k — and the fixations themselves.
+    All four are per fixation (sum / count): LL (nats), IG (bits over the baseline), NSS and AUC
+    (all pixels as negatives) of the conditional density.
+    """
+
+    METRICS = ("LL", "IG", "NSS", "AUC")
+
+    def __init__(self) -> None:
+        self._state = torch.zeros(len(self.METRICS), 2, dtype=torch.float64)
+
+    def update(
+        self,
+        conditional_log_densities: M.ArrayLike,
+        xs: M.ArrayLike,
+        ys: M.ArrayLike,
+        baseline_log_density: M.ArrayLike,
+    ) -> None:
+        logps = M.as_float64(conditional_log_densities)
+        xs = M.as_float64(xs, logps.device)
+        ys = M.as_float64(ys, logps.device)
+        for k in range(len(logps)):
+            x, y = xs[k : k + 1], ys[k : k + 1]
+            density = M.density_from_log_density(
+                logps[k], f"conditional log-density of fixation {k}"
+            )
+            values = (
+                M.log_likelihoods(logps[k], x, y),
+                M.information_gains(logps[k], baseline_log_density, x, y),
+                M.nss(density, x, y),
+                M.auc(density, x, y),
+            )
+            for i, value in enumerate(values):
+                self._state[i] += torch.tensor([value.sum().item(), 1.0], dtype=torch.float64)
+
+    def state(self) -> torch.Tensor:
+        """(4, 2) float64 [sum, count] per metric in ``METRICS`` order; merge by adding."""
+        return self._state.clone()
+
+    def merge(self, state: torch.Tensor) -> None:
+        self._state += state.to(self._state)
+
+    def compute(self) -> dict[str, float]:
+        sums, counts = self._state[:, 0], self._state[:, 1]
+        return {
+            m: (sums[i] / counts[i]).item() for i, m in enumerate(self.METRICS) if counts[i] > 0
+        }
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+Scanpath = tuple[np.ndarray, np.ndarray, np.ndarray]  # xs, ys, durations (ms)
+
+
+def scanpaths_by_image(dataset: GazeDataset) -> dict[int, dict[int, Scanpath]]:
+    """image -> subject -> its scanpath, fixations in temporal order."""
+    fix = dataset.fixations
+    result: dict[int, dict[int, Scanpath]] = {}
+    order = np.lexsort((fix.index, fix.train))
+    for train in np.unique(fix.train):
+        rows = order[fix.train[order] == train]
+        result.setdefault(int(fix.image[rows[0]]), {})[int(fix.subject[rows[0]])] = (
+            fix.x[rows],
+            fix.y[rows],
+            fix.duration_ms[rows],
+        )
+    return result
+
+
+def compare(
+    a: Scanpath, b: Scanpath, height: int, width: int, params: ScanMatchParams
+) -> dict[str, float]:
+    """Every pairwise scanpath metric for one pair."""
+    grid = params.grid
+    cells_a, cells_b = grid.cells(a[0], a[1], height, width), grid.cells(b[0], b[1], height, width)
+    return {
+        "string_edit_distance": float(string_edit_distance(cells_a, cells_b)),
+        "sequence_score": sequence_score(cells_a, cells_b),
+        "ScanMatch": scanmatch(a, b, height, width, params),
+        **multimatch(a, b, height, width),
+    }
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+
+
+def human_ceiling(
+    dataset: GazeDataset, params: ScanMatchParams, images: set[int]
+) -> dict[str, float]:
+    """Leave-one-subject-out agreement on ``images``: every human scanpath compared with every
+    other human's scanpath of the same image (each unordered pair once; the metrics are
+    symmetric except MultiMatch's alignment, which is symmetric in its distances), averaged
+    over pairs."""
+    rows = []
+    by_image = scanpaths_by_image(dataset)
+    for image in tqdm(sorted(images & set(by_image)), desc="human ceiling", unit="img"):
+        by_subject = by_image[image]
+        stim = dataset.stimuli[image]
+        for a, b in combinations(by_subject.values(), 2):
+            rows.append(compare(a, b, stim.height, stim.width, params))
+    return _mean(rows)
+
+
+def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchParams) -> dict:
+    """Compare each predicted scanpath with every human scanpath of its image (mean over
+    pairs), beside the human ceiling on the same images. ``predictions``: CSV with columns
+    image,subject,fix_index,x,y,duration_ms,onset_ms; image is the stimulus file name or stem."""
+    table = np.genfromtxt(predictions, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    missing = {"image", "subject", "fix_index", "x", "y", "duration_ms"} - set(
+        table.dtype.names or ()
+    )
+    if missing:
+        raise ValueError(f"{predictions}: missing columns {sorted(missing)}")
+    index_of = {Path(s.id).stem: i for i, s in enumerate(dataset.stimuli)}
+    humans = scanpaths_by_image(dataset)
+    rows, predicted_images = [], set()
+    for key in sorted({(str(r["image"]), int(r["subject"])) for r in table}):
+        stem = Path(key[0]).stem
+        if stem not in index_of:
+            raise ValueError(f"{predictions}: image {key[0]!r} is not a stimulus of {dataset.name}")
+        sel = (table["image"] == key[0]) & (table["subject"] == key[1])
+        part = table[sel][np.argsort(table["fix_index"][sel])]
+        if not np.all(np.isfinite(part["x"]) & np.isfinite(part["y"])):
+            raise ValueError(f"{predictions}: NaN coordinates in scanpath {key}")
+        predicted = (
+            part["x"].astype(float),
+            part["y"].astype(float),
+            part["duration_ms"].astype(float),
+        )
+        image = index_of[stem]
+        predicted_images.add(image)
+        stim = dataset.stimuli[image]
+        for human in humans.get(image, {}).values():
+            rows.append(compare(predicted, human, stim.height, stim.width, params))
+    return {
+        "metrics": _mean(rows),
+        "n_pairs": len(rows),
+        "n_images": len(predicted_images),
+        "human_ceiling": human_ceiling(dataset, params, predicted_images),
+    }
+
+
+def format_scanpath_table(result: dict) -> str:
+    lines = [f"{'metric':<22}{'model':>12}{'human':>12}"]
+    for metric, value in result["metrics"].items():
+        lines.append(
+            f"{metric:<22}{value:>12.4f}{result['human_ceiling'].get(metric, math.nan):>12.4f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+import json
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from benchmarks.osie import data_root, osie_dataset
+from code import evaluate
+from code.data.gaze import GazeDataset
+from code.registry import DATASETS
+
+
+@pytest.fixture(scope="module")
+def six_osie_images(osie_csv):
+    return osie_dataset(osie_csv).subset(range(6))
+
+
+@pytest.fixture
+def small_osie(six_osie_images, monkeypatch):
+    """The six images registered as a data set for the duration of one test."""
+
+    def load(root: str) -> GazeDataset:
+        return six_osie_images
+
+    name = "osie_cli_test"
+    monkeypatch.setitem(DATASETS._entries, name, load)
+    return name, six_osie_images
+
+
+def write_predictions(directory, dataset, transform=lambda i, a: a):
+    rng = np.random.default_rng(0)
+    for i, stim in enumerate(dataset.stimuli):
+        m = rng.normal(size=stim.size)
+        np.save(directory / f"{stim.id.split('.')[0]}.npy", transform(i, m - logsumexp(m)))
+
+
+def run(name, directory, out, *extra):
+    evaluate.main(
+        [
+            "saliency",
+            "--dataset",
+            name,
+            "--root",
+            "unused",
+            "--predictions",
+            str(directory),
+            "--kind",
+            "log-density",
+            "--fixation-map-sigma",
+            "24",
+            "--out",
+            str(out),
+            "--center-bias-folds",
+            "3",
+            *extra,
+        ]
+    )
+
+
+def test_cli_writes_result(small_osie, tmp_path, capsys):
+    name, dataset = small_osie
+    write_predictions(tmp_path, dataset)
+    run(name, tmp_path, tmp_path / "r.json")
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert set(result["metrics"]) == {
+        "AUC",
+        "sAUC",
+        "AUC_Judd",
+        "NSS",
+        "CC",
+        "KLDiv",
+        "SIM",
+        "LL",
+        "IG",
+    }
+    assert result["n_images"] == 6 and result["n_fixations"] == len(dataset.fixations)
+    assert result["baselines"]["uniform"]["AUC"] == 0.5
+    assert result["baselines"]["gold_standard"]["IG"] > result["baselines"]["uniform"]["IG"]
+    assert "gold_standard" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("transform", "message"),
+    [
+        (lambda i, a: a[:-1] if i == 2 else a, r"1003\.npy: shape"),
+        (
+            lambda i, a: (
+                np.where(np.arange(a.size).reshape(a.shape) == 5, np.nan, a) if i == 1 else a
+            ),
+            r"1002\.npy.*NaN",
+        ),
+        (lambda i, a: a + 1 if i == 0 else a, r"1001\.npy.*sums to"),
+    ],
+)
+def test_cli_names_bad_file(small_osie, tmp_path, transform, message):
+    name, dataset = small_osie
+    write_predictions(tmp_path, dataset, transform)
+    with pytest.raises(ValueError, match=message):
+        run(name, tmp_path, tmp_path / "r.json")
+
+
+def test_cli_missing_and_extra_files(small_osie, tmp_path):
+    name, dataset = small_osie
+    write_predictions(tmp_path, dataset)
+    (tmp_path / "1004.npy").rename(tmp_path / "9999.npy")
+    with pytest.raises(ValueError, match=r"1 missing.*1004\.npy.*1 extra.*9999\.npy"):
+        run(name, tmp_path, tmp_path / "r.json")
+
+
+def test_scanpath_command_scores_a_human_as_well_as_the_human_ceiling(tmp_path, capsys):
+    """Real OSIE: subject 0's own scanpaths, submitted as predictions for three images."""
+    source = data_root() / "osie"
+    rows = (source / "fixations.csv").read_text().splitlines()
+    wanted = ("1001.jpg,0,", "1002.jpg,0,", "1003.jpg,0,")
+    predictions = tmp_path / "scanpaths.csv"
+    predictions.write_text("\n".join([rows[0], *(r for r in rows if r.startswith(wanted))]) + "\n")
+    out = tmp_path / "result.json"
+    evaluate.main(
+        [
+            "scanpaths",
+            "--dataset",
+            "osie",
+            "--root",
+            str(source),
+            "--predictions",
+            str(predictions),
+            "--out",
+            str(out),
+        ]
+    )
+    result = json.loads(out.read_text())
+    assert result["n_images"] == 3 and result["n_pairs"] == 3 * 15
+    metrics, ceiling = result["metrics"], result["human_ceiling"]
+    assert set(metrics) == set(ceiling) >= {"ScanMatch", "sequence_score", "MM_position"}
+    # one human against all humans (itself included once) is close to the human ceiling
+    for name in ("ScanMatch", "sequence_score", "MM_position"):
+        assert abs(metrics[name] - ceiling[name]) < 0.1, name
+    assert "ScanMatch" in capsys.readouterr().out

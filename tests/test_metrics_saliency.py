@@ -1,0 +1,141 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from code.metrics import saliency as M
+from code.metrics.evaluator import METRICS, SaliencyEvaluator
+from code.metrics.protocol import SimOptimisation
+
+NO_SIM_OPT = SimOptimisation(steps=0, fixation_count=100, batch_size=4, learning_rate=1e-3, seed=0)
+XS = np.array([3.2, 10.9, 10.1, 25.0, 7.5])
+YS = np.array([4.7, 2.0, 2.9, 15.3, 18.0])
+H, W = 20, 30
+
+
+def test_constant_map_is_chance():
+    smap = np.full((H, W), 3.0)
+    assert M.auc(smap, XS, YS).item() == 0.5
+    assert M.auc_judd(smap, XS, YS, None).item() == 0.5
+    assert M.shuffled_auc(smap, XS, YS, XS[::-1] + 1, YS).item() == 0.5
+    assert np.all(M.nss(smap, XS, YS).numpy() == 0)
+    empirical = M.empirical_saliency_map(XS, YS, H, W, 2.0, torch.device("cpu"))
+    assert M.cc(smap, empirical).item() == 0
+
+
+def test_perfect_map():
+    smap = np.zeros((H, W))
+    smap[YS.astype(int), XS.astype(int)] = 1
+    assert M.auc_judd(smap, XS, YS, None).item() == 1.0
+    n_fixated = len({(int(y), int(x)) for x, y in zip(XS, YS, strict=True)})
+    # all pixels are negatives: a fixated pixel ties with itself and the other fixated pixels
+    expected = (H * W - n_fixated + 0.5 * n_fixated) / (H * W)
+    assert M.auc(smap, XS, YS).item() == pytest.approx(expected, rel=1e-15)
+    assert M.nss(smap, XS, YS).mean().item() > 5
+
+
+def test_map_equal_to_empirical_density():
+    empirical = M.empirical_saliency_map(XS, YS, H, W, 3.0, torch.device("cpu"))
+    assert M.cc(empirical, empirical).item() == pytest.approx(1, abs=1e-12)
+    assert M.sim(empirical, empirical).item() == pytest.approx(1, abs=1e-12)
+    assert M.kl_div(empirical, empirical).item() == pytest.approx(0, abs=1e-12)
+
+
+def test_swapped_inputs():
+    rng = np.random.default_rng(1)
+    a, b = rng.random((H, W)), rng.random((H, W)) ** 4
+    assert M.cc(a, b).item() == pytest.approx(M.cc(b, a).item(), rel=1e-12)
+    assert M.sim(a, b).item() == pytest.approx(M.sim(b, a).item(), rel=1e-12)
+    assert M.kl_div(a, b).item() != pytest.approx(M.kl_div(b, a).item(), rel=1e-3)
+    # AUC of the reversed map is 1 − AUC (no ties in a random map)
+    assert M.auc(-a, XS, YS).item() == pytest.approx(1 - M.auc(a, XS, YS).item(), rel=1e-12)
+
+
+def test_blur_is_scipy_reflect():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(2)
+    for size, sigma in [((20, 30), 2.0), ((9, 5), 7.3), ((64, 48), 12.0)]:
+        image = rng.random(size)
+        ours = M.gaussian_blur(image, sigma).numpy()
+        np.testing.assert_allclose(
+            ours, gaussian_filter(image, sigma, mode="reflect"), rtol=1e-12, atol=1e-15
+        )
+
+
+def test_log_density_checks():
+    with pytest.raises(ValueError, match=r"map\.npy.*sums to"):
+        M.density_from_log_density(torch.zeros(4, 4, dtype=torch.float64), "map.npy")
+    bad = torch.full((4, 4), -math.log(16), dtype=torch.float64)
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"x\.npy.*NaN"):
+        M.density_from_log_density(bad, "x.npy")
+
+
+def _evaluate(osie_csv, log_densities, images, judd_jitter_seed=None):
+    evaluator = SaliencyEvaluator("log-density", "raw", 24.0, judd_jitter_seed, NO_SIM_OPT)
+    for i in images:
+        xs, ys = osie_csv.of(i)
+        sx, sy = M.shuffled_nonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes, i)
+        uniform = np.full(osie_csv.sizes[i], -np.log(np.prod(osie_csv.sizes[i])))
+        evaluator.update(
+            log_densities[i], xs, ys, baseline_log_density=uniform, shuffled_xs=sx, shuffled_ys=sy
+        )
+    return evaluator
+
+
+def test_merged_states_equal_single_pass(osie_csv, osie_log_densities):
+    images = range(len(osie_csv.stems))
+    whole = _evaluate(osie_csv, osie_log_densities, images)
+    first = _evaluate(osie_csv, osie_log_densities, images[:11])
+    first.merge(_evaluate(osie_csv, osie_log_densities, images[11:]).state())
+    assert first.n_fixations == whole.n_fixations == len(osie_csv.x)
+    for metric, value in whole.compute().items():
+        assert first.compute()[metric] == pytest.approx(value, rel=1e-12), metric
+    assert set(whole.compute()) == set(METRICS)
+
+
+def test_torch_tensors_on_device(osie_csv, osie_log_densities):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    xs, ys = osie_csv.of(0)
+    logp = torch.from_numpy(osie_log_densities[0]).to(device)
+    as_numpy = _evaluate(osie_csv, osie_log_densities, [0]).compute()
+    evaluator = SaliencyEvaluator("log-density", "raw", 24.0, None, NO_SIM_OPT)
+    sx, sy = M.shuffled_nonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes, 0)
+    evaluator.update(
+        logp,
+        torch.from_numpy(xs).to(device),
+        torch.from_numpy(ys).to(device),
+        baseline_log_density=torch.full_like(logp, -math.log(logp.numel())),
+        shuffled_xs=sx,
+        shuffled_ys=sy,
+    )
+    for metric, value in evaluator.compute().items():
+        assert value == pytest.approx(as_numpy[metric], rel=1e-9), metric
+
+
+def test_benchmark_protocol_runs(osie_csv, osie_log_densities):
+    from code.metrics.protocol import ShuffledBaseline
+
+    shuffled = ShuffledBaseline((600, 800))
+    for logp in osie_log_densities[:3]:
+        shuffled.add(torch.from_numpy(logp))
+    opt = SimOptimisation(steps=2, fixation_count=50, batch_size=2, learning_rate=1e-3, seed=0)
+    evaluator = SaliencyEvaluator("log-density", "benchmark", 24.0, None, opt)
+    logp = torch.from_numpy(osie_log_densities[0])
+    xs, ys = osie_csv.of(0)
+    sx, sy = M.shuffled_nonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes, 0)
+    values = evaluator.update(
+        logp,
+        xs,
+        ys,
+        shuffled_xs=sx,
+        shuffled_ys=sy,
+        shuffled_log_density=shuffled.log_density_without(logp),
+    )
+    assert set(values) == {"AUC", "sAUC", "AUC_Judd", "NSS", "CC", "KLDiv", "SIM", "LL"}
+    # CC scores the expected fixation map: the density blurred like the empirical map
+    empirical = M.empirical_saliency_map(xs, ys, 600, 800, 24.0, torch.device("cpu"))
+    expected_map = M.gaussian_blur(logp.exp(), 24.0)
+    assert values["CC"] == pytest.approx(M.cc(expected_map, empirical).item(), rel=1e-12)
