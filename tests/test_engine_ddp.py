@@ -115,7 +115,8 @@ def _layout(tree: object) -> object:
 
 def test_quickstart_on_two_processes_reports_like_one(tmp_path: Path) -> None:
     opts = [*SMALL, "TRAIN.EPOCHS", "3"]
-    single = main(["--cfg", QUICKSTART, "--opts", *opts, "OUTPUT_DIR", str(tmp_path / "one")])
+    main(["--cfg", QUICKSTART, "--opts", *opts, "OUTPUT_DIR", str(tmp_path / "one")])
+    single = json.loads((tmp_path / "one" / "metrics.json").read_text())
     out = tmp_path / "two"
     done = torchrun(2, ["-m", "code.main", "--cfg", QUICKSTART, "--opts", *opts,
                         "OUTPUT_DIR", str(out)], timeout=300)  # fmt: skip

@@ -150,6 +150,11 @@ def format_summary(summary: dict) -> str:
     width = max(len(name) for name, _ in rows) + 2
     lines = [" " * width + "".join(f"{m:>20}" for m in metrics)]
     for name, scores in rows:
-        cells = "".join(f"{scores[m]['mean']:>11.4f} ± {scores[m]['std']:<6.4f}" for m in metrics)
-        lines.append(f"{name:<{width}}{cells}")
+        cells = [
+            f"{scores[m]['mean']:>11.4f} ± {scores[m]['std']:<6.4f}"
+            if m in scores
+            else f"{'-':>20}"
+            for m in metrics  # a baseline may lack a metric (the gold standard has LL, IG)
+        ]
+        lines.append(f"{name:<{width}}" + "".join(cells))
     return "\n".join(lines)
