@@ -21,7 +21,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 from scipy.special import logsumexp
 
-from benchmarks.osie import pysaliency_reference, read_osie
+from benchmarks.osie import pysaliency_metrics, pysaliency_reference, read_osie
 from code.metrics.evaluator import SaliencyEvaluator
 from code.metrics.protocol import SimOptimisation
 from code.metrics.saliency import shuffled_nonfixations
@@ -57,7 +57,6 @@ def ours(osie, log_densities, baseline, jitter: bool) -> tuple[float, dict[str, 
 
 
 def reference(osie, log_densities, baseline, jitter: bool) -> tuple[float, dict[str, float]]:
-    import pysaliency
 
     maps = [np.exp(logp) for logp in log_densities[:DISTINCT_MAPS]]
     maps = [maps[i % DISTINCT_MAPS] for i in range(len(log_densities))]
@@ -68,21 +67,7 @@ def reference(osie, log_densities, baseline, jitter: bool) -> tuple[float, dict[
     smap_model.AUC(stimuli[:1], fixations[fixations.n == 0])
     smap_model.AUC_Judd(stimuli[:1], fixations[fixations.n == 0], jitter=jitter)
     start = time.perf_counter()
-    gold = pysaliency.FixationMap(stimuli, fixations, kernel_size=SIGMA)
-    eps = 2.2204e-16
-    values = {
-        "AUC": smap_model.AUC(stimuli, fixations),
-        "sAUC": smap_model.sAUC(stimuli, fixations),
-        "AUC_Judd": smap_model.AUC_Judd(stimuli, fixations, jitter=jitter),
-        "NSS": smap_model.NSS(stimuli, fixations),
-        "CC": smap_model.CC(stimuli, gold),
-        "KLDiv": smap_model.image_based_kl_divergence(
-            stimuli, gold, minimum_value=0, log_regularization=eps, quotient_regularization=eps
-        ),
-        "SIM": smap_model.SIM(stimuli, gold),
-        "LL": model.log_likelihood(stimuli, fixations),
-        "IG": model.information_gain(stimuli, fixations, base),
-    }
+    values = pysaliency_metrics(stimuli, fixations, smap_model, model, base, SIGMA, jitter)
     return time.perf_counter() - start, values
 
 

@@ -109,3 +109,28 @@ def pysaliency_reference(osie: OsieFixations, maps: list[np.ndarray], log_densit
         _saliency_map = _lookup
 
     return stimuli, fixations, ArrayModel(caching=False)
+
+
+def pysaliency_metrics(stimuli, fixations, saliency_map_model, model, baseline, sigma, jitter):
+    """Every saliency metric by pysaliency itself: the reference our metrics must reproduce.
+
+    ``saliency_map_model`` scores the map-based metrics (against fixation maps blurred with
+    ``sigma`` px), ``model`` and ``baseline`` (probabilistic models) LL and IG.
+    """
+    import pysaliency
+
+    gold = pysaliency.FixationMap(stimuli, fixations, kernel_size=sigma)
+    eps = 2.2204e-16  # MIT's KL-divergence regularisation
+    return {
+        "AUC": saliency_map_model.AUC(stimuli, fixations),
+        "sAUC": saliency_map_model.sAUC(stimuli, fixations),
+        "AUC_Judd": saliency_map_model.AUC_Judd(stimuli, fixations, jitter=jitter),
+        "NSS": saliency_map_model.NSS(stimuli, fixations),
+        "CC": saliency_map_model.CC(stimuli, gold),
+        "KLDiv": saliency_map_model.image_based_kl_divergence(
+            stimuli, gold, minimum_value=0, log_regularization=eps, quotient_regularization=eps
+        ),
+        "SIM": saliency_map_model.SIM(stimuli, gold),
+        "LL": model.log_likelihood(stimuli, fixations),
+        "IG": model.information_gain(stimuli, fixations, baseline),
+    }

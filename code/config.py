@@ -25,7 +25,17 @@ from typing import Any, Literal
 import yaml
 from yacs.config import CfgNode
 
-from code.registry import BLOCKS, DATASETS, DECODERS, ENCODERS, SAMPLES, SEGMENTERS, Registry
+from code.registry import (
+    BLOCKS,
+    DATASETS,
+    DECODERS,
+    ENCODERS,
+    OPTIMIZERS,
+    SAMPLES,
+    SCHEDULERS,
+    SEGMENTERS,
+    Registry,
+)
 
 OPTS_SOURCE = "--opts"
 
@@ -39,13 +49,19 @@ class Choice:
 
 SCHEMA: dict[str, Any] = {
     "SEED": int,
+    "DETERMINISTIC": bool,  # torch.use_deterministic_algorithms: slower, bitwise repeatable
     "OUTPUT_DIR": str,
+    "DIST": {
+        "TIMEOUT_S": int,  # a rank waiting longer than this in a collective fails the run
+    },
     "DATA": {
         "DATASET": Choice(DATASETS),
         "SPLIT": {
             "VAL_FRACTION": float,
             "TEST_FRACTION": float,
             "SEED": int,
+            "FOLDS": int | None,  # k-fold cross-validation by image: test = fold FOLD
+            "FOLD": int | None,
         },
         "IMAGE_SIZE": list[int],
         "SEGMENTS": Choice(SEGMENTERS),
@@ -68,9 +84,26 @@ SCHEMA: dict[str, Any] = {
     },
     "TRAIN": {
         "EPOCHS": int,
-        "OPTIMIZER": Literal["adam", "adamw", "sgd"],
+        "OPTIMIZER": Choice(OPTIMIZERS),
         "LR": float,
         "WEIGHT_DECAY": float,
+        "SCHEDULER": Choice(SCHEDULERS),  # stepped once per epoch
+        "STOP_LR": float | None,  # stop when every group's LR fell below this (DeepGaze)
+        "PARAM_GROUPS": {  # parameters matching PATTERNS[i] (fnmatch) train at LR x LR_SCALES[i]
+            "PATTERNS": list[str],
+            "LR_SCALES": list[float],
+        },
+        "FREEZE": list[str],  # fnmatch patterns of parameter names, e.g. "encoder.*"
+        "INIT": {
+            "CHECKPOINT": str | None,  # start from these weights (e.g. a previous stage's best)
+            "STRICT": bool,  # false: load the keys both have, keep the rest as initialised
+        },
+        "PRECISION": Literal["fp32", "bf16", "fp16"],
+        "ACCUMULATION_STEPS": int,
+        "CLIP_GRAD_NORM": float | None,
+        "BEST_METRIC": Literal["val_ig", "val_loss"],
+        "PATIENCE": int | None,  # early stopping: epochs without a better BEST_METRIC
+        "CHECKPOINT_EVERY": int | None,  # also write last.pt every this many optimizer steps
         "LOG_EVERY": int,
     },
     "EVAL": {
@@ -83,6 +116,14 @@ SCHEMA: dict[str, Any] = {
         "SCANPATH_IMAGES": int | None,
         "NUM_OVERLAYS": int,
     },
+    "TRACKING": {
+        "WANDB": {
+            "ENABLED": bool,
+            "MODE": Literal["offline", "online"],
+            "PROJECT": str,
+        },
+        "VAL_OVERLAYS": int,  # validation predictions drawn each epoch
+    },
 }
 
 
@@ -92,17 +133,26 @@ class ConfigError(ValueError):
 
 def load_config(path: str | Path, opts: list[str]) -> CfgNode:
     """Read ``path`` (following ``_BASE_``), apply ``opts`` (KEY VALUE ...), validate, freeze."""
-    import code.data
-    import code.models  # noqa: F401  (registers encoders, blocks, decoders)
+    _register_parts()
+    return load_tree(path, opts, SCHEMA)
 
+
+def load_tree(path: str | Path, opts: list[str], schema: dict[str, Any]) -> CfgNode:
+    """``load_config`` against another schema (e.g. a pipeline's): same files, rules, errors."""
     tree, sources = _read_yaml_tree(Path(path), chain=())
-    _apply_opts(tree, sources, opts)
-    errors = list(_validate(tree, SCHEMA, prefix="", sources=sources, root_file=str(path)))
+    _apply_opts(tree, sources, opts, schema)
+    errors = list(_validate(tree, schema, prefix="", sources=sources, root_file=str(path)))
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    cfg = CfgNode(_in_schema_order(tree, SCHEMA))
+    cfg = CfgNode(_in_schema_order(tree, schema))
     cfg.freeze()
     return cfg
+
+
+def _register_parts() -> None:
+    import code.data
+    import code.engine.optim
+    import code.models  # noqa: F401  (registers data sets, models, optimizers, schedules)
 
 
 def _in_schema_order(tree: dict, schema: Any) -> dict:
@@ -134,9 +184,7 @@ def render_typed_view() -> str:
     Annotate a configuration as ``cfg: "Config"`` (imported under TYPE_CHECKING) and editors
     complete ``cfg.MODEL.ENCODER.DINOV2.LAYERS``. Regenerate with ``python -m code.config``.
     """
-    import code.data
-    import code.models  # noqa: F401
-
+    _register_parts()
     classes: list[str] = []
     _render_node("Config", SCHEMA, classes)
     header = [
@@ -239,17 +287,17 @@ def _leaf_keys(tree: dict, prefix: str) -> Iterator[str]:
             yield full
 
 
-def _apply_opts(tree: dict, sources: dict[str, str], opts: list[str]) -> None:
+def _apply_opts(tree: dict, sources: dict[str, str], opts: list[str], schema: dict) -> None:
     if len(opts) % 2:
         raise ConfigError(f"--opts takes KEY VALUE pairs, got an odd count: {opts}")
     for key, raw in zip(opts[::2], opts[1::2], strict=True):
-        node_schema: Any = SCHEMA
+        node_schema: Any = schema
         node = tree
         parts = key.split(".")
         for depth, part in enumerate(parts):
             node_schema = _child_schema(node_schema, part, node)
             if node_schema is None:
-                known = _schema_keys(_parent_schema(parts[:depth]), node)
+                known = _schema_keys(_parent_schema(schema, parts[:depth]), node)
                 raise ConfigError(f"{OPTS_SOURCE}: unknown key {key}{_suggest(part, known)}")
             if depth < len(parts) - 1:
                 node = node.setdefault(part, {})
@@ -257,8 +305,8 @@ def _apply_opts(tree: dict, sources: dict[str, str], opts: list[str]) -> None:
         sources[key] = OPTS_SOURCE
 
 
-def _parent_schema(parts: list[str]) -> Any:
-    node: Any = SCHEMA
+def _parent_schema(schema: dict, parts: list[str]) -> Any:
+    node: Any = schema
     for part in parts:
         node = _child_schema(node, part, {})
     return node

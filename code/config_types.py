@@ -7,11 +7,25 @@ from typing import Literal, Protocol
 
 class Config(Protocol):
     SEED: int
+    DETERMINISTIC: bool
     OUTPUT_DIR: str
+    DIST: DistConfig
     DATA: DataConfig
     MODEL: ModelConfig
     TRAIN: TrainConfig
     EVAL: EvalConfig
+    TRACKING: TrackingConfig
+
+
+class TrackingConfig(Protocol):
+    WANDB: TrackingWandbConfig
+    VAL_OVERLAYS: int
+
+
+class TrackingWandbConfig(Protocol):
+    ENABLED: bool
+    MODE: Literal["offline", "online"]
+    PROJECT: str
 
 
 class EvalConfig(Protocol):
@@ -27,10 +41,71 @@ class EvalConfig(Protocol):
 
 class TrainConfig(Protocol):
     EPOCHS: int
-    OPTIMIZER: Literal["adam", "adamw", "sgd"]
+    OPTIMIZER: TrainOptimizerConfig
     LR: float
     WEIGHT_DECAY: float
+    SCHEDULER: TrainSchedulerConfig
+    STOP_LR: float | None
+    PARAM_GROUPS: TrainParamGroupsConfig
+    FREEZE: list[str]
+    INIT: TrainInitConfig
+    PRECISION: Literal["fp32", "bf16", "fp16"]
+    ACCUMULATION_STEPS: int
+    CLIP_GRAD_NORM: float | None
+    BEST_METRIC: Literal["val_ig", "val_loss"]
+    PATIENCE: int | None
+    CHECKPOINT_EVERY: int | None
     LOG_EVERY: int
+
+
+class TrainInitConfig(Protocol):
+    CHECKPOINT: str | None
+    STRICT: bool
+
+
+class TrainParamGroupsConfig(Protocol):
+    PATTERNS: list[str]
+    LR_SCALES: list[float]
+
+
+class TrainSchedulerConfig(Protocol):
+    NAME: str
+    CONSTANT: TrainSchedulerConstantConfig
+    COSINE: TrainSchedulerCosineConfig
+    MULTISTEP: TrainSchedulerMultistepConfig
+
+
+class TrainSchedulerMultistepConfig(Protocol):
+    MILESTONES: list[int]
+    GAMMA: float
+
+
+class TrainSchedulerCosineConfig(Protocol):
+    MIN_LR: float
+
+
+class TrainSchedulerConstantConfig(Protocol):
+    pass
+
+
+class TrainOptimizerConfig(Protocol):
+    NAME: str
+    ADAM: TrainOptimizerAdamConfig
+    ADAMW: TrainOptimizerAdamwConfig
+    SGD: TrainOptimizerSgdConfig
+
+
+class TrainOptimizerSgdConfig(Protocol):
+    MOMENTUM: float
+    NESTEROV: bool
+
+
+class TrainOptimizerAdamwConfig(Protocol):
+    BETAS: list[float]
+
+
+class TrainOptimizerAdamConfig(Protocol):
+    BETAS: list[float]
 
 
 class ModelConfig(Protocol):
@@ -172,6 +247,8 @@ class DataSplitConfig(Protocol):
     VAL_FRACTION: float
     TEST_FRACTION: float
     SEED: int
+    FOLDS: int | None
+    FOLD: int | None
 
 
 class DataDatasetConfig(Protocol):
@@ -229,3 +306,7 @@ class DataDatasetCocoFreeviewConfig(Protocol):
 
 class DataDatasetCat2000Config(Protocol):
     ROOT: str
+
+
+class DistConfig(Protocol):
+    TIMEOUT_S: int

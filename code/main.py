@@ -1,16 +1,16 @@
 """The entry point: config -> distributed init -> data -> model -> train -> evaluate -> report.
 
     torchrun --nproc_per_node=N -m code.main --cfg FILE [--opts KEY VALUE ...] [--debug]
-             [--eval-only] [--resume]
+             [--resume] [--eval-only [--checkpoint PATH]]
 
-also runs as plain ``python -m code.main``.
+also runs as plain ``python -m code.main``. FILE is a run config or a pipeline of them
+(``code.engine.pipeline``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,8 @@ from code.data.gaze import GazeDataset
 from code.data.samples import collate
 from code.engine.checkpoint import load_checkpoint, load_model_state
 from code.engine.evaluator import evaluate_model, evaluate_scanpath_model, to_original_size
+from code.engine.pipeline import is_pipeline_file, load_pipeline, run_pipeline
+from code.engine.reproducibility import run_info, seed_everything, set_deterministic
 from code.engine.trainer import Trainer
 from code.engine.visualize import save_overlay
 from code.evaluate import format_table
@@ -33,7 +35,7 @@ from code.utils.logging import get_logger, init_logger
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m code.main", description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", required=True, help="YAML configuration file")
+    parser.add_argument("--cfg", required=True, help="YAML configuration (or pipeline) file")
     parser.add_argument(
         "--opts", nargs="+", default=[], metavar="KEY VALUE", help="override config keys"
     )
@@ -41,39 +43,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--debug", action="store_true", help="DEBUG logging: constructor args, tensor shapes"
     )
     parser.add_argument(
-        "--eval-only", action="store_true", help="evaluate OUTPUT_DIR/best.pt, no training"
+        "--eval-only", action="store_true", help="evaluate a checkpoint (see --checkpoint)"
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue training from OUTPUT_DIR/last.pt"
+        "--checkpoint", help="the checkpoint --eval-only scores (default: OUTPUT_DIR/best.pt)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue training exactly from OUTPUT_DIR/last.pt"
     )
     return parser.parse_args(argv)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def main(argv: list[str] | None = None) -> dict:
+    """Run one experiment, or every stage and fold of a pipeline; returns the test report."""
     args = parse_args(argv)
-    cfg = load_config(args.cfg, args.opts)
-    device = dist.init_distributed(timeout_s=600)
+    if is_pipeline_file(Path(args.cfg)):
+        if args.resume or args.eval_only or args.checkpoint:
+            raise ValueError("a pipeline resumes unfinished stages by itself: drop --resume etc.")
+        pipeline = load_pipeline(Path(args.cfg), args.opts)
+        device = dist.init_distributed(pipeline.timeout_s)
+        report = run_pipeline(pipeline, lambda cfg, resume: run(cfg, args, device, resume))
+    else:
+        cfg = load_config(args.cfg, args.opts)
+        device = dist.init_distributed(cfg.DIST.TIMEOUT_S)
+        report = run(cfg, args, device, args.resume)
+    # Only after success: on an error the process exits and torchrun ends the other ranks,
+    # whereas tearing the group down could wait on ranks stuck in a collective.
+    dist.cleanup()
+    return report
+
+
+def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bool) -> dict:
+    """Train (unless --eval-only) and evaluate one configuration; rank 0 writes its outputs."""
     output_dir = Path(cfg.OUTPUT_DIR)
     log = init_logger(output_dir, dist.rank(), args.debug)
-    try:
-        if dist.is_main():
-            save_config(cfg, output_dir / "config.yaml")
-        log.info(
-            "config %s -> %s (%d process(es), %s)", args.cfg, output_dir, dist.world_size(), device
-        )
-        seed_everything(cfg.SEED)
-        return run(cfg, args, device, output_dir)
-    finally:
-        dist.cleanup()
-
-
-def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir: Path) -> dict:
+    info = run_info()
+    if dist.is_main():
+        save_config(cfg, output_dir / "config.yaml")
+        (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+    log.info(
+        "config %s -> %s (%d process(es), %s)", args.cfg, output_dir, dist.world_size(), device
+    )
+    set_deterministic(cfg.DETERMINISTIC)
+    # Ranks differ in their random streams; DDP gives every rank rank 0's initial weights.
+    seed_everything(cfg.SEED + dist.rank())
     splits = build_splits(cfg)
     samples = {
         name: build_samples(cfg, getattr(splits, name), splits.centerbias, name) for name in SPLITS
@@ -81,12 +94,11 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, output_dir
     loaders = {name: build_loader(cfg, samples[name], name == "train") for name in SPLITS}
     model = build_model(cfg)
     model.set_centerbias(splits.centerbias)  # travels in the checkpoint, for code.predict
-    log = get_logger()
     log.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
-    best = output_dir / "best.pt"
+    best = Path(args.checkpoint) if args.checkpoint else output_dir / "best.pt"
     if not args.eval_only:
-        trainer = Trainer(cfg, model, loaders["train"], loaders["val"], device, output_dir)
-        if args.resume:
+        trainer = Trainer(cfg, model, loaders["train"], loaders["val"], device, output_dir, info)
+        if resume:
             trainer.resume(output_dir / "last.pt")
         best = trainer.fit()
     load_model_state(model, load_checkpoint(best)["model"], best)

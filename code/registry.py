@@ -102,3 +102,5 @@ DATASETS = Registry("dataset", wiring=())
 SAMPLES = Registry("samples", wiring=("images", "dataset"))
 # Where segment label maps come from (files, k-means on encoder features, none).
 SEGMENTERS = Registry("segmenter", wiring=("encoder",))
+OPTIMIZERS = Registry("optimizer", wiring=("params", "lr", "weight_decay"))
+SCHEDULERS = Registry("lr schedule", wiring=("optimizer", "epochs"))

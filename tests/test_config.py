@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from code.config import TYPED_VIEW, ConfigError, load_config, render_typed_view, save_config
+from code.engine.pipeline import is_pipeline_file, load_pipeline
 from code.registry import Registry, constructor_schema
 
 QUICKSTART = Path("configs/quickstart.yaml")
@@ -128,7 +129,10 @@ def test_every_config_in_the_repository_loads() -> None:
     files = [p for p in Path("configs").rglob("*.yaml") if "_base_" not in p.parts]
     assert files
     for path in files:
-        load_config(path, [])
+        if is_pipeline_file(path):
+            load_pipeline(path, [])  # resolves every stage of every fold
+        else:
+            load_config(path, [])
 
 
 def test_typed_view_is_up_to_date() -> None:

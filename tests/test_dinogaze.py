@@ -19,7 +19,9 @@ from code.models.layers.segments import segment_membership, semantic_painting
 from code.models.shapes import ShapeSpec
 
 ABLATIONS = sorted(
-    p for p in Path("configs/01_dinogaze_spade").rglob("*.yaml") if "_base_" not in p.parts
+    p
+    for p in Path("configs/01_dinogaze_spade").rglob("*.yaml")
+    if "_base_" not in p.parts and p.name != "pipeline.yaml"
 )
 
 TINY_DATA = [
@@ -31,6 +33,9 @@ TINY_DATA = [
     "DATA.DATASET.GENERATED.FIXATIONS_PER_SCANPATH", "4",
     "DATA.DATASET.GENERATED.SEED", "0",
     "DATA.SPLIT.TEST_FRACTION", "0.25",
+    "DATA.SPLIT.FOLDS", "null",
+    "DATA.SPLIT.FOLD", "null",
+    "TRAIN.INIT.CHECKPOINT", "null",
     "DATA.IMAGE_SIZE", "[42, 56]",
     "DATA.BATCH_SIZE", "4",
     "DATA.NUM_WORKERS", "0",

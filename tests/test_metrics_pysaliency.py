@@ -3,14 +3,14 @@
 import warnings
 
 import numpy as np
+import pysaliency
 import pytest
 
-from benchmarks.osie import pysaliency_reference
+from benchmarks.osie import pysaliency_metrics, pysaliency_reference
 from code.metrics import saliency as M
 from code.metrics.evaluator import SaliencyEvaluator
 from code.metrics.protocol import SimOptimisation
 
-pysaliency = pytest.importorskip("pysaliency")
 RTOL = 1e-6
 SIGMA = 24.0
 
@@ -22,21 +22,7 @@ def reference_values(osie_csv, log_densities, baseline_log_densities, jitter):
         stimuli, fixations, smap_model = pysaliency_reference(osie_csv, maps, log_densities=False)
         _, _, model = pysaliency_reference(osie_csv, log_densities, log_densities=True)
         _, _, baseline = pysaliency_reference(osie_csv, baseline_log_densities, log_densities=True)
-        gold = pysaliency.FixationMap(stimuli, fixations, kernel_size=SIGMA)
-        eps = 2.2204e-16
-        return {
-            "AUC": smap_model.AUC(stimuli, fixations),
-            "sAUC": smap_model.sAUC(stimuli, fixations),
-            "AUC_Judd": smap_model.AUC_Judd(stimuli, fixations, jitter=jitter),
-            "NSS": smap_model.NSS(stimuli, fixations),
-            "CC": smap_model.CC(stimuli, gold),
-            "KLDiv": smap_model.image_based_kl_divergence(
-                stimuli, gold, minimum_value=0, log_regularization=eps, quotient_regularization=eps
-            ),
-            "SIM": smap_model.SIM(stimuli, gold),
-            "LL": model.log_likelihood(stimuli, fixations),
-            "IG": model.information_gain(stimuli, fixations, baseline),
-        }
+        return pysaliency_metrics(stimuli, fixations, smap_model, model, baseline, SIGMA, jitter)
 
 
 @pytest.mark.parametrize("jitter", [False, True])

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from yacs.config import CfgNode
@@ -18,7 +19,7 @@ from code.data.gaze import GazeDataset
 from code.data.sampler import ShapeAwareBatchSampler
 from code.data.samples import SaliencySamples, collate
 from code.data.segments import SegmentedSamples
-from code.data.splits import split_by_image
+from code.data.splits import Split, kfold_by_image, split_indices
 from code.metrics.baselines import CenterBias
 from code.registry import DATASETS, ENCODERS, SAMPLES, SEGMENTERS
 from code.utils import distributed as dist
@@ -49,8 +50,7 @@ def load_dataset(cfg: CfgNode) -> GazeDataset:
 
 def build_splits(cfg: CfgNode) -> DataSplits:
     dataset = load_dataset(cfg)
-    split = cfg.DATA.SPLIT
-    indices = split_by_image(dataset, split.VAL_FRACTION, split.TEST_FRACTION, split.SEED)
+    indices = _split_images(cfg.DATA.SPLIT, len(dataset.stimuli))
     parts = {name: dataset.subset(getattr(indices, name)) for name in SPLITS}
     centerbias = CenterBias(cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT)
     centerbias.fit(parts["train"])
@@ -62,6 +62,26 @@ def build_splits(cfg: CfgNode) -> DataSplits:
     for reason, count in {**dataset.skipped, **dataset.adjusted}.items():
         get_logger().info("data set %s: %d x %s", dataset.name, count, reason)
     return DataSplits(**parts, centerbias=centerbias)
+
+
+def _split_images(split: CfgNode, n_images: int) -> Split:
+    """Train/val/test image indices; with ``FOLDS``, test is fold ``FOLD`` of a k-fold split."""
+    if split.FOLDS is None and split.FOLD is None:
+        return split_indices(
+            np.arange(n_images), split.VAL_FRACTION, split.TEST_FRACTION, split.SEED
+        )
+    if split.FOLDS is None or split.FOLD is None or not 0 <= split.FOLD < split.FOLDS:
+        raise ValueError(
+            f"DATA.SPLIT.FOLD must be in [0, FOLDS) with FOLDS set, got FOLDS={split.FOLDS}, "
+            f"FOLD={split.FOLD} (both null: no cross-validation)"
+        )
+    if split.TEST_FRACTION != 0:
+        raise ValueError(
+            "DATA.SPLIT.TEST_FRACTION must be 0 with FOLDS: the test images are the fold"
+        )
+    train, test = kfold_by_image(n_images, split.FOLDS, split.SEED)[split.FOLD]
+    rest = split_indices(train, split.VAL_FRACTION, 0.0, split.SEED)
+    return Split(train=rest.train, val=rest.val, test=test)
 
 
 def build_samples(
@@ -162,6 +182,9 @@ def build_loader(
         batch_sampler=sampler,
         num_workers=cfg.DATA.NUM_WORKERS,
         collate_fn=collate,
+        # Its own generator: creating an iterator then draws no number from torch's global one,
+        # so a run resumed mid-epoch draws the same random numbers as an uninterrupted run.
+        generator=torch.Generator().manual_seed(cfg.SEED),
         persistent_workers=cfg.DATA.NUM_WORKERS > 0,
     )
 

@@ -17,6 +17,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint to CPU memory (it holds RNG states and the config, not just tensors)."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return torch.load(path, map_location="cpu", weights_only=False)
@@ -24,21 +25,41 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     """Load weights, naming every key that the model and the checkpoint disagree on."""
-    own = model.state_dict()
+    missing, unexpected, mismatched = _compare(model.state_dict(), state)
+    if missing or unexpected or mismatched:
+        _refuse(path, missing=missing, unexpected=unexpected, mismatched=mismatched)
+    model.load_state_dict(state)
+
+
+def load_matching_state(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path
+) -> tuple[list[str], list[str]]:
+    """Load the weights the model and the checkpoint share (e.g. a previous, smaller stage).
+
+    Returns the model's keys left as initialised and the checkpoint's keys not used. A shared
+    key with another shape is still an error: that is a different model, not a smaller one.
+    """
+    missing, unexpected, mismatched = _compare(model.state_dict(), state)
+    if mismatched:
+        _refuse(path, mismatched=mismatched)
+    model.load_state_dict({k: v for k, v in state.items() if k not in unexpected}, strict=False)
+    return missing, unexpected
+
+
+def _compare(
+    own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or mismatched:
-        details = [
-            f"{label}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape differs", mismatched),
-            )
-            if keys
-        ]
-        raise ValueError(
-            f"checkpoint {path} does not fit the configured model; " + "; ".join(details)
-        )
-    model.load_state_dict(state)
+    return missing, unexpected, mismatched
+
+
+def _refuse(path: Path, **problems: list[str]) -> None:
+    labels = {"missing": "missing", "unexpected": "unexpected", "mismatched": "shape differs"}
+    details = [
+        f"{labels[kind]}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+        for kind, keys in problems.items()
+        if keys
+    ]
+    raise ValueError(f"checkpoint {path} does not fit the configured model; " + "; ".join(details))

@@ -1,25 +1,56 @@
-"""The training loop: optimise the model's own loss, validate each epoch, keep the best weights."""
+"""The training loop: DDP, mixed precision, gradient accumulation and clipping, LR schedule, early
+stopping, checkpoints that resume exactly, tracking.
+
+The loss is averaged over the fixations of a whole optimizer step — all ranks and accumulation
+micro-steps together — so N processes x batch b, one process x batch N*b and one process x batch
+b with N accumulation steps all take the same step (given the same samples).
+"""
 
 from __future__ import annotations
 
-import math
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from code.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from code.engine.checkpoint import (
+    load_checkpoint,
+    load_matching_state,
+    load_model_state,
+    save_checkpoint,
+)
+from code.engine.optim import Precision, build_optimizer, build_scheduler, freeze
+from code.engine.reproducibility import all_rng_states, set_rng_state
+from code.engine.tracking import Tracker
 from code.models.build import GazeModel
+from code.models.decoders.finalizer import fixation_nll_bits
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+HIGHER_IS_BETTER = {"val_ig": True, "val_loss": False}
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint, so a resumed run picks up right here."""
+
+    epoch: int = 0  # the epoch in progress (or the next to start)
+    batches_consumed: int = 0  # of this epoch, by each rank
+    step: int = 0  # optimizer steps taken
+    epoch_loss: list[float] = field(default_factory=lambda: [0.0, 0.0])  # global (sum, count)
+    best: float | None = None  # best value of TRAIN.BEST_METRIC so far
+    bad_epochs: int = 0  # epochs since it last improved
+    stopped: str | None = None  # why training ended early, once it has
 
 
 class Trainer:
-    """Trains ``model`` on ``train_loader``; the epoch with the best validation loss -> best.pt."""
+    """Trains ``model`` on ``train_loader``, validates each epoch; writes last.pt and best.pt."""
 
     def __init__(
         self,
@@ -29,91 +60,221 @@ class Trainer:
         val_loader: torch.utils.data.DataLoader,
         device: torch.device,
         output_dir: Path,
+        info: dict[str, Any],
     ) -> None:
         self.cfg = cfg
-        self.model = model.to(device)
+        self.model = model
         self.device = device
         self.train_loader = train_loader
         self.val_loader = val_loader
         self.output_dir = output_dir
-        self.ddp = (
-            DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None
+        self.info = info
+        train = cfg.TRAIN
+        if train.BEST_METRIC == "val_ig" and not model.predicts_log_density:
+            raise ValueError(
+                "TRAIN.BEST_METRIC val_ig needs a decoder that predicts a log-density; "
+                f"{cfg.MODEL.DECODER.NAME!r} does not: use val_loss"
             )
+        if train.INIT.CHECKPOINT is not None:
+            self._initialise(Path(train.INIT.CHECKPOINT), train.INIT.STRICT)
+        frozen = freeze(model, train.FREEZE)
+        if frozen:
+            get_logger().info("frozen: %.2fM parameters (%s)", frozen / 1e6, train.FREEZE)
+        model.to(device)
+        self.ddp = (
+            DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
             if dist.world_size() > 1
             else None
         )
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = OPTIMIZERS[cfg.TRAIN.OPTIMIZER](
-            params, lr=cfg.TRAIN.LR, weight_decay=cfg.TRAIN.WEIGHT_DECAY
+        self.optimizer = build_optimizer(cfg, model)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.precision = Precision(train.PRECISION, device)
+        self.state = TrainState()
+        self.resumed_at: int | None = None
+        self.tracker: Tracker | None = None
+
+    def _initialise(self, path: Path, strict: bool) -> None:
+        weights = load_checkpoint(path)["model"]
+        if strict:
+            load_model_state(self.model, weights, path)
+            get_logger().info("initialised from %s", path)
+            return
+        missing, unused = load_matching_state(self.model, weights, path)
+        get_logger().info(
+            "initialised from %s; kept as built: %s; not used: %s", path, missing, unused
         )
-        self.start_epoch = 0
-        self.best_loss = math.inf
 
     def resume(self, path: Path) -> None:
-        """Continue from a checkpoint written by this trainer (model, optimizer, epoch, best)."""
+        """Continue exactly where ``path`` (a checkpoint this trainer wrote) left off."""
         state = load_checkpoint(path)
+        if len(state["rng"]) != dist.world_size():
+            raise ValueError(
+                f"{path} was written by {len(state['rng'])} process(es), this run has "
+                f"{dist.world_size()}; an exact resume needs the same number"
+            )
         load_model_state(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.start_epoch = state["epoch"]
-        self.best_loss = state["best_loss"]
-        get_logger().info("resumed from %s at epoch %d", path, self.start_epoch)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.scaler.load_state_dict(state["scaler"])
+        self.train_loader.batch_sampler.load_state_dict(state["sampler"])
+        self.state = TrainState(**state["train_state"])
+        set_rng_state(state["rng"][dist.rank()])
+        self.resumed_at = self.state.step
+        get_logger().info(
+            "resumed from %s: epoch %d, batch %d, step %d",
+            path, self.state.epoch + 1, self.state.batches_consumed, self.state.step,
+        )  # fmt: skip
 
     def fit(self) -> Path:
-        """Train for ``TRAIN.EPOCHS`` epochs; returns the path of the best checkpoint."""
-        log = get_logger()
-        best_path = self.output_dir / "best.pt"
-        for epoch in range(self.start_epoch, self.cfg.TRAIN.EPOCHS):
-            train_loss = self._train_epoch(epoch)
-            val_loss = self._validate()
-            log.info("epoch %d: train loss %.4f, val loss %.4f", epoch + 1, train_loss, val_loss)
-            improved, self.best_loss = val_loss < self.best_loss, min(self.best_loss, val_loss)
-            if dist.is_main():
-                state = self._state(epoch)
-                save_checkpoint(state, self.output_dir / "last.pt")
-                if improved:
-                    save_checkpoint(state, best_path)
-            dist.barrier()
-        return best_path
+        """Train until ``TRAIN.EPOCHS``, early stopping or ``TRAIN.STOP_LR``; returns best.pt."""
+        self.tracker = Tracker(self.cfg, self.output_dir, self.resumed_at, self.info)
+        try:
+            while self.state.epoch < self.cfg.TRAIN.EPOCHS and self.state.stopped is None:
+                train_loss = self._train_epoch()
+                self._end_epoch(train_loss, self._validate())
+        finally:
+            self.tracker.close()
+        if self.state.stopped:
+            get_logger().info("stopped after epoch %d: %s", self.state.epoch, self.state.stopped)
+        dist.barrier()  # best.pt is complete before any rank reads it
+        return self.output_dir / "best.pt"
 
-    def _train_epoch(self, epoch: int) -> float:
+    def _train_epoch(self) -> float:
+        state, accumulation = self.state, self.cfg.TRAIN.ACCUMULATION_STEPS
         self.model.train()
-        self.train_loader.batch_sampler.set_epoch(epoch)
+        self.train_loader.batch_sampler.set_epoch(state.epoch)
+        total = len(self.train_loader)
+        window = torch.zeros(2, dtype=torch.float64, device=self.device)
+        bar = tqdm(total=total, initial=state.batches_consumed, desc=f"epoch {state.epoch + 1}",
+                   unit="batch", disable=not dist.is_main(), leave=False)  # fmt: skip
+        images, start = 0, time.perf_counter()
+        for batch in self.train_loader:
+            state.batches_consumed += 1
+            last_micro_step = state.batches_consumed % accumulation == 0
+            last_micro_step |= state.batches_consumed == total
+            window += self._micro_step(batch, sync=last_micro_step)
+            images += len(batch) * dist.world_size()
+            bar.update()
+            if not last_micro_step:
+                continue
+            loss = self._optimizer_step(window)
+            window.zero_()
+            speed = images / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{speed:.0f}")
+            if state.step % self.cfg.TRAIN.LOG_EVERY == 0:
+                lr = self.optimizer.param_groups[-1]["lr"]
+                record = {"kind": "step", "step": state.step, "epoch": state.epoch, "loss": loss,
+                          "lr": lr, "images_per_s": speed}  # fmt: skip
+                self.tracker.log(record)
+            every = self.cfg.TRAIN.CHECKPOINT_EVERY
+            if every and state.step % every == 0 and state.batches_consumed < total:
+                self._save(best=False)
+        bar.close()
+        loss_sum, count = state.epoch_loss
+        return loss_sum / max(count, 1.0)
+
+    def _micro_step(self, batch: Any, sync: bool) -> torch.Tensor:
+        """Forward and backward of one batch; returns its (loss sum, count)."""
+        batch = batch.to(self.device)
         forward = self.ddp or self.model
-        total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        bar = tqdm(
-            self.train_loader, desc=f"epoch {epoch + 1}", disable=not dist.is_main(), leave=False
-        )
-        for step, batch in enumerate(bar):
-            batch = batch.to(self.device)
-            loss_sum, count = self.model.loss(forward(batch), batch)
-            loss = loss_sum / count
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += torch.stack([loss_sum.detach().double(), count.double()])
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if (step + 1) % self.cfg.TRAIN.LOG_EVERY == 0:
-                get_logger().debug("epoch %d step %d loss %.4f", epoch + 1, step + 1, loss.item())
-        loss_sum, count = dist.all_reduce_sum(total).tolist()
-        return loss_sum / count
+        # Under DDP, gradients are all-reduced only on the last micro-step of a window.
+        no_sync = self.ddp.no_sync() if self.ddp is not None and not sync else None
+        with no_sync or contextlib.nullcontext():
+            with self.precision.autocast():
+                prediction = forward(batch)
+            loss_sum, count = self.model.loss(prediction, batch)
+            # A fixed divisor keeps fp16 gradients in range; the step rescales by the true count.
+            self.precision.scaler.scale(loss_sum / self.cfg.DATA.BATCH_SIZE).backward()
+        return torch.stack([loss_sum.detach().double(), count.detach().double()])
+
+    def _optimizer_step(self, window: torch.Tensor) -> float:
+        """Average the window's gradients over its global count, clip, step; returns its loss."""
+        loss_sum, count = dist.all_reduce_sum(window.clone()).tolist()
+        scaler = self.precision.scaler
+        scaler.unscale_(self.optimizer)
+        # DDP averaged d(loss_sum / BATCH_SIZE) over ranks; this makes it d(sum of all) / count.
+        factor = dist.world_size() * self.cfg.DATA.BATCH_SIZE / max(count, 1.0)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for param in params:
+            if param.grad is not None:
+                param.grad.mul_(factor)
+        if self.cfg.TRAIN.CLIP_GRAD_NORM is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.TRAIN.CLIP_GRAD_NORM)
+        scaler.step(self.optimizer)
+        scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        self.state.epoch_loss = [
+            self.state.epoch_loss[0] + loss_sum,
+            self.state.epoch_loss[1] + count,
+        ]
+        return loss_sum / max(count, 1.0)
 
     @torch.no_grad()
-    def _validate(self) -> float:
+    def _validate(self) -> dict[str, float]:
+        """Validation loss and, for log-density models, IG over the centre bias (bits/fixation)."""
         self.model.eval()
-        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         for batch in self.val_loader:
             batch = batch.to(self.device)
-            loss_sum, count = self.model.loss(self.model(batch), batch)
-            total += torch.stack([loss_sum.double(), count.double()])
-        loss_sum, count = dist.all_reduce_sum(total).tolist()
-        return loss_sum / count
+            with self.precision.autocast():
+                prediction = self.model(batch)
+            loss_sum, count = self.model.loss(prediction, batch)
+            baseline = (
+                fixation_nll_bits(batch.centerbias, batch.fixations, batch.fixation_mask)[0]
+                if self.model.predicts_log_density
+                else torch.zeros(())
+            )
+            totals += torch.stack([loss_sum, baseline.to(loss_sum), count]).double()
+        loss_sum, baseline_sum, count = dist.all_reduce_sum(totals).tolist()
+        metrics = {"val_loss": loss_sum / count}
+        if self.model.predicts_log_density:
+            metrics["val_ig"] = (baseline_sum - loss_sum) / count
+        return metrics
 
-    def _state(self, epoch: int) -> dict:
-        return {
+    def _end_epoch(self, train_loss: float, val: dict[str, float]) -> None:
+        state, train = self.state, self.cfg.TRAIN
+        self.scheduler.step()
+        lr = max(group["lr"] for group in self.optimizer.param_groups)
+        value = val[train.BEST_METRIC]
+        higher = HIGHER_IS_BETTER[train.BEST_METRIC]
+        improved = state.best is None or (value > state.best if higher else value < state.best)
+        state.best = value if improved else state.best
+        state.bad_epochs = 0 if improved else state.bad_epochs + 1
+        state.epoch, state.batches_consumed, state.epoch_loss = state.epoch + 1, 0, [0.0, 0.0]
+        if train.PATIENCE is not None and state.bad_epochs >= train.PATIENCE:
+            state.stopped = f"{train.BEST_METRIC} did not improve for {train.PATIENCE} epochs"
+        if train.STOP_LR is not None and lr < train.STOP_LR:
+            state.stopped = f"the LR {lr:.3g} fell below TRAIN.STOP_LR {train.STOP_LR:.3g}"
+        record = {"kind": "epoch", "step": state.step, "epoch": state.epoch,
+                  "train_loss": train_loss, **val, "lr": lr, "best": state.best}  # fmt: skip
+        self.tracker.log(record)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in val.items())
+        get_logger().info("epoch %d: train_loss %.4f, %s%s", state.epoch, train_loss, shown,
+                          " (best)" if improved else "")  # fmt: skip
+        self._save(best=improved)
+        self.tracker.plot_curves()
+        overlays = self.cfg.TRACKING.VAL_OVERLAYS
+        if dist.is_main() and overlays and self.model.predicts_log_density:
+            batch = next(iter(self.val_loader)).to(self.device)
+            self.tracker.save_overlays(self.model, batch, state.epoch - 1, overlays)
+
+    def _save(self, best: bool) -> None:
+        """last.pt (and best.pt) with everything an exact resume needs; written by rank 0."""
+        rng = all_rng_states()  # every rank's: each continues its own random stream
+        if not dist.is_main():
+            return
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "epoch": epoch + 1,
-            "best_loss": self.best_loss,
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.precision.scaler.state_dict(),
+            "sampler": self.train_loader.batch_sampler.state_dict(self.state.batches_consumed),
+            "train_state": asdict(self.state),
+            "rng": rng,
             "config": self.cfg.dump(sort_keys=False),
+            "run_info": self.info,
         }
+        save_checkpoint(state, self.output_dir / "last.pt")
+        if best:
+            save_checkpoint(state, self.output_dir / "best.pt")

@@ -65,6 +65,12 @@ def _blur_matrix_on(size: int, sigma: float, device: str) -> torch.Tensor:
     return _blur_matrix_cpu(size, sigma).to(device)
 
 
+@lru_cache(maxsize=16)
+def blur_matrix_t(size: int, sigma: float, device: torch.device) -> torch.Tensor:
+    """The transpose of :func:`blur_matrix`, stored contiguously."""
+    return blur_matrix(size, sigma, device).T.contiguous()
+
+
 def gaussian_blur(image: ArrayLike, sigma: float) -> torch.Tensor:
     """scipy's ``gaussian_filter(image, σ, mode="reflect")`` as two matrix products."""
     image = as_float64(image)
@@ -83,9 +89,8 @@ def empirical_saliency_map(
     fixation: ``B_rows[:, rows] @ B_cols[:, cols].T`` — far cheaper than filtering a dense map.
     """
     rows, cols = pixel_index(xs, ys, device)
-    return (
-        blur_matrix(height, sigma, device)[:, rows] @ blur_matrix(width, sigma, device)[:, cols].T
-    )
+    # rows of the transposed matrices are the columns wanted, and gathering rows is contiguous
+    return blur_matrix_t(height, sigma, device)[rows].T @ blur_matrix_t(width, sigma, device)[cols]
 
 
 # --------------------------------------------------------------------------- ROC
@@ -213,7 +218,8 @@ def nss(saliency_map: ArrayLike, xs: ArrayLike, ys: ArrayLike) -> torch.Tensor:
 
 def is_constant(saliency_map: torch.Tensor) -> bool:
     """Exactly constant; a std computed in floating point need not be 0 for such a map."""
-    return bool(saliency_map.max() == saliency_map.min())
+    low, high = torch.aminmax(saliency_map)
+    return bool(low == high)
 
 
 # --------------------------------------------------------------------------- map vs map
@@ -239,9 +245,10 @@ def cc(saliency_map: ArrayLike, empirical_map: ArrayLike) -> torch.Tensor:
     b = as_float64(empirical_map, a.device)
     if is_constant(a) and not is_constant(b):
         return a.new_zeros(())
-    a = a - a.mean()
-    b = b - b.mean()
-    return (a * b).sum() / torch.sqrt(a.square().sum() * b.square().sum())
+    a = (a - a.mean()).flatten()
+    b = (b - b.mean()).flatten()
+    # dot products: one pass each and no temporaries (what limits speed on 10^5..10^7 pixels)
+    return torch.dot(a, b) / torch.sqrt(torch.dot(a, a) * torch.dot(b, b))
 
 
 def kl_div(saliency_map: ArrayLike, empirical_map: ArrayLike) -> torch.Tensor:
@@ -257,7 +264,11 @@ def kl_div(saliency_map: ArrayLike, empirical_map: ArrayLike) -> torch.Tensor:
 
 def kl_div_of_densities(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """:func:`kl_div` of a model density p and an empirical density q."""
-    return (q * torch.log(KLD_EPS + q / (p + KLD_EPS))).sum()
+    # in place on one buffer: fresh 10^6-element temporaries cost more than the arithmetic
+    ratio = p + KLD_EPS
+    torch.div(q, ratio, out=ratio)
+    ratio.add_(KLD_EPS).log_()
+    return torch.dot(q.flatten(), ratio.flatten())
 
 
 def sim(saliency_map: ArrayLike, empirical_map: ArrayLike) -> torch.Tensor:

@@ -1,0 +1,58 @@
+"""A two-stage pipeline over two folds runs end to end, summarises, and a rerun skips it all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from code.main import main
+from tests.small_run import SMALL
+
+STAGE_1 = """_BASE_: [{quickstart}]
+OUTPUT_DIR: unused  # the pipeline sets it per fold
+TRAIN:
+  EPOCHS: 1
+"""
+STAGE_2 = """_BASE_: [spatial.yaml]
+TRAIN:
+  LR: 1.0e-3
+  FREEZE: ["encoder.*"]
+"""
+PIPELINE = """PIPELINE:
+  OUTPUT_DIR: {out}
+  STAGES: [spatial.yaml, readout.yaml]
+  OPTS: {opts}
+  FOLDS: 2
+"""
+
+
+def test_two_stages_two_folds_then_a_rerun_skips_finished_stages(tmp_path: Path) -> None:
+    quickstart = Path("configs/quickstart.yaml").resolve()
+    (tmp_path / "spatial.yaml").write_text(STAGE_1.format(quickstart=quickstart))
+    (tmp_path / "readout.yaml").write_text(STAGE_2)
+    out = tmp_path / "runs"
+    (tmp_path / "pipeline.yaml").write_text(PIPELINE.format(out=out, opts=json.dumps(SMALL)))
+    summary = main(["--cfg", str(tmp_path / "pipeline.yaml")])
+    assert set(summary) == {"spatial", "readout"}
+    ig = summary["readout"]["model"]["IG"]
+    assert len(ig["folds"]) == 2 and ig["mean"] > 0
+    assert (out / "summary.txt").read_text().count("±") >= 2 * 4
+    assert json.loads((out / "summary.json").read_text()) == summary
+    tests = []
+    for fold in (0, 1):
+        spatial, readout = out / f"fold{fold}" / "spatial", out / f"fold{fold}" / "readout"
+        assert (spatial / "metrics.json").is_file() and (readout / "metrics.json").is_file()
+        config = (readout / "config.yaml").read_text()
+        assert str(spatial / "best.pt") in config and "FOLD: " + str(fold) in config
+        # Stage 2 started from stage 1 and trained only what is not frozen.
+        first = torch.load(spatial / "best.pt", weights_only=False)["model"]
+        second = torch.load(readout / "best.pt", weights_only=False)["model"]
+        assert all(torch.equal(first[k], second[k]) for k in first if k.startswith("encoder."))
+        assert any(not torch.equal(first[k], second[k]) for k in first if k.startswith("decoder."))
+        tests.append(json.loads((readout / "metrics.json").read_text())["n_images"])
+    assert sum(tests) == 46  # each image is tested in exactly one fold
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+    assert main(["--cfg", str(tmp_path / "pipeline.yaml")]) == summary
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == stamps  # nothing retrained

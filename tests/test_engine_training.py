@@ -1,0 +1,103 @@
+"""Training options: bf16 on CPU, fp16 refused on CPU, LR recipe and early stopping, freezing and
+parameter groups, initialising from and evaluating a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from code.config import load_config
+from code.engine.checkpoint import load_matching_state, load_model_state
+from code.engine.optim import Precision, build_optimizer, freeze
+from code.main import main
+from code.models.build import build_model
+from tests.small_run import QUICKSTART, SMALL
+
+
+def _run(tmp_path: Path, *opts: str) -> dict:
+    return main(["--cfg", QUICKSTART, "--opts", *SMALL, "OUTPUT_DIR", str(tmp_path), *opts])
+
+
+def _train_state(tmp_path: Path) -> dict:
+    return torch.load(tmp_path / "last.pt", weights_only=False)["train_state"]
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path: Path) -> None:
+    report = _run(tmp_path, "TRAIN.PRECISION", "bf16", "TRAIN.EPOCHS", "1")
+    assert report["metrics"]["IG"] > 0  # better than the centre bias after one epoch
+    model = build_model(load_config(QUICKSTART, SMALL))
+    with Precision("bf16", torch.device("cpu")).autocast():
+        features = model.encoder(torch.rand(2, 3, 36, 48))
+    assert next(iter(features.values())).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        Precision("fp16", torch.device("cpu"))
+
+
+def test_deepgaze_recipe_stops_when_the_lr_falls_below_the_minimum(tmp_path: Path) -> None:
+    _run(
+        tmp_path,
+        "TRAIN.EPOCHS", "10",
+        "TRAIN.SCHEDULER.NAME", "multistep",
+        "TRAIN.SCHEDULER.MULTISTEP.MILESTONES", "[1, 2]",
+        "TRAIN.SCHEDULER.MULTISTEP.GAMMA", "0.1",
+        "TRAIN.STOP_LR", "1e-4",
+    )  # fmt: skip
+    state = _train_state(tmp_path)
+    assert state["epoch"] == 2 and "STOP_LR" in state["stopped"]
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())]
+    assert lrs == pytest.approx([3e-4, 3e-5])
+
+
+def test_early_stopping_on_the_validation_metric(tmp_path: Path) -> None:
+    # An LR of 0 never improves on the first epoch: patience 1 stops after the second.
+    _run(tmp_path, "TRAIN.EPOCHS", "10", "TRAIN.LR", "0.0", "TRAIN.PATIENCE", "1")
+    state = _train_state(tmp_path)
+    assert state["epoch"] == 2 and "did not improve" in state["stopped"]
+
+
+def test_freezing_and_parameter_groups_by_name() -> None:
+    cfg = load_config(
+        QUICKSTART, [*SMALL, "TRAIN.PARAM_GROUPS.PATTERNS", "['decoder.finalizer.*']",
+                     "TRAIN.PARAM_GROUPS.LR_SCALES", "[10.0]"]
+    )  # fmt: skip
+    model = build_model(cfg)
+    frozen = freeze(model, ["encoder.*"])
+    assert frozen == sum(p.numel() for p in model.encoder.parameters())
+    groups = build_optimizer(cfg, model).param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([10 * cfg.TRAIN.LR, cfg.TRAIN.LR])
+    trainable = sum(p.numel() for g in groups for p in g["params"])
+    assert trainable == sum(p.numel() for p in model.decoder.parameters())
+    with pytest.raises(ValueError, match=r"TRAIN.FREEZE: no parameter matches \['encodr\.\*'\]"):
+        freeze(model, ["encodr.*"])
+
+
+def test_checkpoints_load_only_into_a_model_they_fit(tmp_path: Path) -> None:
+    small = build_model(load_config(QUICKSTART, SMALL))
+    wider = build_model(
+        load_config(QUICKSTART, [*SMALL, "MODEL.DECODER.SALIENCY.HIDDEN_CHANNELS", "[32, 16]"])
+    )
+    with pytest.raises(ValueError, match=r"shape differs: decoder\.readout\.1\.bias, decoder"):
+        load_model_state(wider, small.state_dict(), tmp_path / "small.pt")
+    with pytest.raises(ValueError, match="shape differs"):  # not a part of this model either
+        load_matching_state(wider, small.state_dict(), tmp_path / "small.pt")
+    # A checkpoint of the encoder alone (plus a key of a part this model lacks) loads in part.
+    partial = {k: v for k, v in small.state_dict().items() if k.startswith("encoder.")}
+    partial["head.extra"] = torch.zeros(1)
+    missing, unused = load_matching_state(wider, partial, tmp_path / "encoder.pt")
+    # (the model's centre-bias buffer is not an encoder weight either)
+    assert unused == ["head.extra"] and missing
+    assert all(k.startswith("decoder.") or k == "centerbias_density" for k in missing)
+    assert all(torch.equal(v, partial[k]) for k, v in wider.state_dict().items() if k in partial)
+
+
+def test_eval_only_scores_a_named_checkpoint(tmp_path: Path) -> None:
+    trained = _run(tmp_path / "train", "TRAIN.EPOCHS", "1")
+    again = main(
+        ["--cfg", QUICKSTART, "--eval-only", "--checkpoint", str(tmp_path / "train" / "best.pt"),
+         "--opts", *SMALL, "OUTPUT_DIR", str(tmp_path / "eval")]
+    )  # fmt: skip
+    assert again["metrics"] == trained["metrics"]
+    assert not (tmp_path / "eval" / "last.pt").exists()
