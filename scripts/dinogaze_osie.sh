@@ -13,9 +13,8 @@ steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(no_injection scanpath spatial_on_scanpaths spade spade_static cross_attention)
 for step in "${steps[@]}"; do
   if [ "$step" = spatial_on_scanpaths ]; then
-    mkdir -p "$out/$step"
-    cp "$out/no_injection/best.pt" "$out/$step/best.pt"
-    uv run python -m code.main --cfg "$configs/no_injection.yaml" --eval-only --opts \
+    uv run python -m code.main --cfg "$configs/no_injection.yaml" --eval-only \
+      --checkpoint "$out/no_injection/best.pt" --opts \
       OUTPUT_DIR "$out/$step" \
       DATA.SAMPLES.NAME scanpath \
       DATA.SAMPLES.SCANPATH.HISTORY_LENGTH 3 \
