@@ -7,6 +7,7 @@ from scipy.special import logsumexp
 from benchmarks.osie import data_root, osie_dataset
 from code import evaluate
 from code.data.gaze import GazeDataset
+from code.metrics.evaluator import METRICS
 from code.registry import DATASETS
 
 
@@ -62,17 +63,9 @@ def test_cli_writes_result(small_osie, tmp_path, capsys):
     write_predictions(tmp_path, dataset)
     run(name, tmp_path, tmp_path / "r.json")
     result = json.loads((tmp_path / "r.json").read_text())
-    assert set(result["metrics"]) == {
-        "AUC",
-        "sAUC",
-        "AUC_Judd",
-        "NSS",
-        "CC",
-        "KLDiv",
-        "SIM",
-        "LL",
-        "IG",
-    }
+    # the documented result.json layout
+    assert list(result["metrics"]) == list(METRICS)
+    assert METRICS == ("AUC", "sAUC", "AUC_Judd", "NSS", "CC", "KLDiv", "SIM", "LL", "IG")
     assert result["n_images"] == 6 and result["n_fixations"] == len(dataset.fixations)
     assert result["baselines"]["uniform"]["AUC"] == 0.5
     assert result["baselines"]["gold_standard"]["IG"] > result["baselines"]["uniform"]["IG"]
