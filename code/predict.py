@@ -39,13 +39,12 @@ from code.config import load_config
 from code.data.batch import Batch
 from code.data.build import SeededEncoder
 from code.data.gaze import Stimulus, read_rgb
+from code.data.loaders.common import IMAGE_SUFFIXES
 from code.engine.checkpoint import load_checkpoint, load_model_state
 from code.engine.evaluator import to_original_size
 from code.models.build import GazeModel, build_model
 from code.models.decoders.scanpath import ScanpathDecoder, sample_scanpaths
 from code.registry import SEGMENTERS
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 def load_model(checkpoint: Path, device: torch.device) -> tuple[GazeModel, CfgNode]:

@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def image_size(path: Path) -> tuple[int, int]:
