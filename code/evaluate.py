@@ -31,7 +31,12 @@ from code.metrics.baselines import (
 )
 from code.metrics.evaluator import METRICS, SaliencyEvaluator
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation
-from code.metrics.saliency import as_float64, log_likelihoods, shuffled_nonfixations
+from code.metrics.saliency import (
+    as_float64,
+    empirical_saliency_map,
+    log_likelihoods,
+    shuffled_nonfixations,
+)
 
 
 def stimulus_stem(stimulus: Stimulus) -> str:
@@ -135,6 +140,10 @@ def evaluate_saliency(
         }
         if "oracle" in evaluators:
             predictions_of["oracle"] = as_float64(stim.true_log_density(), device)
+        # the same blurred fixation map serves every prediction of this image
+        empirical = empirical_saliency_map(
+            xs, ys, stim.height, stim.width, fixation_map_sigma, device
+        )
         for name, ev in evaluators.items():
             ev.update(
                 predictions_of[name],
@@ -147,6 +156,7 @@ def evaluate_saliency(
                 shuffled_log_density=shuffled[name].log_density_without(predictions_of[name])
                 if shuffled
                 else None,
+                empirical_map=empirical,
             )
         center_ll = log_likelihoods(center, xs, ys).cpu().numpy()
         gold_gain_sum += float((gold_ll[rows] - center_ll).sum() / math.log(2))

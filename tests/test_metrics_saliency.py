@@ -139,3 +139,14 @@ def test_benchmark_protocol_runs(osie_csv, osie_log_densities):
     empirical = M.empirical_saliency_map(xs, ys, 600, 800, 24.0, torch.device("cpu"))
     expected_map = M.gaussian_blur(logp.exp(), 24.0)
     assert values["CC"] == pytest.approx(M.cc(expected_map, empirical).item(), rel=1e-12)
+
+
+def test_a_shared_empirical_map_gives_the_same_scores(osie_csv, osie_log_densities):
+    xs, ys = osie_csv.of(0)
+    height, width = osie_csv.sizes[0]
+    shared = M.empirical_saliency_map(xs, ys, height, width, 24.0, torch.device("cpu"))
+    alone = SaliencyEvaluator("log-density", "raw", 24.0, None, NO_SIM_OPT)
+    given = SaliencyEvaluator("log-density", "raw", 24.0, None, NO_SIM_OPT)
+    expected = alone.update(osie_log_densities[0], xs, ys)
+    assert given.update(osie_log_densities[0], xs, ys, empirical_map=shared) == expected
+    assert {"CC", "KLDiv", "SIM"} <= set(expected)

@@ -73,12 +73,16 @@ class SaliencyEvaluator:
         shuffled_xs: M.ArrayLike | None = None,
         shuffled_ys: M.ArrayLike | None = None,
         shuffled_log_density: M.ArrayLike | None = None,
+        empirical_map: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """Score one image and add it to the sums; returns the image's own values.
 
         ``xs, ys``: its fixations (original pixels). ``shuffled_xs/ys``: sAUC negatives, from
         :func:`code.metrics.saliency.shuffled_nonfixations`. ``shuffled_log_density``: the
-        protocol's sAUC baseline (benchmark protocol only). ``name`` labels errors.
+        protocol's sAUC baseline (benchmark protocol only). ``empirical_map``: the image's
+        :func:`code.metrics.saliency.empirical_saliency_map` at this evaluator's σ, when the
+        caller scores several predictions of one image (it is computed here otherwise).
+        ``name`` labels errors.
         """
         pred = M.as_float64(prediction)
         if pred.ndim != 2:
@@ -105,7 +109,11 @@ class SaliencyEvaluator:
         values["AUC_Judd"] = (M.auc_judd(maps.auc, xs, ys, jitter, ordered).item(), 1)
         values["NSS"] = (M.nss(maps.auc, xs, ys).sum().item(), n)
         height, width = pred.shape
-        empirical = M.empirical_saliency_map(xs, ys, height, width, self.sigma, pred.device)
+        empirical = (
+            M.empirical_saliency_map(xs, ys, height, width, self.sigma, pred.device)
+            if empirical_map is None
+            else empirical_map
+        )
         values["CC"] = (M.cc(maps.fixation_map, empirical).item(), 1)
         q = M.to_density(empirical)
         p = M.to_density(maps.fixation_map)
