@@ -40,6 +40,7 @@ from code.data.batch import Batch
 from code.data.build import SeededEncoder
 from code.data.gaze import Stimulus, read_rgb
 from code.data.loaders.common import IMAGE_SUFFIXES
+from code.data.samples import resize_rgb
 from code.engine.checkpoint import load_checkpoint, load_model_state
 from code.engine.evaluator import to_original_size
 from code.models.build import GazeModel, build_model
@@ -83,7 +84,7 @@ class Predictor:
 
     def batch(self, image: np.ndarray, stimulus: Stimulus) -> Batch:
         height, width = input_size(*image.shape[:2], tuple(self.cfg.DATA.IMAGE_SIZE))
-        resized = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+        resized = resize_rgb(image, height, width)
         segments = None
         if self.segmenter is not None:
             segments = torch.from_numpy(self.segmenter(resized, stimulus).astype(np.int64))[None]

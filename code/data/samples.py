@@ -23,6 +23,13 @@ from code.utils.logging import get_logger
 Sample = dict[str, np.ndarray]
 
 
+def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An (H, W, 3) uint8 image resized bilinearly to (height, width); as is if it fits."""
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
 class SaliencySamples(torch.utils.data.Dataset):
     """Sample i: image i resized to ``image_size`` = (height, width), with all its fixations.
 
@@ -60,8 +67,7 @@ class SaliencySamples(torch.utils.data.Dataset):
                 f"image {stimulus.id!r} ({stimulus.path}) is {image.shape[1]}x{image.shape[0]}, "
                 f"but its data set says {stimulus.width}x{stimulus.height}"
             )
-        if image.shape[:2] != (height, width):
-            image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+        image = resize_rgb(image, height, width)
         fix = self.dataset.fixations.select(self._rows[index])
         scale = np.array([width / stimulus.width, height / stimulus.height])
         return {
