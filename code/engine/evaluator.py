@@ -151,8 +151,9 @@ def evaluate_scanpath_model(
             }
             for name, density in densities.items():
                 scores[name].update(density, fix.x[rows], fix.y[rows], baseline)
-    for evaluator in scores.values():
-        evaluator.merge(dist.all_reduce_sum(evaluator.state().to(device)) - evaluator.state())
+    for evaluator in scores.values():  # add the other ranks' sums and counts to this rank's
+        total = dist.all_reduce_sum(evaluator.state().to(device)).cpu()
+        evaluator.merge(total - evaluator.state())
     results = {name: evaluator.compute() for name, evaluator in scores.items()}
     if not dist.is_main():
         return None

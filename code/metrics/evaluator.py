@@ -6,7 +6,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from code.metrics import saliency as M
 from code.metrics.protocol import MetricMaps, SimOptimisation, benchmark_maps, raw_maps
@@ -152,12 +151,6 @@ class SaliencyEvaluator:
         if state.shape != self._state.shape:
             raise ValueError(f"state shape {tuple(state.shape)} != {tuple(self._state.shape)}")
         self._state += state.to(self._state)
-
-    def all_reduce(self, device: torch.device) -> None:
-        """Sum the states of every DDP rank in place (``device``: the backend's device)."""
-        state = self._state.to(device)
-        dist.all_reduce(state, op=dist.ReduceOp.SUM)
-        self._state = state.cpu()
 
     @property
     def n_images(self) -> int:
