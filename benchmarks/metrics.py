@@ -1,13 +1,15 @@
 """Time to score OSIE's images on every saliency metric: ours vs pysaliency 0.2.22, one run.
 
-    uv run python -m benchmarks.metrics [--images 700] [--judd-jitter]
+    uv run python -m benchmarks.metrics [--images 700] [--judd-jitter] [--workers N]
 
 Both sides score the same log-densities (smooth random fields, stored as float32 like a
 model's output) against the same fixations with the raw protocol: AUC, sAUC, AUC-Judd, NSS,
 CC, KLDiv, SIM (empirical map σ = 24 px), LL and IG over a Gaussian centre-bias baseline.
 pysaliency's time includes its own gold-standard fixation maps (cached between CC, KLDiv and
-SIM, as in its normal use); neither side's time includes reading the maps. Prints both
-times, their ratio and the largest relative disagreement.
+SIM, as in its normal use); neither side's time includes reading the maps. pysaliency runs
+on one thread; ours is timed on one thread and then on ``--workers`` threads (default: every
+core available), scoring images concurrently as ``code.evaluate`` does. Prints the times,
+the ratios and each metric's relative disagreement.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import logsumexp
 
 from benchmarks.osie import pysaliency_metrics, pysaliency_reference, read_osie
-from code.metrics.evaluator import SaliencyEvaluator
+from code.metrics.evaluator import JuddJitter, SaliencyEvaluator
 from code.metrics.protocol import SimOptimisation
-from code.metrics.saliency import shuffled_nonfixations
+from code.metrics.saliency import ShuffledNonfixations
+from code.utils.parallel import available_cpus, ordered_thread_map
 
 SIGMA = 24.0
 DISTINCT_MAPS = 40  # maps are reused cyclically to keep memory small; the work is per image
@@ -42,17 +45,33 @@ def make_maps(sizes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return [fields[i % DISTINCT_MAPS] for i in range(len(sizes))], blob - logsumexp(blob)
 
 
-def ours(osie, log_densities, baseline, jitter: bool) -> tuple[float, dict[str, float]]:
+def ours(
+    osie, log_densities, baseline, jitter: bool, workers: int
+) -> tuple[float, dict[str, float]]:
     start = time.perf_counter()
-    evaluator = SaliencyEvaluator(
-        "log-density", "raw", SIGMA, 42 if jitter else None, SimOptimisation(0, 100, 4, 1e-3, 0)
-    )
-    for i in range(len(osie.stems)):
+    evaluator = SaliencyEvaluator("log-density", "raw", SIGMA, SimOptimisation(0, 100, 4, 1e-3, 0))
+    nonfixations = ShuffledNonfixations(osie.x, osie.y, osie.image, osie.sizes)
+    judd = JuddJitter(42) if jitter else None
+
+    def images():  # in order: the jitter is one random sequence
+        for i in range(len(osie.stems)):
+            yield i, nonfixations.of(i), None if judd is None else judd.draw(*osie.sizes[i])
+
+    def score(image):
+        i, (sx, sy), judd_jitter = image
         xs, ys = osie.of(i)
-        sx, sy = shuffled_nonfixations(osie.x, osie.y, osie.image, osie.sizes, i)
-        evaluator.update(
-            log_densities[i], xs, ys, baseline_log_density=baseline, shuffled_xs=sx, shuffled_ys=sy
+        return evaluator.score(
+            log_densities[i],
+            xs,
+            ys,
+            baseline_log_density=baseline,
+            shuffled_xs=sx,
+            shuffled_ys=sy,
+            judd_jitter=judd_jitter,
         )
+
+    for scores in ordered_thread_map(score, images(), workers):
+        evaluator.add(scores)
     return time.perf_counter() - start, evaluator.compute()
 
 
@@ -80,28 +99,33 @@ def main() -> None:
         help="AUC-Judd with pysaliency's tie-breaking noise on both sides",
     )
     parser.add_argument(
-        "--threads",
+        "--workers",
         type=int,
-        default=1,
-        help="torch CPU threads for ours (pysaliency is single-threaded)",
+        default=available_cpus(),
+        help="threads of ours' second timing (the first uses one, as pysaliency does)",
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)
     osie = read_osie(args.images)
     log_densities, baseline = make_maps(osie.sizes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t_ref, expected = reference(osie, log_densities, baseline, args.judd_jitter)
-    t_ours, got = ours(osie, log_densities, baseline, args.judd_jitter)
-    print(
-        f"{len(osie.stems)} images, {len(osie.x)} fixations, AUC-Judd jitter: {args.judd_jitter}, "
-        f"torch threads: {args.threads}"
-    )
+    t_one, got = ours(osie, log_densities, baseline, args.judd_jitter, 1)
+    t_all, got_all = ours(osie, log_densities, baseline, args.judd_jitter, args.workers)
+    if got_all != got:
+        raise AssertionError(f"{args.workers} threads changed the results: {got_all} != {got}")
+    print(f"{len(osie.stems)} images, {len(osie.x)} fixations, AUC-Judd jitter: {args.judd_jitter}")
     print(f"{'metric':<10}{'ours':>20}{'pysaliency':>20}{'rel. diff':>12}")
     for metric, value in expected.items():
         rel = abs(got[metric] - value) / abs(value)
         print(f"{metric:<10}{got[metric]:>20.12f}{value:>20.12f}{rel:>12.1e}")
-    print(f"time: ours {t_ours:.2f} s, pysaliency {t_ref:.2f} s, ratio {t_ref / t_ours:.1f}x")
+    print(f"pysaliency (1 thread): {t_ref:.2f} s")
+    print(f"ours, 1 thread:        {t_one:.2f} s   {t_ref / t_one:.1f}x faster")
+    print(
+        f"ours, {args.workers} threads:{' ' * (8 - len(str(args.workers)))}{t_all:.2f} s   "
+        f"{t_ref / t_all:.1f}x faster (identical results)"
+    )
 
 
 if __name__ == "__main__":

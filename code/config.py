@@ -115,6 +115,7 @@ SCHEMA: dict[str, Any] = {
         "KEEP_PREDICTIONS": bool,
         "SCANPATH_IMAGES": int | None,
         "NUM_OVERLAYS": int,
+        "WORKERS": int | None,  # threads scoring saliency images; None: every available core
     },
     "TRACKING": {
         "WANDB": {

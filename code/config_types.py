@@ -37,6 +37,7 @@ class EvalConfig(Protocol):
     KEEP_PREDICTIONS: bool
     SCANPATH_IMAGES: int | None
     NUM_OVERLAYS: int
+    WORKERS: int | None
 
 
 class TrainConfig(Protocol):

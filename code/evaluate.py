@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +30,15 @@ from code.metrics.baselines import (
     LeaveOneSubjectOutGoldStandard,
     uniform_log_density,
 )
-from code.metrics.evaluator import METRICS, SaliencyEvaluator
+from code.metrics.evaluator import METRICS, ImageScores, JuddJitter, SaliencyEvaluator
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation
 from code.metrics.saliency import (
+    ShuffledNonfixations,
     as_float64,
     empirical_saliency_map,
     log_likelihoods,
-    shuffled_nonfixations,
 )
+from code.utils.parallel import available_cpus, ordered_thread_map
 
 
 def stimulus_stem(stimulus: Stimulus) -> str:
@@ -93,6 +95,7 @@ def evaluate_saliency(
     gold_standard: LeaveOneSubjectOutGoldStandard,
     sim_optimisation: SimOptimisation,
     device: torch.device,
+    workers: int,
 ) -> dict:
     """Score the maps in ``predictions`` and the baselines; the ``result.json`` content.
 
@@ -105,9 +108,7 @@ def evaluate_saliency(
     sizes = np.array([s.size for s in dataset.stimuli], dtype=np.int64)
 
     def evaluator(k: str) -> SaliencyEvaluator:
-        return SaliencyEvaluator(
-            k, protocol, fixation_map_sigma, judd_jitter_seed, sim_optimisation
-        )
+        return SaliencyEvaluator(k, protocol, fixation_map_sigma, sim_optimisation)
 
     evaluators = {
         "model": evaluator(kind),
@@ -121,17 +122,23 @@ def evaluate_saliency(
         if protocol == "benchmark"
         else {}
     )
-
     gold_ll = gold_standard.log_likelihoods(dataset)
-    gold_gain_sum = 0.0
-    for i, (stim, path) in enumerate(
-        tqdm(list(zip(dataset.stimuli, files, strict=True)), desc="images", unit="img")
-    ):
-        rows = fix.image == i
-        xs, ys = fix.x[rows], fix.y[rows]
-        if len(xs) == 0:
-            continue
-        sx, sy = shuffled_nonfixations(fix.x, fix.y, fix.image, sizes, i)
+    nonfixations = ShuffledNonfixations(fix.x, fix.y, fix.image, sizes)
+    jitter = None if judd_jitter_seed is None else JuddJitter(judd_jitter_seed)
+    rows_of = fix.rows_by_image(len(dataset.stimuli))
+
+    def images() -> Iterator[tuple]:
+        """What each image needs that is drawn in data-set order (on the calling thread)."""
+        for i, (stim, path) in enumerate(zip(dataset.stimuli, files, strict=True)):
+            if len(rows_of[i]):
+                judd = None if jitter is None else jitter.draw(stim.height, stim.width)
+                yield i, stim, path, nonfixations.of(i), judd
+
+    def score(image: tuple) -> tuple[dict[str, ImageScores], float]:
+        """Every evaluator's scores of one image, and the gold standard's gain over the
+        centre bias summed over its fixations."""
+        i, stim, path, (sx, sy), judd_jitter = image
+        xs, ys = fix.x[rows_of[i]], fix.y[rows_of[i]]
         center = as_float64(center_bias.log_density(i, stim.height, stim.width), device)
         predictions_of = {
             "model": as_float64(load_prediction(path, stim), device),
@@ -144,8 +151,8 @@ def evaluate_saliency(
         empirical = empirical_saliency_map(
             xs, ys, stim.height, stim.width, fixation_map_sigma, device
         )
-        for name, ev in evaluators.items():
-            ev.update(
+        scores = {
+            name: ev.score(
                 predictions_of[name],
                 xs,
                 ys,
@@ -157,9 +164,20 @@ def evaluate_saliency(
                 if shuffled
                 else None,
                 empirical_map=empirical,
+                judd_jitter=judd_jitter,
             )
+            for name, ev in evaluators.items()
+        }
         center_ll = log_likelihoods(center, xs, ys).cpu().numpy()
-        gold_gain_sum += float((gold_ll[rows] - center_ll).sum() / math.log(2))
+        return scores, float((gold_ll[rows_of[i]] - center_ll).sum() / math.log(2))
+
+    gold_gain_sum = 0.0
+    n_scored = sum(1 for rows in rows_of if len(rows))
+    scored = ordered_thread_map(score, images(), workers)
+    for scores, gold_gain in tqdm(scored, total=n_scored, desc="images", unit="img"):
+        for name, image_scores in scores.items():
+            evaluators[name].add(image_scores)
+        gold_gain_sum += gold_gain
 
     n_fix = evaluators["model"].n_fixations
     baselines = {name: ev.compute() for name, ev in evaluators.items() if name != "model"}
@@ -268,6 +286,12 @@ def main(argv: list[str]) -> None:
         help="benchmark protocol: steps of the SIM-optimal map search (0: blurred density)",
     )
     sal.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    sal.add_argument(
+        "--workers",
+        type=int,
+        default=available_cpus(),
+        help="threads scoring images (default: every CPU core available, here %(default)s)",
+    )
     scan = sub.choices["scanpaths"]
     scan.add_argument(
         "--grid",
@@ -298,6 +322,7 @@ def main(argv: list[str]) -> None:
             LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
             sim_optimisation(args.sim_steps),
             torch.device(args.device),
+            args.workers,
         )
         table = format_table(result)
     else:

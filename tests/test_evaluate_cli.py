@@ -72,6 +72,15 @@ def test_cli_writes_result(small_osie, tmp_path, capsys):
     assert "gold_standard" in capsys.readouterr().out
 
 
+def test_threads_do_not_change_the_result(small_osie, tmp_path):
+    name, dataset = small_osie
+    write_predictions(tmp_path, dataset)
+    run(name, tmp_path, tmp_path / "one.json", "--workers", "1")
+    run(name, tmp_path, tmp_path / "three.json", "--workers", "3")
+    one, three = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "three.json"))
+    assert one == three  # bitwise: images are summed in order whatever thread scored them
+
+
 @pytest.mark.parametrize(
     ("transform", "message"),
     [

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.osie import pysaliency_metrics, pysaliency_reference
 from code.metrics import saliency as M
-from code.metrics.evaluator import SaliencyEvaluator
+from code.metrics.evaluator import JuddJitter, SaliencyEvaluator
 from code.metrics.protocol import SimOptimisation
 
 RTOL = 1e-6
@@ -40,12 +40,13 @@ def test_agrees_with_pysaliency(osie_csv, osie_log_densities, jitter):
         "log-density",
         "raw",
         SIGMA,
-        42 if jitter else None,
         SimOptimisation(steps=0, fixation_count=100, batch_size=4, learning_rate=1e-3, seed=0),
     )
+    nonfixations = M.ShuffledNonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes)
+    judd_jitter = JuddJitter(42) if jitter else None
     for i in range(len(osie_csv.stems)):
         xs, ys = osie_csv.of(i)
-        sx, sy = M.shuffled_nonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes, i)
+        sx, sy = nonfixations.of(i)
         evaluator.update(
             osie_log_densities[i],
             xs,
@@ -53,6 +54,7 @@ def test_agrees_with_pysaliency(osie_csv, osie_log_densities, jitter):
             baseline_log_density=baseline,
             shuffled_xs=sx,
             shuffled_ys=sy,
+            judd_jitter=None if judd_jitter is None else judd_jitter.draw(*osie_csv.sizes[i]),
         )
     ours = evaluator.compute()
     for metric, value in expected.items():
@@ -84,9 +86,7 @@ def test_saliency_map_kind_agrees(osie_csv):
                 stimuli, gold, minimum_value=0, log_regularization=eps, quotient_regularization=eps
             ),
         }
-    evaluator = SaliencyEvaluator(
-        "saliency-map", "raw", SIGMA, None, SimOptimisation(0, 100, 4, 1e-3, 0)
-    )
+    evaluator = SaliencyEvaluator("saliency-map", "raw", SIGMA, SimOptimisation(0, 100, 4, 1e-3, 0))
     for i in range(8):
         evaluator.update(maps[i], *sub.of(i))
     ours = evaluator.compute()

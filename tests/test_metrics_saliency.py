@@ -64,6 +64,32 @@ def test_blur_is_scipy_reflect():
         )
 
 
+@pytest.mark.parametrize(
+    ("size", "sigma", "corner"),
+    [
+        ((300, 40), 5.0, True),
+        ((300, 40), 5.0, False),
+        ((7, 9), 30.0, False),
+        ((130, 64), 1.0, True),
+    ],
+)
+def test_empirical_map_is_blurred_counts(size, sigma, corner):
+    """Banded products (fixations far from most bands, kernels wider than the image) equal
+    scipy's filter of the count map, duplicates counted."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(3)
+    height, width = size
+    extent = (min(height, 20), min(width, 20)) if corner else size
+    ys, xs = rng.uniform(0, extent[0], 40), rng.uniform(0, extent[1], 40)
+    xs[1], ys[1] = xs[0], ys[0]
+    counts = np.zeros(size)
+    np.add.at(counts, (ys.astype(int), xs.astype(int)), 1)
+    ours = M.empirical_saliency_map(xs, ys, height, width, sigma, torch.device("cpu")).numpy()
+    expected = gaussian_filter(counts, sigma, mode="reflect")
+    np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-17)
+
+
 def test_log_density_checks():
     with pytest.raises(ValueError, match=r"map\.npy.*sums to"):
         M.density_from_log_density(torch.zeros(4, 4, dtype=torch.float64), "map.npy")
@@ -73,11 +99,12 @@ def test_log_density_checks():
         M.density_from_log_density(bad, "x.npy")
 
 
-def _evaluate(osie_csv, log_densities, images, judd_jitter_seed=None):
-    evaluator = SaliencyEvaluator("log-density", "raw", 24.0, judd_jitter_seed, NO_SIM_OPT)
+def _evaluate(osie_csv, log_densities, images):
+    evaluator = SaliencyEvaluator("log-density", "raw", 24.0, NO_SIM_OPT)
+    nonfixations = M.ShuffledNonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes)
     for i in images:
         xs, ys = osie_csv.of(i)
-        sx, sy = M.shuffled_nonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes, i)
+        sx, sy = nonfixations.of(i)
         uniform = np.full(osie_csv.sizes[i], -np.log(np.prod(osie_csv.sizes[i])))
         evaluator.update(
             log_densities[i], xs, ys, baseline_log_density=uniform, shuffled_xs=sx, shuffled_ys=sy
@@ -101,8 +128,8 @@ def test_torch_tensors_on_device(osie_csv, osie_log_densities):
     xs, ys = osie_csv.of(0)
     logp = torch.from_numpy(osie_log_densities[0]).to(device)
     as_numpy = _evaluate(osie_csv, osie_log_densities, [0]).compute()
-    evaluator = SaliencyEvaluator("log-density", "raw", 24.0, None, NO_SIM_OPT)
-    sx, sy = M.shuffled_nonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes, 0)
+    evaluator = SaliencyEvaluator("log-density", "raw", 24.0, NO_SIM_OPT)
+    sx, sy = M.ShuffledNonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes).of(0)
     evaluator.update(
         logp,
         torch.from_numpy(xs).to(device),
@@ -122,10 +149,10 @@ def test_benchmark_protocol_runs(osie_csv, osie_log_densities):
     for logp in osie_log_densities[:3]:
         shuffled.add(torch.from_numpy(logp))
     opt = SimOptimisation(steps=2, fixation_count=50, batch_size=2, learning_rate=1e-3, seed=0)
-    evaluator = SaliencyEvaluator("log-density", "benchmark", 24.0, None, opt)
+    evaluator = SaliencyEvaluator("log-density", "benchmark", 24.0, opt)
     logp = torch.from_numpy(osie_log_densities[0])
     xs, ys = osie_csv.of(0)
-    sx, sy = M.shuffled_nonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes, 0)
+    sx, sy = M.ShuffledNonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes).of(0)
     values = evaluator.update(
         logp,
         xs,
@@ -145,8 +172,8 @@ def test_a_shared_empirical_map_gives_the_same_scores(osie_csv, osie_log_densiti
     xs, ys = osie_csv.of(0)
     height, width = osie_csv.sizes[0]
     shared = M.empirical_saliency_map(xs, ys, height, width, 24.0, torch.device("cpu"))
-    alone = SaliencyEvaluator("log-density", "raw", 24.0, None, NO_SIM_OPT)
-    given = SaliencyEvaluator("log-density", "raw", 24.0, None, NO_SIM_OPT)
+    alone = SaliencyEvaluator("log-density", "raw", 24.0, NO_SIM_OPT)
+    given = SaliencyEvaluator("log-density", "raw", 24.0, NO_SIM_OPT)
     expected = alone.update(osie_log_densities[0], xs, ys)
     assert given.update(osie_log_densities[0], xs, ys, empirical_map=shared) == expected
     assert {"CC", "KLDiv", "SIM"} <= set(expected)

@@ -9,6 +9,7 @@ conventions happen once, in its loader.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -80,6 +81,12 @@ class Fixations:
     def select(self, rows: np.ndarray) -> Fixations:
         """The fixations at ``rows`` (a boolean mask or index array)."""
         return Fixations(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def rows_by_image(self, n_images: int) -> list[np.ndarray]:
+        """For each image index < ``n_images``, the rows of its fixations (ascending)."""
+        order = np.argsort(self.image, kind="stable")
+        bounds = np.searchsorted(self.image[order], np.arange(n_images + 1))
+        return [order[start:stop] for start, stop in itertools.pairwise(bounds)]
 
     @staticmethod
     def concatenate(parts: Sequence[Fixations]) -> Fixations:

@@ -28,6 +28,7 @@ from code.metrics.baselines import (
 )
 from code.metrics.scanpath import ConditionalScanpathEvaluator
 from code.utils import distributed as dist
+from code.utils.parallel import available_cpus
 
 
 def to_original_size(log_density: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -94,6 +95,7 @@ def evaluate_model(
             LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
             sim_optimisation(cfg.EVAL.SIM_STEPS),
             device,
+            cfg.EVAL.WORKERS or available_cpus(),
         )
         if not cfg.EVAL.KEEP_PREDICTIONS:
             shutil.rmtree(folder)

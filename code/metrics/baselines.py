@@ -158,8 +158,9 @@ class LeaveOneSubjectOutGoldStandard:
 
         fix = dataset.fixations
         result = np.full(len(fix), np.nan)
-        for image in np.unique(fix.image):
-            rows_of = np.flatnonzero(fix.image == image)
+        for image, rows_of in enumerate(fix.rows_by_image(len(dataset.stimuli))):
+            if len(rows_of) == 0:
+                continue
             stim = dataset.stimuli[image]
             sigma = bandwidth * max(stim.height, stim.width)
             by = blur_matrix(stim.height, sigma, "cpu").numpy()

@@ -13,7 +13,24 @@ from code.metrics.protocol import MetricMaps, SimOptimisation, benchmark_maps, r
 METRICS = ("AUC", "sAUC", "AUC_Judd", "NSS", "CC", "KLDiv", "SIM", "LL", "IG")
 Kind = Literal["log-density", "saliency-map"]
 Protocol = Literal["raw", "benchmark"]
+ImageScores = dict[str, tuple[float, float]]  # metric -> (sum, count) of one image
 JUDD_JITTER = 1e-7  # size of the tie-breaking noise of MIT's / pysaliency's AUC-Judd
+
+
+class JuddJitter:
+    """AUC-Judd's tie-breaking noise: 1e-7·N(0, 1) per pixel, drawn image after image.
+
+    pysaliency's ``AUC_Judd(random_seed=seed)`` draws ``np.random.RandomState(seed).randn`` for
+    each image with fixations, in data-set order; drawing here in the same order reproduces it.
+    Every prediction scored on an image gets that image's draw (in pysaliency each model has
+    its own generator with the same seed, so all draw the same sequence).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.RandomState(seed)
+
+    def draw(self, height: int, width: int) -> np.ndarray:
+        return self._rng.randn(height, width) * JUDD_JITTER
 
 
 class SaliencyEvaluator:
@@ -30,10 +47,9 @@ class SaliencyEvaluator:
     for each metric (:mod:`code.metrics.protocol`). ``kind="saliency-map"``: any finite map,
     scored as given (raw protocol only), no LL/IG.
 
-    AUC-Judd jitter: with ``judd_jitter_seed`` set, 1e-7·N(0, 1) noise from
-    ``np.random.RandomState(seed)`` is drawn for each image in the order images are given —
-    pysaliency's ``AUC_Judd`` draws the same, so a single process fed the data set in order
-    reproduces it exactly. Images without fixations are skipped.
+    :meth:`score` only reads the evaluator, so threads may score images concurrently;
+    :meth:`add` then sums the scores, in image order for results independent of the threads.
+    Images without fixations are skipped.
     """
 
     STATE_ROWS = (*METRICS, "images|fixations")
@@ -43,7 +59,6 @@ class SaliencyEvaluator:
         kind: Kind,
         protocol: Protocol,
         fixation_map_sigma: float,
-        judd_jitter_seed: int | None,
         sim_optimisation: SimOptimisation,
     ) -> None:
         if kind not in ("log-density", "saliency-map"):
@@ -58,10 +73,15 @@ class SaliencyEvaluator:
         self.protocol = protocol
         self.sigma = fixation_map_sigma
         self.sim_optimisation = sim_optimisation
-        self._jitter = None if judd_jitter_seed is None else np.random.RandomState(judd_jitter_seed)
         self._state = torch.zeros(len(self.STATE_ROWS), 2, dtype=torch.float64)
 
     def update(
+        self, prediction: M.ArrayLike, xs: M.ArrayLike, ys: M.ArrayLike, **inputs
+    ) -> dict[str, float]:
+        """:meth:`score` one image and :meth:`add` it; returns the image's own values."""
+        return self.add(self.score(prediction, xs, ys, **inputs))
+
+    def score(
         self,
         prediction: M.ArrayLike,
         xs: M.ArrayLike,
@@ -73,14 +93,16 @@ class SaliencyEvaluator:
         shuffled_ys: M.ArrayLike | None = None,
         shuffled_log_density: M.ArrayLike | None = None,
         empirical_map: torch.Tensor | None = None,
-    ) -> dict[str, float]:
-        """Score one image and add it to the sums; returns the image's own values.
+        judd_jitter: np.ndarray | None = None,
+    ) -> ImageScores:
+        """Every metric of one image, as (sum, count) pairs for :meth:`add`.
 
         ``xs, ys``: its fixations (original pixels). ``shuffled_xs/ys``: sAUC negatives, from
-        :func:`code.metrics.saliency.shuffled_nonfixations`. ``shuffled_log_density``: the
+        :class:`code.metrics.saliency.ShuffledNonfixations`. ``shuffled_log_density``: the
         protocol's sAUC baseline (benchmark protocol only). ``empirical_map``: the image's
         :func:`code.metrics.saliency.empirical_saliency_map` at this evaluator's σ, when the
         caller scores several predictions of one image (it is computed here otherwise).
+        ``judd_jitter``: the image's :class:`JuddJitter` draw; None scores AUC-Judd without.
         ``name`` labels errors.
         """
         pred = M.as_float64(prediction)
@@ -96,7 +118,9 @@ class SaliencyEvaluator:
         else:
             raise ValueError(f"{name}: saliency map contains NaN or inf")
         maps = self._maps(pred, scored, shuffled_log_density)
-        values: dict[str, tuple[float, float]] = {}  # metric -> (sum, count)
+        # pixel indices once for all metrics (they take integer coordinates as pixels)
+        ys, xs = M.pixel_index(xs, ys, pred.device)
+        values: ImageScores = {}
         ordered = M.sorted_values(maps.auc)
         values["AUC"] = (M.auc(maps.auc, xs, ys, ordered).item() * n, n)
         if shuffled_xs is not None and maps.sauc is not None:
@@ -104,8 +128,7 @@ class SaliencyEvaluator:
                 M.shuffled_auc(maps.sauc, xs, ys, shuffled_xs, shuffled_ys).item() * n,
                 n,
             )
-        jitter = None if self._jitter is None else self._jitter.randn(*pred.shape) * JUDD_JITTER
-        values["AUC_Judd"] = (M.auc_judd(maps.auc, xs, ys, jitter, ordered).item(), 1)
+        values["AUC_Judd"] = (M.auc_judd(maps.auc, xs, ys, judd_jitter, ordered).item(), 1)
         values["NSS"] = (M.nss(maps.auc, xs, ys).sum().item(), n)
         height, width = pred.shape
         empirical = (
@@ -124,10 +147,17 @@ class SaliencyEvaluator:
             if baseline_log_density is not None:
                 gains = M.information_gains(pred, baseline_log_density, xs, ys)
                 values["IG"] = (gains.sum().item(), n)
-        for metric, (total, count) in values.items():
+        return values
+
+    def add(self, scores: ImageScores) -> dict[str, float]:
+        """Add one image's :meth:`score` to the sums; returns the image's own values."""
+        if not scores:
+            return {}
+        for metric, (total, count) in scores.items():
             self._state[METRICS.index(metric)] += torch.tensor([total, count], dtype=torch.float64)
-        self._state[-1] += torch.tensor([1.0, n], dtype=torch.float64)
-        return {metric: total / count for metric, (total, count) in values.items()}
+        n_fixations = scores["AUC"][1]  # AUC is averaged per fixation
+        self._state[-1] += torch.tensor([1.0, n_fixations], dtype=torch.float64)
+        return {metric: total / count for metric, (total, count) in scores.items()}
 
     def _maps(
         self, pred: torch.Tensor, scored: torch.Tensor, shuffled_log_density: M.ArrayLike | None

@@ -23,6 +23,7 @@ ArrayLike = np.ndarray | torch.Tensor
 
 KLD_EPS = 2.2204e-16  # the MIT benchmark's regularisation of image-based KL divergence
 GAUSSIAN_TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default kernel extent, in σ
+BAND_ROWS = 64  # rows per product of the empirical map: narrower bands skip more zeros
 
 
 def as_float64(value: ArrayLike, device: torch.device | None = None) -> torch.Tensor:
@@ -32,16 +33,68 @@ def as_float64(value: ArrayLike, device: torch.device | None = None) -> torch.Te
 
 
 def pixel_index(xs: ArrayLike, ys: ArrayLike, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(rows, columns) of the pixels holding fixations (x, y): truncation, as ``int()``."""
-    return as_float64(ys, device).long(), as_float64(xs, device).long()
+    """(rows, columns) of the pixels holding fixations (x, y): truncation, as ``int()``.
+
+    Integer coordinates are taken as pixel indices already, so a caller scoring one image on
+    many metrics converts its fixations once.
+    """
+    return _pixel(ys, device), _pixel(xs, device)
+
+
+def _pixel(coordinates: ArrayLike, device: torch.device) -> torch.Tensor:
+    tensor = torch.as_tensor(coordinates)
+    if tensor.is_floating_point():
+        tensor = tensor.to(torch.float64).long()
+    return tensor.to(device=device, dtype=torch.long)
+
+
+# --------------------------------------------------------------------------- numpy on CPU
+# numpy's SIMD kernels beat torch's on CPU for these; each function runs on any device.
+
+
+def values_at(saliency_map: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``saliency_map[rows, cols]``; on CPU numpy's take, 5× faster than torch's indexing."""
+    if saliency_map.device.type == "cpu":
+        flat = saliency_map.contiguous().numpy().ravel()
+        return torch.from_numpy(flat.take(rows.numpy() * saliency_map.shape[1] + cols.numpy()))
+    return saliency_map[rows, cols]
+
+
+def sorted_values(saliency_map: torch.Tensor) -> torch.Tensor:
+    """All values of a map in ascending order (share it between :func:`auc` and
+    :func:`auc_judd`, which both only count pixels below thresholds); on CPU numpy's sort,
+    20× faster than torch's."""
+    if saliency_map.device.type == "cpu":
+        return torch.from_numpy(np.sort(saliency_map.flatten().numpy()))
+    return torch.sort(saliency_map.flatten()).values
+
+
+def exp(tensor: torch.Tensor) -> torch.Tensor:
+    """exp of a float64 tensor; on CPU numpy's SIMD exp, 2–3× faster than torch's."""
+    if tensor.device.type == "cpu":
+        return torch.from_numpy(np.exp(tensor.numpy()))
+    return tensor.exp()
+
+
+def log_(tensor: torch.Tensor) -> torch.Tensor:
+    """In-place log of a float64 tensor; on CPU numpy's SIMD log, 3× faster than torch's."""
+    if tensor.device.type == "cpu":
+        np.log(tensor.numpy(), out=tensor.numpy())
+        return tensor
+    return tensor.log_()
 
 
 # --------------------------------------------------------------------------- blur
 
 
+def kernel_radius(sigma: float) -> int:
+    """Half-width of scipy's truncated Gaussian kernel: entries further away are 0."""
+    return int(GAUSSIAN_TRUNCATE * sigma + 0.5)
+
+
 @lru_cache(maxsize=16)
 def _blur_matrix_cpu(size: int, sigma: float) -> torch.Tensor:
-    radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
+    radius = kernel_radius(sigma)
     offsets = np.arange(-radius, radius + 1)
     weights = np.exp(-0.5 * (offsets / sigma) ** 2)
     weights /= weights.sum()
@@ -87,22 +140,32 @@ def empirical_saliency_map(
 
     Blurring is linear, so the blurred count map is the sum of one separable kernel per
     fixation: ``B_rows[:, rows] @ B_cols[:, cols].T`` — far cheaper than filtering a dense map.
+    The product is taken in bands of :data:`BAND_ROWS` output rows, each summing only the
+    fixations within a kernel radius of the band (the others' kernels are exactly 0 there;
+    reflection never moves a pixel further away).
     """
     rows, cols = pixel_index(xs, ys, device)
+    rows, order = torch.sort(rows)
     # rows of the transposed matrices are the columns wanted, and gathering rows is contiguous
-    return blur_matrix_t(height, sigma, device)[rows].T @ blur_matrix_t(width, sigma, device)[cols]
+    row_kernels = blur_matrix_t(height, sigma, device)[rows]  # (n, height)
+    col_kernels = blur_matrix_t(width, sigma, device)[cols[order]]  # (n, width)
+    starts = np.arange(0, height, BAND_ROWS)
+    stops = np.minimum(starts + BAND_ROWS, height)
+    radius = kernel_radius(sigma)
+    sorted_rows = rows.cpu().numpy()
+    firsts = np.searchsorted(sorted_rows, starts - radius, side="left")
+    lasts = np.searchsorted(sorted_rows, stops + radius, side="left")
+    blurred = row_kernels.new_empty(height, width)
+    for start, stop, first, last in zip(starts, stops, firsts, lasts, strict=True):
+        torch.mm(
+            row_kernels[first:last, start:stop].T,
+            col_kernels[first:last],
+            out=blurred[start:stop],
+        )
+    return blurred
 
 
 # --------------------------------------------------------------------------- ROC
-
-
-def sorted_values(saliency_map: torch.Tensor) -> torch.Tensor:
-    """All values of a map in ascending order (share it between :func:`auc` and
-    :func:`auc_judd`, which both only count pixels below thresholds)."""
-    if saliency_map.is_cuda:
-        return torch.sort(saliency_map.flatten()).values
-    # numpy's vectorised sort is several times faster than torch's on CPU
-    return torch.from_numpy(np.sort(saliency_map.flatten().numpy()))
 
 
 def _count_below(
@@ -132,7 +195,7 @@ def auc(
     smap = as_float64(saliency_map)
     rows, cols = pixel_index(xs, ys, smap.device)
     ordered = sorted_values(smap) if sorted_map is None else sorted_map
-    return auc_per_positive(smap[rows, cols], ordered).mean()
+    return auc_per_positive(values_at(smap, rows, cols), ordered).mean()
 
 
 def shuffled_auc(
@@ -140,31 +203,43 @@ def shuffled_auc(
 ) -> torch.Tensor:
     """sAUC: negatives are the fixations of all other images, in this image's pixels.
 
-    ``other_xs/ys`` come from :func:`shuffled_nonfixations`. Per image as :func:`auc`; data-set
+    ``other_xs/ys`` come from :class:`ShuffledNonfixations`. Per image as :func:`auc`; data-set
     value weighted by fixation count ("per fixation"), as pysaliency's ``sAUC``.
     """
     smap = as_float64(saliency_map)
     rows, cols = pixel_index(xs, ys, smap.device)
-    other_rows, other_cols = pixel_index(other_xs, other_ys, smap.device)
-    negatives = sorted_values(smap[other_rows, other_cols])
-    return auc_per_positive(smap[rows, cols], negatives).mean()
+    negatives = sorted_values(values_at(smap, *pixel_index(other_xs, other_ys, smap.device)))
+    return auc_per_positive(values_at(smap, rows, cols), negatives).mean()
 
 
-def shuffled_nonfixations(
-    xs: np.ndarray, ys: np.ndarray, images: np.ndarray, sizes: np.ndarray, image: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The sAUC negatives of ``image``: every fixation of every *other* image, rescaled.
+class ShuffledNonfixations:
+    """The sAUC negatives of each image of a data set: every fixation of every *other* image.
 
     As pysaliency's ``FullShuffledNonfixationProvider``: x is multiplied by
     width(image) / width(source image), y by the heights' ratio, and the pixel is the truncation
-    of the result. ``sizes`` is (n_images, 2) of (height, width).
+    of the result. ``sizes`` is (n_images, 2) of (height, width); ``images`` gives each
+    fixation's image index. All fixations rescaled to one size are kept between calls, so a
+    data set of equal-sized images rescales them once.
     """
-    other = images != image
-    height, width = sizes[image]
-    src = images[other]
-    scaled_x = xs[other] * (width / sizes[src, 1].astype(np.float64))
-    scaled_y = ys[other] * (height / sizes[src, 0].astype(np.float64))
-    return scaled_x.astype(np.int64), scaled_y.astype(np.int64)
+
+    def __init__(
+        self, xs: np.ndarray, ys: np.ndarray, images: np.ndarray, sizes: np.ndarray
+    ) -> None:
+        self._xs, self._ys, self._images, self._sizes = xs, ys, images, sizes
+        self._source_sizes = sizes[images].astype(np.float64)
+        self._scaled_size: tuple[int, int] | None = None
+        self._scaled: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
+
+    def of(self, image: int) -> tuple[np.ndarray, np.ndarray]:
+        """(xs, ys) of the negatives of ``image``, as integer pixels of that image."""
+        height, width = (int(v) for v in self._sizes[image])
+        if self._scaled_size != (height, width):
+            scaled_x = self._xs * (width / self._source_sizes[:, 1])
+            scaled_y = self._ys * (height / self._source_sizes[:, 0])
+            self._scaled = scaled_x.astype(np.int64), scaled_y.astype(np.int64)
+            self._scaled_size = (height, width)
+        other = self._images != image
+        return self._scaled[0][other], self._scaled[1][other]
 
 
 def auc_judd(
@@ -188,7 +263,7 @@ def auc_judd(
         sorted_map = None
     ordered = sorted_values(smap) if sorted_map is None else sorted_map
     rows, cols = pixel_index(xs, ys, smap.device)
-    positives = torch.sort(smap[rows, cols]).values
+    positives = torch.sort(values_at(smap, rows, cols)).values
     # unfixated pixels below θ = all pixels below θ − distinct fixated pixels below θ
     fixated = torch.sort(smap.flatten()[torch.unique(rows * smap.shape[1] + cols)]).values
     below = _count_below(ordered, positives)[0] - _count_below(fixated, positives)[0]
@@ -213,7 +288,7 @@ def nss(saliency_map: ArrayLike, xs: ArrayLike, ys: ArrayLike) -> torch.Tensor:
     rows, cols = pixel_index(xs, ys, smap.device)
     if is_constant(smap):
         return smap.new_zeros(len(rows))
-    return (smap[rows, cols] - smap.mean()) / smap.std(correction=0)
+    return (values_at(smap, rows, cols) - smap.mean()) / smap.std(correction=0)
 
 
 def is_constant(saliency_map: torch.Tensor) -> bool:
@@ -267,7 +342,7 @@ def kl_div_of_densities(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     # in place on one buffer: fresh 10^6-element temporaries cost more than the arithmetic
     ratio = p + KLD_EPS
     torch.div(q, ratio, out=ratio)
-    ratio.add_(KLD_EPS).log_()
+    log_(ratio.add_(KLD_EPS))
     return torch.dot(q.flatten(), ratio.flatten())
 
 
@@ -290,7 +365,7 @@ def log_likelihoods(log_density: ArrayLike, xs: ArrayLike, ys: ArrayLike) -> tor
     """log p (natural log) at each fixation; data-set LL: mean over fixations."""
     logp = as_float64(log_density)
     rows, cols = pixel_index(xs, ys, logp.device)
-    return logp[rows, cols]
+    return values_at(logp, rows, cols)
 
 
 def information_gains(
@@ -308,7 +383,7 @@ DENSITY_SUM_TOLERANCE = 1e-3  # |Σ exp(log p) − 1| allowed; float32 sums over
 
 def density_from_log_density(log_density: torch.Tensor, name: str) -> torch.Tensor:
     """exp(log p), after checking it is finite and sums to 1 (error names ``name``)."""
-    density = log_density.exp()
+    density = exp(log_density)
     total = density.sum().item()  # NaN or +inf anywhere in log p shows up here
     if not math.isfinite(total):
         raise ValueError(f"{name}: log-density contains NaN or +inf")
