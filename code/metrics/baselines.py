@@ -34,6 +34,8 @@ class CenterBias:
         self.bandwidth = bandwidth
         self.uniform_weight = uniform_weight
         self.density: np.ndarray | None = None
+        # the last size asked for and its map: data sets often hold one image size
+        self._last: tuple[tuple[int, int], np.ndarray] | None = None
 
     def fit(self, dataset: GazeDataset) -> CenterBias:
         """Fit on every fixation of ``dataset`` (pass the training images only)."""
@@ -47,17 +49,26 @@ class CenterBias:
         )
         smooth = gaussian_filter(counts, sigma=self.bandwidth * self.GRID, mode="constant")
         self.density = smooth / smooth.sum()
+        self._last = None
         return self
 
     def log_density(self, height: int, width: int) -> np.ndarray:
-        """log p over the pixels of an image of the given size (sums to 1 in p)."""
+        """log p over the pixels of an image of the given size (sums to 1 in p).
+
+        The array is shared between calls for the same size: do not modify it.
+        """
         if self.density is None:
             raise RuntimeError("CenterBias.log_density called before fit")
+        last = self._last  # one read: threads may replace it meanwhile
+        if last is not None and last[0] == (height, width):
+            return last[1]
         resized = zoom(self.density, (height / self.GRID, width / self.GRID), order=1)
         resized = np.clip(resized, 0, None)
         p = (1 - self.uniform_weight) * resized / resized.sum()
         p += self.uniform_weight / (height * width)
-        return np.log(p)
+        log_p = np.log(p)
+        self._last = ((height, width), log_p)
+        return log_p
 
 
 class CrossValidatedCenterBias:
