@@ -61,6 +61,24 @@ def test_scanmatch_hand_derived():
     assert scanmatch(c, d, H, W, binned) == pytest.approx(1 * 2 / (2 * 3))
 
 
+@pytest.mark.parametrize(
+    ("height", "width", "x_bins", "y_bins"), [(600, 800, 12, 8), (768, 1024, 5, 3)]
+)
+def test_grid_is_the_toolbox_grid_mask(height, width, x_bins, y_bins):
+    """Every pixel's cell equals ScanMatch_GridMask's label: nearest-neighbour lookup of the
+    bins at floor(1 + k·bins/size) for 1-based pixel k + 1 (transcribed here in floats)."""
+    col_bin = np.floor(1 + np.arange(width) * (x_bins / width)).astype(int) - 1
+    row_bin = np.floor(1 + np.arange(height) * (y_bins / height)).astype(int) - 1
+    mask = row_bin[:, None] * x_bins + col_bin[None, :]
+    rows, cols = np.mgrid[:height, :width]
+    # any position inside a pixel gets the pixel's label
+    offset = np.random.default_rng(0).uniform(0, 1, size=(2, height, width))
+    cells = Grid(x_bins, y_bins).cells(
+        (cols + offset[0]).ravel(), (rows + offset[1]).ravel(), height, width
+    )
+    np.testing.assert_array_equal(cells.reshape(height, width), mask)
+
+
 def test_multimatch_matches_package():
     import multimatch_gaze
 

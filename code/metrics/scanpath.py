@@ -2,8 +2,10 @@
 per-fixation scores of probabilistic scanpath models, and the human agreement ceiling.
 
 Fixations are turned into letters by a regular spatial grid: an image of W × H pixels is cut
-into ``x_bins`` × ``y_bins`` equal cells; fixation (x, y) gets cell (⌊y·y_bins/H⌋, ⌊x·x_bins/W⌋),
-numbered row by row (row·x_bins + column), as ScanMatch's grid mask.
+into ``x_bins`` × ``y_bins`` cells. Fixation (x, y) lies in pixel (r, c) = (⌊y⌋, ⌊x⌋) (clamped
+to the image), which belongs to cell (⌊r·y_bins/H⌋, ⌊c·x_bins/W⌋), numbered row by row
+(row·x_bins + column): the ScanMatch toolbox's grid mask (``ScanMatch_GridMask``), which labels
+pixels, not continuous positions; computed in integers, so no cell boundary depends on rounding.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ class Grid:
     y_bins: int
 
     def cells(self, xs: np.ndarray, ys: np.ndarray, height: int, width: int) -> np.ndarray:
-        col = np.clip((np.asarray(xs) * self.x_bins / width).astype(np.int64), 0, self.x_bins - 1)
-        row = np.clip((np.asarray(ys) * self.y_bins / height).astype(np.int64), 0, self.y_bins - 1)
-        return row * self.x_bins + col
+        column = np.clip(np.floor(np.asarray(xs)).astype(np.int64), 0, width - 1)
+        row = np.clip(np.floor(np.asarray(ys)).astype(np.int64), 0, height - 1)
+        return (row * self.y_bins // height) * self.x_bins + column * self.x_bins // width
 
 
 def string_edit_distance(a: np.ndarray, b: np.ndarray) -> int:
