@@ -90,6 +90,16 @@ def test_empirical_map_is_blurred_counts(size, sigma, corner):
     np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-17)
 
 
+def test_fixations_outside_the_map_are_an_error():
+    smap = np.random.default_rng(4).random((H, W))
+    with pytest.raises(IndexError, match=r"column 30\.\.30 outside a map of 20x30"):
+        M.auc(smap, np.array([30.0]), np.array([1.0]))
+    with pytest.raises(IndexError, match=r"row -1"):
+        M.nss(smap, np.array([3.0]), np.array([-0.5 - 1]))
+    with pytest.raises(IndexError, match=r"row -1"):
+        M.empirical_saliency_map([3.0], [-1.5], H, W, 2.0, torch.device("cpu"))
+
+
 def test_log_density_checks():
     with pytest.raises(ValueError, match=r"map\.npy.*sums to"):
         M.density_from_log_density(torch.zeros(4, 4, dtype=torch.float64), "map.npy")

@@ -42,10 +42,23 @@ def pixel_index(xs: ArrayLike, ys: ArrayLike, device: torch.device) -> tuple[tor
 
 
 def _pixel(coordinates: ArrayLike, device: torch.device) -> torch.Tensor:
-    tensor = torch.as_tensor(coordinates)
+    if isinstance(coordinates, torch.Tensor):
+        tensor = coordinates
+    else:  # via numpy: Python floats stay float64 (torch would make them float32)
+        tensor = torch.from_numpy(np.asarray(coordinates))
     if tensor.is_floating_point():
         tensor = tensor.to(torch.float64).long()
     return tensor.to(device=device, dtype=torch.long)
+
+
+def check_inside(rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> None:
+    """Raise IndexError unless every (row, column) is a pixel of a height × width map."""
+    for index, size, axis in ((rows, height, "row"), (cols, width, "column")):
+        if len(index) and not 0 <= index.min() <= index.max() < size:
+            raise IndexError(
+                f"fixation {axis} {int(index.min())}..{int(index.max())} outside a map of "
+                f"{height}x{width} pixels"
+            )
 
 
 # --------------------------------------------------------------------------- numpy on CPU
@@ -53,10 +66,15 @@ def _pixel(coordinates: ArrayLike, device: torch.device) -> torch.Tensor:
 
 
 def values_at(saliency_map: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """``saliency_map[rows, cols]``; on CPU numpy's take, 5× faster than torch's indexing."""
+    """``saliency_map[rows, cols]``; on CPU numpy's take, 5× faster than torch's indexing.
+
+    Pixels outside the map are an error (never wrapped around or read from the next row).
+    """
+    height, width = saliency_map.shape
+    check_inside(rows, cols, height, width)
     if saliency_map.device.type == "cpu":
         flat = saliency_map.contiguous().numpy().ravel()
-        return torch.from_numpy(flat.take(rows.numpy() * saliency_map.shape[1] + cols.numpy()))
+        return torch.from_numpy(flat.take(rows.numpy() * width + cols.numpy()))
     return saliency_map[rows, cols]
 
 
@@ -145,6 +163,7 @@ def empirical_saliency_map(
     reflection never moves a pixel further away).
     """
     rows, cols = pixel_index(xs, ys, device)
+    check_inside(rows, cols, height, width)
     rows, order = torch.sort(rows)
     # rows of the transposed matrices are the columns wanted, and gathering rows is contiguous
     row_kernels = blur_matrix_t(height, sigma, device)[rows]  # (n, height)
