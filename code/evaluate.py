@@ -101,7 +101,8 @@ def evaluate_saliency(
 
     IG is in bits per fixation over the cross-validated centre bias (``center_bias``, fitted).
     Baselines are scored as log-densities under the same protocol; the gold standard, being a
-    leave-one-subject-out model, reports LL and IG only.
+    leave-one-subject-out model, reports LL and IG only. Images are scored on ``workers``
+    threads and summed in data-set order, so the result does not depend on their number.
     """
     files = prediction_files(dataset, predictions)
     fix = dataset.fixations
