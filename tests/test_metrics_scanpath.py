@@ -79,24 +79,98 @@ def test_grid_is_the_toolbox_grid_mask(height, width, x_bins, y_bins):
     np.testing.assert_array_equal(cells.reshape(height, width), mask)
 
 
-def test_multimatch_matches_package():
+def toolbox_scanmatch(a, b, height, width, x_bins, y_bins, threshold, gap, temporal_bin):
+    """The reference: the MATLAB ScanMatch toolbox's steps transcribed in their own form —
+    float grid mask (ScanMatch_GridMask), substitution loops (ScanMatch_CreateSubMatrix),
+    column-by-column Needleman–Wunsch with its if-statements (ScanMatch_nwAlgo), score of the
+    last cell over max(substitution) × the longer length. Labels are 1-based as in MATLAB."""
+    col_bin = np.floor(1 + np.arange(width) * (x_bins / width)).astype(int)
+    row_bin = np.floor(1 + np.arange(height) * (y_bins / height)).astype(int)
+    mask = (row_bin[:, None] - 1) * x_bins + col_bin[None, :]
+
+    def sequence(xs, ys, durations):
+        labels = mask[np.floor(ys).astype(int), np.floor(xs).astype(int)]
+        if temporal_bin == 0:
+            return labels
+        # MATLAB's round(duration / bin): halves away from zero
+        return np.repeat(labels, [math.floor(d / temporal_bin + 0.5) for d in durations])
+
+    distance = np.zeros((x_bins * y_bins, x_bins * y_bins))
+    column = 0
+    for i in range(y_bins):
+        for j in range(x_bins):
+            row = 0
+            for ii in range(y_bins):
+                for jj in range(x_bins):
+                    distance[row, column] = math.sqrt((j - jj) ** 2 + (i - ii) ** 2)
+                    row += 1
+            column += 1
+    substitution = np.abs(distance - distance.max()) - (distance.max() - threshold)
+    seq1, seq2 = sequence(*a), sequence(*b)
+    m, n = len(seq1), len(seq2)
+    f = np.zeros((n + 1, m + 1))
+    f[1:, 0] = gap * np.arange(1, n + 1)
+    f[0, 1:] = gap * np.arange(1, m + 1)
+    for outer in range(1, m + 1):
+        scored = substitution[seq2 - 1, seq1[outer - 1] - 1]
+        best = f[0, outer]
+        for inner in range(1, n + 1):
+            up = best + gap
+            left = f[inner, outer - 1] + gap
+            diagonal = f[inner - 1, outer - 1] + scored[inner - 1]
+            best = up if up > left else left
+            if diagonal >= best:
+                best = diagonal
+            f[inner, outer] = best
+    return f[n, m] / (substitution.max() * max(m, n))
+
+
+def osie_scanpaths(osie_csv, images, subjects):
+    """(xs, ys, durations) of each subject's scanpath on each image, in fixation order."""
+    paths = []
+    for image in images:
+        for subject in subjects:
+            rows = np.flatnonzero((osie_csv.image == image) & (osie_csv.subject == subject))
+            rows = rows[np.argsort(osie_csv.fix_index[rows])]
+            paths.append((image, (osie_csv.x[rows], osie_csv.y[rows], osie_csv.duration_ms[rows])))
+    return paths
+
+
+@pytest.mark.parametrize(("gap", "temporal_bin"), [(0.0, 0.0), (-0.5, 50.0)])
+def test_scanmatch_equals_the_toolbox_on_osie_scanpaths(osie_csv, gap, temporal_bin):
+    params = ScanMatchParams(Grid(12, 8), threshold=3.5, gap=gap, temporal_bin_ms=temporal_bin)
+    subjects = np.unique(osie_csv.subject)[:5]
+    for image in range(3):
+        height, width = osie_csv.sizes[image]
+        paths = [p for _, p in osie_scanpaths(osie_csv, [image], subjects)]
+        for i, a in enumerate(paths):
+            for b in paths[i + 1 :]:
+                expected = toolbox_scanmatch(a, b, height, width, 12, 8, 3.5, gap, temporal_bin)
+                assert scanmatch(a, b, height, width, params) == pytest.approx(expected, rel=1e-12)
+
+
+def test_multimatch_matches_package(osie_csv):
     import multimatch_gaze
 
+    def record(path):
+        r = np.recarray(
+            (len(path[0]),), dtype=[("start_x", "f8"), ("start_y", "f8"), ("duration", "f8")]
+        )
+        r.start_x, r.start_y, r.duration = path[0], path[1], path[2] / 1000
+        return r
+
     rng = np.random.default_rng(3)
+    random_pairs = []
     for _ in range(5):
         n1, n2 = rng.integers(3, 9, size=2)
         a = (rng.uniform(0, W, n1), rng.uniform(0, H, n1), rng.uniform(100, 500, n1))
         b = (rng.uniform(0, W, n2), rng.uniform(0, H, n2), rng.uniform(100, 500, n2))
+        random_pairs.append((a, b))
+    osie = [p for _, p in osie_scanpaths(osie_csv, [0], np.unique(osie_csv.subject)[:4])]
+    osie_pairs = [(a, b) for i, a in enumerate(osie) for b in osie[i + 1 :]]
+    for a, b in random_pairs + osie_pairs:
         ours = multimatch(a, b, H, W)
-
-        def rec(p):
-            r = np.recarray(
-                (len(p[0]),), dtype=[("start_x", "f8"), ("start_y", "f8"), ("duration", "f8")]
-            )
-            r.start_x, r.start_y, r.duration = p[0], p[1], p[2] / 1000
-            return r
-
-        expected = np.ravel(multimatch_gaze.docomparison(rec(a), rec(b), screensize=[W, H]))
+        expected = np.ravel(multimatch_gaze.docomparison(record(a), record(b), screensize=[W, H]))
         assert list(ours.values()) == pytest.approx(list(expected), rel=1e-12)
 
 
