@@ -100,6 +100,26 @@ def test_fixations_outside_the_map_are_an_error():
         M.empirical_saliency_map([3.0], [-1.5], H, W, 2.0, torch.device("cpu"))
 
 
+def test_shuffled_nonfixations_are_all_other_fixations_rescaled():
+    rng = np.random.default_rng(5)
+    sizes = np.array([[60, 80], [30, 40], [60, 80], [90, 50]])
+    images = rng.integers(0, 4, 200)  # fixations in no particular order
+    xs = rng.uniform(0, 1, 200) * sizes[images, 1]
+    ys = rng.uniform(0, 1, 200) * sizes[images, 0]
+    nonfixations = M.ShuffledNonfixations(xs, ys, images, sizes)
+    for image in [2, 1, 3, 0, 2]:  # sizes change between calls
+        height, width = sizes[image]
+        other = images != image
+        expected = sorted(
+            zip(
+                (xs[other] * (width / sizes[images[other], 1])).astype(int),
+                (ys[other] * (height / sizes[images[other], 0])).astype(int),
+                strict=True,
+            )
+        )
+        assert sorted(zip(*nonfixations.of(image), strict=True)) == expected
+
+
 def test_log_density_checks():
     with pytest.raises(ValueError, match=r"map\.npy.*sums to"):
         M.density_from_log_density(torch.zeros(4, 4, dtype=torch.float64), "map.npy")
