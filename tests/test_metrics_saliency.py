@@ -120,6 +120,16 @@ def test_shuffled_nonfixations_are_all_other_fixations_rescaled():
         assert sorted(zip(*nonfixations.of(image), strict=True)) == expected
 
 
+@pytest.mark.parametrize("n_fixations", [1, 3, 8, 9, 40])
+def test_auc_by_counting_equals_auc_by_sorting(n_fixations):
+    rng = np.random.default_rng(n_fixations)
+    smap = np.round(rng.random((H, W)) * 20) / 20  # many ties
+    xs, ys = rng.uniform(0, W, n_fixations), rng.uniform(0, H, n_fixations)
+    xs[-1], ys[-1] = xs[0], ys[0]  # a duplicate fixation
+    by_sorting = M.auc(smap, xs, ys, M.sorted_values(torch.from_numpy(smap)))
+    assert M.auc(smap, xs, ys).item() == by_sorting.item()
+
+
 def test_log_density_checks():
     with pytest.raises(ValueError, match=r"map\.npy.*sums to"):
         M.density_from_log_density(torch.zeros(4, 4, dtype=torch.float64), "map.npy")
