@@ -95,7 +95,7 @@ def evaluate_model(
             LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
             sim_optimisation(cfg.EVAL.SIM_STEPS),
             device,
-            cfg.EVAL.WORKERS or available_cpus(),
+            available_cpus() if cfg.EVAL.WORKERS is None else cfg.EVAL.WORKERS,
         )
         if not cfg.EVAL.KEEP_PREDICTIONS:
             shutil.rmtree(folder)
