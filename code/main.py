@@ -22,7 +22,12 @@ from code.data.build import SPLITS, build_loader, build_samples, build_splits
 from code.data.gaze import GazeDataset
 from code.data.samples import collate
 from code.engine.checkpoint import load_checkpoint, load_model_state
-from code.engine.evaluator import evaluate_model, evaluate_scanpath_model, to_original_size
+from code.engine.evaluator import (
+    evaluate_model,
+    evaluate_scanpath_model,
+    evaluation_workers,
+    to_original_size,
+)
 from code.engine.pipeline import is_pipeline_file, load_pipeline, run_pipeline
 from code.engine.reproducibility import run_info, seed_everything, set_deterministic
 from code.engine.trainer import Trainer
@@ -84,6 +89,7 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bo
     log.info(
         "config %s -> %s (%d process(es), %s)", args.cfg, output_dir, dist.world_size(), device
     )
+    eval_workers = evaluation_workers(cfg)
     set_deterministic(cfg.DETERMINISTIC)
     # Ranks differ in their random streams; DDP gives every rank rank 0's initial weights.
     seed_everything(cfg.SEED + dist.rank())
@@ -110,7 +116,9 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bo
     if scanpaths:  # each fixation scored given the ones before it
         report = evaluate_scanpath_model(cfg, model, splits.test, splits.centerbias, device)
     else:
-        report = evaluate_model(cfg, model, loaders["test"], splits.test, device, output_dir)
+        report = evaluate_model(
+            cfg, model, loaders["test"], splits.test, device, output_dir, eval_workers
+        )
     if dist.is_main():
         report["checkpoint"] = str(best)
         (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))

@@ -47,3 +47,15 @@ def test_an_error_reaches_the_caller_and_torch_threads_are_restored():
 def test_one_worker_runs_on_the_calling_thread():
     caller = threading.get_ident()
     assert list(ordered_thread_map(lambda i: threading.get_ident(), range(3), 1)) == [caller] * 3
+
+
+def test_evaluation_workers_come_from_the_config_and_are_checked():
+    from code.config import ConfigError, load_config
+    from code.engine.evaluator import evaluation_workers
+    from code.utils.parallel import available_cpus
+
+    quickstart = "configs/quickstart.yaml"
+    assert evaluation_workers(load_config(quickstart, [])) == available_cpus()
+    assert evaluation_workers(load_config(quickstart, ["EVAL.WORKERS", "3"])) == 3
+    with pytest.raises(ConfigError, match=r"EVAL\.WORKERS must be at least 1"):
+        evaluation_workers(load_config(quickstart, ["EVAL.WORKERS", "0"]))

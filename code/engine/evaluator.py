@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from code.config import ConfigError
 from code.data.build import build_loader, build_samples
 from code.data.gaze import GazeDataset
 from code.evaluate import evaluate_saliency, sim_optimisation, stimulus_stem
@@ -61,6 +62,19 @@ def write_predictions(
             np.save(folder / f"{stimulus_stem(stimulus)}.npy", log_density.cpu().numpy())
 
 
+def evaluation_workers(cfg: CfgNode) -> int:
+    """Threads scoring saliency images: EVAL.WORKERS, or every available core when null.
+
+    Call it before training: a bad count would otherwise only show once training is over.
+    """
+    workers = cfg.EVAL.WORKERS
+    if workers is None:
+        return available_cpus()
+    if workers < 1:
+        raise ConfigError(f"EVAL.WORKERS must be at least 1 (null: every core), got {workers}")
+    return workers
+
+
 def evaluate_model(
     cfg: CfgNode,
     model: torch.nn.Module,
@@ -68,11 +82,13 @@ def evaluate_model(
     dataset: GazeDataset,
     device: torch.device,
     output_dir: Path,
+    workers: int,
 ) -> dict | None:
     """Every saliency metric of the model and the baselines on ``dataset``; None off rank 0.
 
     IG is over the centre bias cross-validated on the evaluated images (DATA.CENTERBIAS
     settings, EVAL.CENTERBIAS_FOLDS folds); the gold standard is fitted leave-one-subject-out.
+    Images are scored on ``workers`` threads (:func:`evaluation_workers`).
     """
     folder = output_dir / "predictions"
     write_predictions(model, loader, dataset, device, folder)
@@ -95,7 +111,7 @@ def evaluate_model(
             LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
             sim_optimisation(cfg.EVAL.SIM_STEPS),
             device,
-            available_cpus() if cfg.EVAL.WORKERS is None else cfg.EVAL.WORKERS,
+            workers,
         )
         if not cfg.EVAL.KEEP_PREDICTIONS:
             shutil.rmtree(folder)
