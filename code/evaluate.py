@@ -306,6 +306,8 @@ def main(argv: list[str]) -> None:
     scan.add_argument("--scanmatch-gap", type=float, default=0.0)
     scan.add_argument("--temporal-bin-ms", type=float, default=50.0, help="0: no temporal binning")
     args = parser.parse_args(argv)
+    if args.command == "saliency" and args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
 
     dataset = dataset_from_options(args)
     if args.command == "saliency":

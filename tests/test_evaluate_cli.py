@@ -79,6 +79,9 @@ def test_threads_do_not_change_the_result(small_osie, tmp_path):
     run(name, tmp_path, tmp_path / "three.json", "--workers", "3")
     one, three = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "three.json"))
     assert one == three  # bitwise: images are summed in order whatever thread scored them
+    with pytest.raises(SystemExit):
+        run(name, tmp_path, tmp_path / "none.json", "--workers", "0")
+    assert not (tmp_path / "none.json").exists()
 
 
 @pytest.mark.parametrize(
