@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from code.metrics.saliency import as_float64, blur_matrix, gaussian_blur
+from code.metrics.saliency import as_float64, blur_matrix, exp, gaussian_blur
 
 
 @dataclass
@@ -61,7 +61,7 @@ def benchmark_maps(
     sim_optimisation: SimOptimisation,
 ) -> MetricMaps:
     """The probabilistic protocol's map for each metric from a log-density."""
-    density = log_density.exp()
+    density = exp(log_density)
     expected = gaussian_blur(density, sigma)
     sauc = None if shuffled_log_density is None else log_density - shuffled_log_density
     return MetricMaps(
@@ -117,7 +117,7 @@ class ShuffledBaseline:
         self.count = 0
 
     def add(self, log_density: torch.Tensor) -> None:
-        density = _resize_density(as_float64(log_density).exp(), self.compute_size)
+        density = _resize_density(exp(as_float64(log_density)), self.compute_size)
         self.total = density if self.total is None else self.total + density.to(self.total.device)
         self.count += 1
 
@@ -125,7 +125,7 @@ class ShuffledBaseline:
         """log p_shuffled for the image whose own log-density is ``log_density``."""
         if self.total is None or self.count < 2:
             raise RuntimeError("the shuffled baseline needs the predictions of at least two images")
-        own = _resize_density(log_density.exp(), self.compute_size)
+        own = _resize_density(exp(log_density), self.compute_size)
         others = (self.total.to(own.device) - own).clamp_min(0) / (self.count - 1)
         others = _resize_density(others, tuple(log_density.shape))
         return others.log()
