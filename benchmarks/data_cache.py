@@ -1,10 +1,10 @@
 """Samples/second: reading preprocessed OSIE samples through the LMDB cache vs decoding the JPEGs.
 
-Both paths produce the same samples — the framework's ``SaliencySamples`` (decode, bilinear
-resize to --size, fixations rescaled, the centre-bias map); the cache is built from the decoding
-path, so only the reading differs. Reads
-are in a shuffled order (as training reads them), in one process, after one warm-up pass over
-the cache (the OS page cache then holds it, as it does during training).
+Both paths produce the same samples — the framework's per-image ``FixationSamples`` (decode,
+bilinear resize to --size, fixations rescaled, the centre-bias map); the cache is built from the
+decoding path, so only the reading differs. Reads are in a shuffled order (as training reads
+them), in one process, after one warm-up pass over the cache (the OS page cache then holds it, as
+it does during training).
 
     uv run python -m benchmarks.data_cache --root ../shared/data/osie --size 384 512
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from code.data.cache import build_cache, fingerprint_dataset
+from code.data.centerbias import CenterBias
 from code.data.loaders.osie import load_osie
-from code.data.samples import SaliencySamples
-from code.metrics.baselines import CenterBias
+from code.data.samples import FixationSamples, ImageSamples
 
 
 def rate(source: Sequence, order: np.ndarray) -> float:
@@ -42,7 +42,8 @@ def main() -> None:
     args = parser.parse_args()
     dataset = load_osie(args.root)
     centerbias = CenterBias(bandwidth=0.05, uniform_weight=0.01).fit(dataset)
-    decoded = SaliencySamples(dataset, tuple(args.size), centerbias.log_density)
+    images = ImageSamples(dataset, tuple(args.size))
+    decoded = FixationSamples(images, dataset, centerbias.log_density)
     key = {"data": fingerprint_dataset(dataset), "size": args.size, "centerbias": [0.05, 0.01]}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.cache) if args.cache else Path(tmp) / "osie"

@@ -2,8 +2,11 @@
 
 Nothing has a default. The schema below lists every key a run uses; a node that selects a
 registered part (``Choice``) holds ``NAME`` plus one sub-node per part, whose keys are that
-part's constructor parameters (see ``code.registry``). Only the chosen part's node is kept in the
-resolved configuration, so every key of a saved ``config.yaml`` is required to load it again.
+part's constructor parameters (see ``code.registry``); a part may itself choose a sub-part the
+same way (a constructor parameter typed ``SubPart[REGISTRY]``). A ``Chain`` node lists parts
+applied in turn in ``NAMES``, with one sub-node per listed part. Only the chosen parts' nodes are
+kept in the resolved configuration, so every key of a saved ``config.yaml`` is required to load
+it again.
 
 Loading fails before any work starts, naming the full key and the file it came from, for: a key
 left unset, a key nobody declared (with the closest real key), a value of the wrong type, an
@@ -18,7 +21,6 @@ import re
 import types
 import typing
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,27 +32,27 @@ from code.registry import (
     DATASETS,
     DECODERS,
     ENCODERS,
+    INPUT_STAGES,
     OPTIMIZERS,
     SAMPLES,
     SCHEDULERS,
     SEGMENTERS,
-    Registry,
+    TASKS,
+    TRANSFORMS,
+    Chain,
+    Choice,
+    ConfigError,
 )
 
 OPTS_SOURCE = "--opts"
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A node choosing one registered part by ``NAME``; its node ``NAME.upper()`` configures it."""
-
-    registry: Registry
+PART_NODES = (dict, Choice, Chain)  # schema entries that are nodes, not values
 
 
 SCHEMA: dict[str, Any] = {
     "SEED": int,
     "DETERMINISTIC": bool,  # torch.use_deterministic_algorithms: slower, bitwise repeatable
     "OUTPUT_DIR": str,
+    "TASK": Choice(TASKS),  # what the run does (code.tasks): train and score a density model, ...
     "DIST": {
         "TIMEOUT_S": int,  # a rank waiting longer than this in a collective fails the run
     },
@@ -66,6 +68,7 @@ SCHEMA: dict[str, Any] = {
         "IMAGE_SIZE": list[int],
         "SEGMENTS": Choice(SEGMENTERS),
         "SAMPLES": Choice(SAMPLES),
+        "TRANSFORMS": Chain(TRANSFORMS),  # training items only, after the cache
         "CENTERBIAS": {
             "BANDWIDTH": float,
             "UNIFORM_WEIGHT": float,
@@ -78,6 +81,7 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "MODEL": {
+        "INPUT_STAGE": Choice(INPUT_STAGES),
         "ENCODER": Choice(ENCODERS),
         "BLOCK": Choice(BLOCKS),
         "DECODER": Choice(DECODERS),
@@ -101,7 +105,7 @@ SCHEMA: dict[str, Any] = {
         "PRECISION": Literal["fp32", "bf16", "fp16"],
         "ACCUMULATION_STEPS": int,
         "CLIP_GRAD_NORM": float | None,
-        "BEST_METRIC": Literal["val_ig", "val_loss"],
+        "BEST_METRIC": str,  # val_loss or a validation metric of the task (e.g. val_ig)
         "PATIENCE": int | None,  # early stopping: epochs without a better BEST_METRIC
         "CHECKPOINT_EVERY": int | None,  # also write last.pt every this many optimizer steps
         "LOG_EVERY": int,
@@ -128,13 +132,8 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names every offending key and file."""
-
-
 def load_config(path: str | Path, opts: list[str]) -> CfgNode:
     """Read ``path`` (following ``_BASE_``), apply ``opts`` (KEY VALUE ...), validate, freeze."""
-    _register_parts()
     return load_tree(path, opts, SCHEMA)
 
 
@@ -150,12 +149,6 @@ def load_tree(path: str | Path, opts: list[str], schema: dict[str, Any]) -> CfgN
     return cfg
 
 
-def _register_parts() -> None:
-    import code.data
-    import code.engine.optim
-    import code.models  # noqa: F401  (registers data sets, models, optimizers, schedules)
-
-
 def _in_schema_order(tree: dict, schema: Any) -> dict:
     """The validated tree with keys in the schema's order, so saved configs read top-down."""
     if isinstance(schema, Choice):
@@ -164,8 +157,16 @@ def _in_schema_order(tree: dict, schema: Any) -> dict:
             "NAME": name,
             name.upper(): _in_schema_order(tree[name.upper()], schema.registry.schema(name)),
         }
+    if isinstance(schema, Chain):
+        return {
+            "NAMES": tree["NAMES"],
+            **{
+                name.upper(): _in_schema_order(tree[name.upper()], schema.registry.schema(name))
+                for name in tree["NAMES"]
+            },
+        }
     return {
-        key: _in_schema_order(tree[key], sub) if isinstance(sub, dict | Choice) else tree[key]
+        key: _in_schema_order(tree[key], sub) if isinstance(sub, PART_NODES) else tree[key]
         for key, sub in schema.items()
     }
 
@@ -185,7 +186,6 @@ def render_typed_view() -> str:
     Annotate a configuration as ``cfg: "Config"`` (imported under TYPE_CHECKING) and editors
     complete ``cfg.MODEL.ENCODER.DINOV2.LAYERS``. Regenerate with ``python -m code.config``.
     """
-    _register_parts()
     classes: list[str] = []
     _render_node("Config", SCHEMA, classes)
     header = [
@@ -201,14 +201,14 @@ def render_typed_view() -> str:
 
 def _render_node(class_name: str, schema: Any, classes: list[str]) -> None:
     lines = [f"class {class_name}(Protocol):"]
-    if isinstance(schema, Choice):
-        lines.append("    NAME: str")
+    if isinstance(schema, Choice | Chain):
+        lines.append("    NAME: str" if isinstance(schema, Choice) else "    NAMES: list[str]")
         for name in schema.registry.names():
             child = class_name.removesuffix("Config") + _camel(name) + "Config"
             lines.append(f"    {name.upper()}: {child}")
             _render_node(child, schema.registry.schema(name), classes)
     for key, value in schema.items() if isinstance(schema, dict) else ():
-        if isinstance(value, dict | Choice):
+        if isinstance(value, PART_NODES):
             child = class_name.removesuffix("Config") + _camel(key) + "Config"
             lines.append(f"    {key}: {child}")
             _render_node(child, value, classes)
@@ -315,9 +315,9 @@ def _parent_schema(schema: dict, parts: list[str]) -> Any:
 
 def _child_schema(node_schema: Any, key: str, node: dict) -> Any:
     """The schema of ``key`` inside a node, or None when the key is not declared there."""
-    if isinstance(node_schema, Choice):
-        if key == "NAME":
-            return str
+    if isinstance(node_schema, Choice | Chain):
+        if key == _selector(node_schema):
+            return str if isinstance(node_schema, Choice) else list[str]
         name = key.lower()
         return node_schema.registry.schema(name) if name in node_schema.registry else None
     if isinstance(node_schema, dict):
@@ -326,9 +326,14 @@ def _child_schema(node_schema: Any, key: str, node: dict) -> Any:
 
 
 def _schema_keys(node_schema: Any, node: dict) -> list[str]:
-    if isinstance(node_schema, Choice):
-        return ["NAME", *(n.upper() for n in node_schema.registry.names())]
+    if isinstance(node_schema, Choice | Chain):
+        return [_selector(node_schema), *(n.upper() for n in node_schema.registry.names())]
     return list(node_schema) if isinstance(node_schema, dict) else []
+
+
+def _selector(node_schema: Choice | Chain) -> str:
+    """The key naming the chosen part(s) of a part node."""
+    return "NAME" if isinstance(node_schema, Choice) else "NAMES"
 
 
 def _suggest(key: str, known: list[str]) -> str:
@@ -354,12 +359,13 @@ def _validate(
             yield f"{full}: missing; set it in {where} (expected {_type_name(expected)})"
             continue
         value = tree[key]
-        if isinstance(expected, Choice):
+        if isinstance(expected, Choice | Chain):
             if not isinstance(value, dict):
                 where = _source(sources, full)
-                yield f"{full}: expected a node with NAME, got {value!r} in {where}"
+                selector = _selector(expected)
+                yield f"{full}: expected a node with {selector}, got {value!r} in {where}"
                 continue
-            yield from _validate_choice(value, expected.registry, full, sources, root_file)
+            yield from _validate_parts(value, expected, full, sources, root_file)
         elif isinstance(expected, dict):
             if not isinstance(value, dict):
                 yield f"{full}: expected a node, got {value!r} in {_source(sources, full)}"
@@ -376,36 +382,49 @@ def _validate(
                 )
 
 
-def _validate_choice(
-    node: dict, registry: Registry, full: str, sources: dict[str, str], root_file: str
+def _validate_parts(
+    node: dict, schema: Choice | Chain, full: str, sources: dict[str, str], root_file: str
 ) -> Iterator[str]:
-    name = node.get("NAME")
-    if name not in registry:
-        got = "missing" if name is None else f"{name!r} is not registered"
-        yield (
-            f"{full}.NAME: {got} in {_source(sources, full + '.NAME')}; "
-            f"registered {registry.kind}s: {', '.join(registry.names())}"
-        )
+    """A node choosing one part (``NAME``) or listing parts in turn (``NAMES``)."""
+    registry, selector = schema.registry, _selector(schema)
+    where = _source(sources, f"{full}.{selector}")
+    if isinstance(schema, Choice):
+        names = [node.get("NAME")]
+    else:
+        names = node.get("NAMES")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            kind = registry.kind
+            yield f"{full}.NAMES: expected a list of {kind} names, got {names!r} in {where}"
+            return
+        if len(set(names)) != len(names):
+            yield f"{full}.NAMES: {names} names a {registry.kind} twice in {where}"
+            return
+    registered = ", ".join(registry.names())
+    for name in names:
+        if name not in registry:
+            got = "missing" if name is None else f"{name!r} is not registered"
+            yield f"{full}.{selector}: {got} in {where}; registered {registry.kind}s: {registered}"
+    if any(name not in registry for name in names):
         return
-    chosen = name.upper()
+    chosen = {name.upper() for name in names}
     for key in list(node):
-        if key == "NAME" or key == chosen:
+        if key == selector or key in chosen:
             continue
         if key.lower() in registry:
             del node[key]  # the node of a part that was not chosen: not part of this run
         else:
-            known = ["NAME", *(n.upper() for n in registry.names())]
             yield f"{full}.{key}: unknown key in {_source(sources, full + '.' + key)}" + _suggest(
-                key, known
+                key, _schema_keys(schema, node)
             )
-    sub_schema = registry.schema(name)
-    if chosen not in node:
-        if sub_schema:
-            takes = ", ".join(sub_schema)
-            yield f"{full}.{chosen}: missing; {registry.kind} {name!r} takes {takes}"
-        node[chosen] = {}
-        return
-    yield from _validate(node[chosen], sub_schema, f"{full}.{chosen}.", sources, root_file)
+    for name in names:
+        sub_schema, key = registry.schema(name), name.upper()
+        if key not in node:
+            if sub_schema:
+                takes = ", ".join(sub_schema)
+                yield f"{full}.{key}: missing; {registry.kind} {name!r} takes {takes}"
+            node[key] = {}
+            continue
+        yield from _validate(node[key], sub_schema, f"{full}.{key}.", sources, root_file)
 
 
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -449,6 +468,8 @@ def _check_type(value: Any, expected: Any) -> tuple[bool, Any]:
 def _type_name(expected: Any) -> str:
     if isinstance(expected, Choice):
         return f"a node choosing a {expected.registry.kind}"
+    if isinstance(expected, Chain):
+        return f"a node listing {expected.registry.kind}s in NAMES"
     if isinstance(expected, dict):
         return "a node"
     if typing.get_origin(expected) is Literal:

@@ -9,6 +9,7 @@ class Config(Protocol):
     SEED: int
     DETERMINISTIC: bool
     OUTPUT_DIR: str
+    TASK: TaskConfig
     DIST: DistConfig
     DATA: DataConfig
     MODEL: ModelConfig
@@ -53,7 +54,7 @@ class TrainConfig(Protocol):
     PRECISION: Literal["fp32", "bf16", "fp16"]
     ACCUMULATION_STEPS: int
     CLIP_GRAD_NORM: float | None
-    BEST_METRIC: Literal["val_ig", "val_loss"]
+    BEST_METRIC: str
     PATIENCE: int | None
     CHECKPOINT_EVERY: int | None
     LOG_EVERY: int
@@ -110,6 +111,7 @@ class TrainOptimizerAdamConfig(Protocol):
 
 
 class ModelConfig(Protocol):
+    INPUT_STAGE: ModelInputStageConfig
     ENCODER: ModelEncoderConfig
     BLOCK: ModelBlockConfig
     DECODER: ModelDecoderConfig
@@ -167,6 +169,16 @@ class ModelBlockIdentityConfig(Protocol):
 
 class ModelBlockCrossAttentionConfig(Protocol):
     NUM_HEADS: int
+    ATTENTION: ModelBlockCrossAttentionAttentionConfig
+
+
+class ModelBlockCrossAttentionAttentionConfig(Protocol):
+    NAME: str
+    GLOBAL: ModelBlockCrossAttentionAttentionGlobalConfig
+
+
+class ModelBlockCrossAttentionAttentionGlobalConfig(Protocol):
+    pass
 
 
 class ModelEncoderConfig(Protocol):
@@ -187,12 +199,22 @@ class ModelEncoderConvnetConfig(Protocol):
     CHANNELS: list[int]
 
 
+class ModelInputStageConfig(Protocol):
+    NAME: str
+    IDENTITY: ModelInputStageIdentityConfig
+
+
+class ModelInputStageIdentityConfig(Protocol):
+    pass
+
+
 class DataConfig(Protocol):
     DATASET: DataDatasetConfig
     SPLIT: DataSplitConfig
     IMAGE_SIZE: list[int]
     SEGMENTS: DataSegmentsConfig
     SAMPLES: DataSamplesConfig
+    TRANSFORMS: DataTransformsConfig
     CENTERBIAS: DataCenterbiasConfig
     BATCH_SIZE: int
     NUM_WORKERS: int
@@ -209,8 +231,24 @@ class DataCenterbiasConfig(Protocol):
     UNIFORM_WEIGHT: float
 
 
+class DataTransformsConfig(Protocol):
+    NAMES: list[str]
+    HFLIP: DataTransformsHflipConfig
+    RANDOM_RESIZED_CROP: DataTransformsRandomResizedCropConfig
+
+
+class DataTransformsRandomResizedCropConfig(Protocol):
+    SCALE: list[float]
+    RATIO: list[float]
+
+
+class DataTransformsHflipConfig(Protocol):
+    PROBABILITY: float
+
+
 class DataSamplesConfig(Protocol):
     NAME: str
+    IMAGE: DataSamplesImageConfig
     SALIENCY: DataSamplesSaliencyConfig
     SCANPATH: DataSamplesScanpathConfig
 
@@ -221,6 +259,10 @@ class DataSamplesScanpathConfig(Protocol):
 
 
 class DataSamplesSaliencyConfig(Protocol):
+    pass
+
+
+class DataSamplesImageConfig(Protocol):
     pass
 
 
@@ -311,3 +353,12 @@ class DataDatasetCat2000Config(Protocol):
 
 class DistConfig(Protocol):
     TIMEOUT_S: int
+
+
+class TaskConfig(Protocol):
+    NAME: str
+    DENSITY: TaskDensityConfig
+
+
+class TaskDensityConfig(Protocol):
+    pass

@@ -5,25 +5,44 @@ defaults) are the configuration keys it takes, upper-cased, under a node named a
 ``MODEL.ENCODER.CONVNET.CHANNELS`` for ``ConvNetEncoder(channels: list[int], ...)``. Parameters
 listed in ``Registry.wiring`` are supplied by the builder (shapes announced by the previous part),
 not by the configuration.
+
+A registry names the packages that register its parts (``locations``) and imports them the
+first time it is asked for a part, so a layer that only *chooses* parts (the configuration, the
+data pipeline) never imports the layers that implement them.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 T = TypeVar("T", bound=Callable[..., Any])
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names every offending key and file."""
 
 
 class Registry:
     """A name -> constructor table for one kind of part (encoders, blocks, decoders, ...)."""
 
-    def __init__(self, kind: str, wiring: tuple[str, ...]) -> None:
+    def __init__(self, kind: str, wiring: tuple[str, ...], locations: tuple[str, ...]) -> None:
         self.kind = kind
         self.wiring = wiring
+        self.locations = locations
         self._entries: dict[str, Callable[..., Any]] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        """Import the packages that register this registry's parts (once)."""
+        if not self._loaded:
+            self._loaded = True
+            for module in self.locations:
+                importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering a class or function under ``name`` (lower case, unique)."""
@@ -42,14 +61,17 @@ class Registry:
         return decorator
 
     def get(self, name: str) -> Callable[..., Any]:
+        self._load()
         if name not in self._entries:
             raise KeyError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}")
         return self._entries[name]
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
+        self._load()
         return name in self._entries
 
     def schema(self, name: str) -> dict[str, Any]:
@@ -59,20 +81,79 @@ class Registry:
     def build(self, choice: Any, **wiring: Any) -> Any:
         """Construct the part a choice node names (``NAME`` + its node) plus the wiring.
 
-        A part receives only the wiring parameters its constructor declares.
+        A part receives only the wiring parameters its constructor declares; a sub-part it
+        chooses (a parameter typed ``SubPart[REGISTRY]``) arrives as a ``PartFactory``.
         """
-        name = choice.NAME
-        node = choice.get(name.upper(), {})
-        kwargs = {key.lower(): node[key] for key in self.schema(name)}
+        return self._construct(choice.NAME, choice.get(choice.NAME.upper(), {}), wiring)
+
+    def build_chain(self, chain: Any, **wiring: Any) -> list[Any]:
+        """The parts a chain node lists in ``NAMES``, in order, each from its own node."""
+        return [self._construct(name, chain.get(name.upper(), {}), wiring) for name in chain.NAMES]
+
+    def _construct(self, name: str, node: Any, wiring: dict[str, Any]) -> Any:
+        kwargs = {
+            key.lower(): PartFactory(hint.registry, node[key])
+            if isinstance(hint, Choice)
+            else node[key]
+            for key, hint in self.schema(name).items()
+        }
         obj = self.get(name)
         declared = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
         return obj(**kwargs, **{k: v for k, v in wiring.items() if k in declared})
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A configuration node choosing one part of ``registry`` by ``NAME``; its node
+    ``NAME.upper()`` holds that part's keys."""
+
+    registry: Registry
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A configuration node listing parts of ``registry`` to apply in turn: ``NAMES`` (possibly
+    empty), and a node ``NAME.upper()`` of keys for each part listed."""
+
+    registry: Registry
+
+
+class PartFactory:
+    """A configured sub-part: its parent calls it with the wiring it supplies (e.g. channels).
+
+    So a block can build one attention mechanism per feature map from one config node.
+    """
+
+    def __init__(self, registry: Registry, choice: Any) -> None:
+        self.registry = registry
+        self.choice = choice
+
+    @property
+    def name(self) -> str:
+        return self.choice.NAME
+
+    def __call__(self, **wiring: Any) -> Any:
+        return self.registry.build(self.choice, **wiring)
+
+    def __repr__(self) -> str:
+        return f"{self.registry.kind} {self.name!r}"
+
+
+class _SubPartHint:
+    """``SubPart[REGISTRY]``: the type hint of a constructor parameter that chooses a sub-part
+    by ``NAME`` under the parameter's node, e.g. ``MODEL.BLOCK.CROSS_ATTENTION.ATTENTION``."""
+
+    def __getitem__(self, registry: Registry) -> Any:
+        return Annotated[PartFactory, registry]
+
+
+SubPart = _SubPartHint()
+
+
 def constructor_schema(obj: Callable[..., Any], wiring: tuple[str, ...]) -> dict[str, Any]:
     """Map each configurable parameter of ``obj`` (class or function) to its type hint."""
     target = obj.__init__ if inspect.isclass(obj) else obj
-    hints = typing.get_type_hints(target)
+    hints = typing.get_type_hints(target, include_extras=True)
     schema: dict[str, Any] = {}
     for param in inspect.signature(target).parameters.values():
         if param.name == "self" or param.name in wiring:
@@ -86,21 +167,43 @@ def constructor_schema(obj: Callable[..., Any], wiring: tuple[str, ...]) -> dict
             )
         if param.name not in hints:
             raise TypeError(f"{_qualname(obj)}: parameter {param.name!r} needs a type hint")
-        schema[param.name.upper()] = hints[param.name]
+        schema[param.name.upper()] = _schema_entry(hints[param.name])
     return schema
+
+
+def _schema_entry(hint: Any) -> Any:
+    """A parameter's type hint as a schema entry: a ``Choice`` for a sub-part, else the type."""
+    if typing.get_origin(hint) is Annotated:
+        registries = [m for m in hint.__metadata__ if isinstance(m, Registry)]
+        if registries:
+            return Choice(registries[0])
+        return typing.get_args(hint)[0]
+    return hint
 
 
 def _qualname(obj: Any) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
-ENCODERS = Registry("encoder", wiring=())
-BLOCKS = Registry("block", wiring=("input_shapes",))
-DECODERS = Registry("decoder", wiring=("input_shapes",))
-DATASETS = Registry("dataset", wiring=())
+MODELS = ("code.models",)
+DATA = ("code.data",)
+ENGINE = ("code.engine.optim",)
+
+ENCODERS = Registry("encoder", wiring=(), locations=MODELS)
+BLOCKS = Registry("block", wiring=("input_shapes",), locations=MODELS)
+DECODERS = Registry("decoder", wiring=("input_shapes",), locations=MODELS)
+# What the encoder sees of the batch (identity; masking and foveation come with their systems).
+INPUT_STAGES = Registry("input stage", wiring=(), locations=MODELS)
+# Attention mechanisms, a sub-part of the parts that attend (``SubPart[ATTENTIONS]``).
+ATTENTIONS = Registry("attention", wiring=("channels", "num_heads"), locations=MODELS)
+DATASETS = Registry("dataset", wiring=(), locations=DATA)
 # How training items are made from per-image samples (one per image, one per scanpath, ...).
-SAMPLES = Registry("samples", wiring=("images", "dataset"))
+SAMPLES = Registry("samples", wiring=("images", "dataset"), locations=DATA)
+# Seeded per-item changes to samples after the cache (flips, crops), chained in DATA.TRANSFORMS.
+TRANSFORMS = Registry("transform", wiring=(), locations=DATA)
 # Where segment label maps come from (files, k-means on encoder features, none).
-SEGMENTERS = Registry("segmenter", wiring=("encoder",))
-OPTIMIZERS = Registry("optimizer", wiring=("params", "lr", "weight_decay"))
-SCHEDULERS = Registry("lr schedule", wiring=("optimizer", "epochs"))
+SEGMENTERS = Registry("segmenter", wiring=("encoder",), locations=(*DATA, *MODELS))
+OPTIMIZERS = Registry("optimizer", wiring=("params", "lr", "weight_decay"), locations=ENGINE)
+SCHEDULERS = Registry("lr schedule", wiring=("optimizer", "epochs"), locations=ENGINE)
+# What a run does: train and score a density model, classify patches, generate scanpaths, ...
+TASKS = Registry("task", wiring=("cfg",), locations=("code.tasks",))

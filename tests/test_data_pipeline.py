@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from code.config import load_config
-from code.data.build import build_loader, build_samples, build_splits
+from code.data.build import (
+    build_loader,
+    build_samples,
+    build_splits,
+    fit_centerbias,
+    gaze_dataset,
+    load_dataset,
+)
 
 QUICKSTART = Path("configs/quickstart.yaml")
 
@@ -16,10 +23,11 @@ QUICKSTART = Path("configs/quickstart.yaml")
 def test_cached_samples_equal_fresh_ones_and_batch_alike(tmp_path: Path) -> None:
     opts = ["DATA.DATASET.GENERATED.NUM_IMAGES", "40", "DATA.CACHE.DIR", str(tmp_path)]
     cfg = load_config(QUICKSTART, opts)
-    splits = build_splits(cfg)
-    cached = build_samples(cfg, splits.train, splits.centerbias, "train")
+    splits = build_splits(cfg, gaze_dataset(cfg))
+    centerbias = fit_centerbias(cfg, splits.train)
+    cached = build_samples(cfg, splits.train, "train", centerbias, None)
     fresh = build_samples(
-        load_config(QUICKSTART, opts[:2]), splits.train, splits.centerbias, "train"
+        load_config(QUICKSTART, opts[:2]), splits.train, "train", centerbias, None
     )
     assert len(list(tmp_path.glob("generated-train-*.lmdb"))) == 1
     assert len(cached) == len(fresh) == len(splits.train.stimuli)
@@ -28,11 +36,12 @@ def test_cached_samples_equal_fresh_ones_and_batch_alike(tmp_path: Path) -> None
             assert np.array_equal(cached[index][key], value), key
     batches = list(build_loader(cfg, cached, train=True))
     assert sum(len(b) for b in batches) == len(cached)
-    assert batches[0].image.shape[1:] == (3, 72, 96)
+    assert batches[0].input.shape[1:] == (3, 72, 96)
 
 
 def test_splits_are_disjoint_and_cover_every_image() -> None:
-    splits = build_splits(load_config(QUICKSTART, ["DATA.DATASET.GENERATED.NUM_IMAGES", "50"]))
+    cfg = load_config(QUICKSTART, ["DATA.DATASET.GENERATED.NUM_IMAGES", "50"])
+    splits = build_splits(cfg, load_dataset(cfg))
     ids = [{s.id for s in part.stimuli} for part in (splits.train, splits.val, splits.test)]
     assert sum(len(i) for i in ids) == len(set.union(*ids)) == 50
 

@@ -11,11 +11,13 @@ import torch
 from PIL import Image
 
 from code.config import load_config
+from code.data.batch import Collate
 from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
-from code.data.samples import ScanpathSamples, collate
-from code.data.segments import KMeansSegmenter, SegmentedSamples, SegmentFiles
+from code.data.samples import FixationSamples, ImageSamples, ScanpathSamples
+from code.data.segments import SegmentedSamples, SegmentFiles
 from code.main import main
 from code.models.layers.segments import segment_membership, semantic_painting
+from code.models.segmenters import KMeansSegmenter
 from code.models.shapes import ShapeSpec
 
 ABLATIONS = sorted(
@@ -116,39 +118,24 @@ def _dataset(tmp_path: Path, sizes: list[tuple[int, int]]) -> GazeDataset:
     return GazeDataset("toy", stimuli, Fixations.from_scanpaths(scanpaths), Counter(), Counter())
 
 
-class _Images(torch.utils.data.Dataset):
-    """Per-image samples at the original size (what SaliencySamples gives at that size)."""
-
-    def __init__(self, dataset: GazeDataset) -> None:
-        self.dataset = dataset
-        self.sizes = [s.size for s in dataset.stimuli]
-
-    def __len__(self) -> int:
-        return len(self.sizes)
-
-    def __getitem__(self, i: int) -> dict:
-        s = self.dataset.stimuli[i]
-        return {
-            "image": s.read(),
-            "fixations": np.zeros((0, 2), np.float32),
-            "centerbias": np.zeros(s.size, np.float32),
-            "image_index": np.array(i),
-            "original_size": np.array(s.size),
-        }
+def _images(dataset: GazeDataset) -> FixationSamples:
+    """Per-image samples at the 10 x 12 images' own size, with a flat centre bias."""
+    flat = lambda h, w: np.full((h, w), -np.log(h * w))  # noqa: E731
+    return FixationSamples(ImageSamples(dataset, (10, 12)), dataset, flat)
 
 
 def test_scanpath_items_hold_each_fixation_with_its_history(tmp_path: Path) -> None:
     dataset = _dataset(tmp_path, [(10, 12), (10, 12)])
-    samples = ScanpathSamples(_Images(dataset), dataset, history_length=2, include_first=False)
+    samples = ScanpathSamples(_images(dataset), dataset, history_length=2, include_first=False)
     assert len(samples) == 2  # the one-fixation scanpath has nothing to predict
-    batch = collate([samples[0], samples[1]])
+    batch = Collate(samples.fields.values())([samples[0], samples[1]])
     assert batch.fixations[0].tolist() == [[5.0, 4.0], [9.0, 6.0], [3.0, 1.0]]
     assert batch.history[0, 0].tolist() == [[1.0, 2.0], [0.0, 0.0]]
     assert batch.history_mask[0].tolist() == [[True, False], [True, True], [True, True]]
     assert batch.history[0, 2].tolist() == [[9.0, 6.0], [5.0, 4.0]]  # most recent first
     assert batch.fixation_mask[1].tolist() == [True, False, False]
     assert batch.fixation_rows[1].tolist() == [6, -1, -1]
-    with_first = ScanpathSamples(_Images(dataset), dataset, history_length=2, include_first=True)
+    with_first = ScanpathSamples(_images(dataset), dataset, history_length=2, include_first=True)
     assert len(with_first) == 3 and not with_first[0]["history_mask"][0].any()
 
 
@@ -162,7 +149,7 @@ def test_segment_files_any_size_png_or_npy_with_a_counted_fallback(
     labels[:, 3:] = 70  # SAM-style ids with gaps, at half resolution
     np.save(folder / "img0.npy", labels)
     Image.fromarray((labels * 2).astype(np.uint8)).save(folder / "img1.png")
-    samples = SegmentedSamples(_Images(dataset), dataset, SegmentFiles(str(folder)))
+    samples = SegmentedSamples(_images(dataset), dataset, SegmentFiles(str(folder)))
     assert samples.fallback_count == 1 and "1 of 3 images have no segment map" in caplog.text
     for i in (0, 1):
         seg = samples[i]["segments"]
@@ -249,7 +236,7 @@ def test_sampled_scanpaths_follow_the_seed_and_stay_in_the_image() -> None:
     cfg = load_config(Path("configs/quickstart.yaml"), _opts(parts) + FULL_DATA_OPTS)
     model = build_model(cfg).eval()
     batch = _batch(45, 61)
-    one = type(batch)(**{k: v[:1] for k, v in vars(batch).items()})
+    one = batch.first(1)
     draws = [
         sample_scanpaths(model, one, 4, 5, False, torch.Generator().manual_seed(seed))
         for seed in (1, 1, 2)
@@ -280,8 +267,9 @@ def test_cpu_saliency_model_beats_the_centre_bias_on_held_out_osie(tmp_path: Pat
 
 
 def test_conditional_evaluation_handles_scanpaths_of_different_lengths(tmp_path: Path) -> None:
+    from code.data.build import build_loader, build_samples
+    from code.data.centerbias import CenterBias
     from code.engine.evaluator import evaluate_scanpath_model
-    from code.metrics.baselines import CenterBias
     from code.models.build import build_model
 
     config = Path("configs/01_dinogaze_spade/cpu_osie/scanpath.yaml")
@@ -292,7 +280,8 @@ def test_conditional_evaluation_handles_scanpaths_of_different_lengths(tmp_path:
     )  # fmt: skip
     dataset = _dataset(tmp_path, [(10, 12), (10, 12)])  # 3 + 0 and 1 fixations to predict
     centerbias = CenterBias(0.1, 0.1).fit(dataset)
+    loader = build_loader(cfg, build_samples(cfg, dataset, "test", centerbias, None), train=False)
     report = evaluate_scanpath_model(
-        cfg, build_model(cfg).eval(), dataset, centerbias, torch.device("cpu")
+        cfg, build_model(cfg).eval(), dataset, loader, torch.device("cpu")
     )
     assert report["n_fixations"] == 4 and np.isfinite(report["metrics"]["LL"])

@@ -11,13 +11,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from code.config import load_config
-from code.data.build import build_loader, build_samples, build_splits
+from code.data.batch import Collate
 from code.data.sampler import ShapeAwareBatchSampler
-from code.data.samples import collate
 from code.engine.reproducibility import seed_everything
 from code.engine.trainer import Trainer
 from code.main import main
 from code.models.build import build_model
+from code.tasks.base import build_task
 from tests.small_run import QUICKSTART, SMALL, torchrun
 
 
@@ -31,15 +31,17 @@ def _train(rank: int, world: int, init: str, opts: list[str], result: str) -> No
         dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     cfg = load_config(QUICKSTART, [*SMALL, *opts])
     seed_everything(cfg.SEED)
-    splits = build_splits(cfg)
-    train = build_samples(cfg, splits.train, splits.centerbias, "train")
+    task = build_task(cfg)
+    task.prepare()
+    train = task.samples["train"]
     sampler = ShapeAwareBatchSampler(
         train.sizes, cfg.DATA.BATCH_SIZE, world, rank, cfg.SEED, shuffle=False, drop_last=False
     )
+    collate = Collate(train.fields.values())
     loader = torch.utils.data.DataLoader(train, batch_sampler=sampler, collate_fn=collate)
-    val = build_loader(cfg, build_samples(cfg, splits.val, splits.centerbias, "val"), False)
-    model = build_model(cfg)
-    trainer = Trainer(cfg, model, loader, val, torch.device("cpu"), Path(cfg.OUTPUT_DIR), {})
+    model = task.build_model()
+    trainer = Trainer(cfg, model, loader, task.loaders["val"], torch.device("cpu"),
+                      Path(cfg.OUTPUT_DIR), {}, scorer=lambda: task.validation(model))  # fmt: skip
     trainer.fit()
     if rank == 0:
         torch.save({"model": model.state_dict(), "steps": trainer.state.step}, result)

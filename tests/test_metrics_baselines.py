@@ -3,7 +3,8 @@ import pytest
 from scipy.special import logsumexp
 
 from benchmarks.osie import osie_dataset
-from code.metrics.baselines import CenterBias, CrossValidatedCenterBias
+from code.data.centerbias import CenterBias
+from code.metrics.baselines import CrossValidatedCenterBias
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,13 @@ from code.config import ConfigError, load_config
 from code.data.batch import Batch
 from code.models.build import build_model
 from code.models.layers.gaussian_blur import GaussianBlur
-from code.registry import BLOCKS, DECODERS, ENCODERS
+from code.models.shapes import PredictionKind
+from code.registry import BLOCKS, DECODERS, ENCODERS, INPUT_STAGES
+from code.tasks.base import build_task
 
 # A small configuration for every registered part; a part without one fails the coverage test.
 PART_OPTS = {
+    ("INPUT_STAGE", "identity"): {},
     ("ENCODER", "convnet"): {"CHANNELS": "[8, 16]"},
     ("ENCODER", "dinov2"): {
         "ARCH": "vit_small_patch14_dinov2",
@@ -31,7 +34,7 @@ PART_OPTS = {
         "NUM_SEGMENT_IDS": "4",
         "EMBEDDING_CHANNELS": "6",
     },
-    ("BLOCK", "cross_attention"): {"NUM_HEADS": "2"},
+    ("BLOCK", "cross_attention"): {"NUM_HEADS": "2", "ATTENTION.NAME": "global"},
     ("DECODER", "saliency"): {
         "HIDDEN_CHANNELS": "[8]",
         "BLUR_SIGMA": "3.0",
@@ -59,7 +62,12 @@ FULL_DATA_OPTS = [
     "DATA.SAMPLES.SCANPATH.HISTORY_LENGTH", "3",
     "DATA.SAMPLES.SCANPATH.INCLUDE_FIRST", "false",
 ]  # fmt: skip
-REGISTRIES = {"ENCODER": ENCODERS, "BLOCK": BLOCKS, "DECODER": DECODERS}
+REGISTRIES = {
+    "INPUT_STAGE": INPUT_STAGES,
+    "ENCODER": ENCODERS,
+    "BLOCK": BLOCKS,
+    "DECODER": DECODERS,
+}
 
 
 def _opts(parts: dict[str, str]) -> list[str]:
@@ -79,7 +87,7 @@ def _batch(height: int, width: int) -> Batch:
     history = torch.tensor([[5.0, 6.0], [20.0, 30.0], [0.0, 0.0]]).expand(2, 2, 3, 2)
     history_mask = torch.tensor([[True, True, False], [True, False, False]]).expand(2, 2, 3)
     return Batch(
-        image=torch.rand(2, 3, height, width),
+        input=torch.rand(2, 3, height, width),
         fixations=torch.tensor(
             [[[3.5, 4.2], [width - 0.5, height - 0.5]], [[10.0, 1.0], [0.0, 0.0]]]
         ),
@@ -91,6 +99,7 @@ def _batch(height: int, width: int) -> Batch:
         history=history.clone(),
         history_mask=history_mask.clone(),
         fixation_rows=torch.tensor([[0, 1], [2, -1]]),
+        target=torch.rand(2, 3, height, width),
     )
 
 
@@ -110,33 +119,59 @@ def test_combination_builds_and_runs(encoder: str, block: str, decoder: str) -> 
     )
     model = build_model(cfg)
     batch = _batch(45, 61)  # not a multiple of any stride
-    prediction = model(batch)
-    loss_sum, count = model.loss(prediction, batch)
+    prediction, seen = model(batch)
+    loss_sum, count = model.loss(prediction, seen)
     assert torch.isfinite(loss_sum) and count > 0
-    if model.predicts_log_density:
-        per_fixation = "history" in model.requires  # one conditional density per fixation
-        assert prediction.shape == ((2, 2, 45, 61) if per_fixation else (2, 45, 61))
+    shapes = {
+        PredictionKind.LOG_DENSITY: (2, 45, 61),
+        PredictionKind.CONDITIONAL_LOG_DENSITY: (2, 2, 45, 61),  # one density per fixation
+        PredictionKind.IMAGE: (2, 3, 45, 61),
+    }
+    assert prediction.shape == shapes[model.prediction]
+    if model.prediction.is_density:
         total = prediction.flatten(-2).logsumexp(dim=-1)
         assert torch.allclose(total, torch.zeros_like(total), atol=1e-5)
         assert count == 3  # masked padding is not scored
-    else:
-        assert prediction.shape == batch.image.shape
     (loss_sum / count).backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert all(p.grad is not None for p in trainable)
 
 
 @pytest.mark.parametrize(
-    ("part", "lacking"),
+    ("part", "message"),
     [
-        (["MODEL.BLOCK.NAME", "spade", "MODEL.BLOCK.SPADE.HIDDEN_CHANNELS", "8"], "segments"),
-        (["MODEL.DECODER.NAME", "scanpath", *_opts({"DECODER": "scanpath"})[2:]], "history"),
+        (
+            ["MODEL.BLOCK.NAME", "spade", "MODEL.BLOCK.SPADE.HIDDEN_CHANNELS", "8"],
+            "MODEL.BLOCK.NAME 'spade' reads segments, .* Provided by: segments: "
+            "DATA.SEGMENTS.NAME files or DATA.SEGMENTS.NAME kmeans",
+        ),
+        (
+            ["MODEL.DECODER.NAME", "scanpath", *_opts({"DECODER": "scanpath"})[2:]],
+            "MODEL.DECODER.NAME 'scanpath' reads history, history_mask, .* Provided by: "
+            "history: DATA.SAMPLES.NAME scanpath",
+        ),
+        (
+            [
+                "MODEL.DECODER.NAME",
+                "reconstruction",
+                "MODEL.DECODER.RECONSTRUCTION.HIDDEN_CHANNELS",
+                "8",
+                "DATA.SAMPLES.NAME",
+                "image",
+            ],
+            "task 'density' scores .*log-densities; MODEL.DECODER.NAME 'reconstruction' "
+            "predicts image",
+        ),
     ],
 )
-def test_part_needing_data_the_config_lacks_fails_at_build(part: list[str], lacking: str) -> None:
-    cfg = load_config(Path("configs/quickstart.yaml"), part)
-    with pytest.raises(ConfigError, match=rf"needs .*{lacking}.*data configuration"):
-        build_model(cfg)
+def test_part_needing_data_the_run_lacks_fails_naming_what_provides_it(
+    part: list[str], message: str
+) -> None:
+    small = ["DATA.DATASET.GENERATED.NUM_IMAGES", "20"]
+    task = build_task(load_config(Path("configs/quickstart.yaml"), [*small, *part]))
+    task.prepare()
+    with pytest.raises(ConfigError, match=message):
+        task.build_model()
 
 
 def test_nll_scores_the_pixel_a_fixation_lies_in() -> None:

@@ -1,4 +1,4 @@
-"""From the configuration to data loaders: load, split by image, fit the centre bias, cache."""
+"""From the configuration to data loaders: load, split by image, make samples, cache, transform."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ import torch
 import yaml
 from yacs.config import CfgNode
 
+from code.data.batch import Collate
 from code.data.cache import build_cache, content_hash, fingerprint_dataset
+from code.data.centerbias import CenterBias
 from code.data.gaze import GazeDataset
 from code.data.sampler import ShapeAwareBatchSampler
-from code.data.samples import SaliencySamples, collate
-from code.data.segments import SegmentedSamples
+from code.data.samples import FixationSamples, ImageSamples
+from code.data.segments import SegmentedSamples, Segmenter
 from code.data.splits import Split, kfold_by_image, split_indices
-from code.metrics.baselines import CenterBias
-from code.registry import DATASETS, ENCODERS, SAMPLES, SEGMENTERS
+from code.data.transforms import EpochIndexedBatches, TransformedSamples, build_transforms
+from code.registry import DATASETS, SAMPLES
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -30,16 +32,21 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class DataSplits:
-    """The train/val/test subsets and the centre bias fitted on the training images."""
+    """The train/val/test subsets of a data set (split by image)."""
 
-    train: GazeDataset
-    val: GazeDataset
-    test: GazeDataset
-    centerbias: CenterBias
+    train: Any
+    val: Any
+    test: Any
 
 
-def load_dataset(cfg: CfgNode) -> GazeDataset:
-    dataset = DATASETS.build(cfg.DATA.DATASET)
+def load_dataset(cfg: CfgNode) -> Any:
+    """The data set ``DATA.DATASET`` names: eye-tracking data, or images alone."""
+    return DATASETS.build(cfg.DATA.DATASET)
+
+
+def gaze_dataset(cfg: CfgNode) -> GazeDataset:
+    """``load_dataset``, refusing data without fixations (for tasks that need them)."""
+    dataset = load_dataset(cfg)
     if not isinstance(dataset, GazeDataset):
         raise TypeError(
             f"DATA.DATASET.NAME {cfg.DATA.DATASET.NAME!r} gives {type(dataset).__name__}, "
@@ -48,20 +55,27 @@ def load_dataset(cfg: CfgNode) -> GazeDataset:
     return dataset
 
 
-def build_splits(cfg: CfgNode) -> DataSplits:
-    dataset = load_dataset(cfg)
+def build_splits(cfg: CfgNode, dataset: Any) -> DataSplits:
+    """``dataset`` split by image (``DATA.SPLIT``); logs what each part holds and what the
+    loader skipped or adjusted."""
     indices = _split_images(cfg.DATA.SPLIT, len(dataset.stimuli))
     parts = {name: dataset.subset(getattr(indices, name)) for name in SPLITS}
-    centerbias = CenterBias(cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT)
-    centerbias.fit(parts["train"])
-    summary = ", ".join(
-        f"{name} {len(p.stimuli)} images / {len(p.fixations)} fixations"
-        for name, p in parts.items()
-    )
+
+    def holds(part: Any) -> str:
+        fixations = getattr(part, "fixations", None)
+        counts = "" if fixations is None else f" / {len(fixations)} fixations"
+        return f"{len(part.stimuli)} images{counts}"
+
+    summary = ", ".join(f"{name} {holds(p)}" for name, p in parts.items())
     get_logger().info("data set %s: %s", dataset.name, summary)
     for reason, count in {**dataset.skipped, **dataset.adjusted}.items():
         get_logger().info("data set %s: %d x %s", dataset.name, count, reason)
-    return DataSplits(**parts, centerbias=centerbias)
+    return DataSplits(**parts)
+
+
+def fit_centerbias(cfg: CfgNode, train: GazeDataset) -> CenterBias:
+    """The centre bias (``DATA.CENTERBIAS``) fitted on the training images' fixations."""
+    return CenterBias(cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT).fit(train)
 
 
 def _split_images(split: CfgNode, n_images: int) -> Split:
@@ -85,18 +99,23 @@ def _split_images(split: CfgNode, n_images: int) -> Split:
 
 
 def build_samples(
-    cfg: CfgNode, dataset: GazeDataset, centerbias: CenterBias, split: str
+    cfg: CfgNode,
+    dataset: Any,
+    split: str,
+    centerbias: CenterBias | None,
+    segmenter: Segmenter | None,
 ) -> torch.utils.data.Dataset:
     """Training/evaluation items of one split (``DATA.SAMPLES``) over the per-image samples.
 
-    The per-image samples (resized image, fixations, centre bias, segments if configured) are
-    read through the LMDB cache when DATA.CACHE.DIR is set.
+    The per-image samples are the resized image, with the fixations and the centre bias when
+    ``centerbias`` is given (tasks that use gaze) and the segments of ``segmenter``; they are
+    read through the LMDB cache when DATA.CACHE.DIR is set. Training items then pass through
+    ``DATA.TRANSFORMS``. The result's ``fields`` are the ``Batch`` fields its batches hold.
     """
     height, width = cfg.DATA.IMAGE_SIZE
-    images: torch.utils.data.Dataset = SaliencySamples(
-        dataset, (height, width), centerbias.log_density
-    )
-    segmenter = SEGMENTERS.build(cfg.DATA.SEGMENTS, encoder=SeededEncoder(cfg))
+    images: Any = ImageSamples(dataset, (height, width))
+    if centerbias is not None:
+        images = FixationSamples(images, dataset, centerbias.log_density)
     if segmenter is not None:
         images = SegmentedSamples(images, dataset, segmenter)
     if cfg.DATA.CACHE.DIR is not None:
@@ -105,49 +124,30 @@ def build_samples(
             "dataset_config": cfg.DATA.DATASET.dump(),
             "split": {"name": split, **dict(cfg.DATA.SPLIT)},
             "image_size": [height, width],
-            "centerbias": dict(cfg.DATA.CENTERBIAS),
+            "centerbias": None if centerbias is None else dict(cfg.DATA.CENTERBIAS),
         }
         if segmenter is not None:
             key["segments"] = {"config": cfg.DATA.SEGMENTS.dump(), **segmenter.content_key()}
         name = f"{dataset.name}-{split}-{content_hash(key)[:12]}.lmdb"
         cache = build_cache(Path(cfg.DATA.CACHE.DIR) / name, images, key, cfg.DATA.CACHE.REBUILD)
-        images = _SizedCache(cache, images.sizes)
-    return SAMPLES.build(cfg.DATA.SAMPLES, images=images, dataset=dataset)
-
-
-def batch_fields(cfg: CfgNode) -> frozenset[str]:
-    """The optional ``Batch`` fields the data configuration provides."""
-    fields = set()
-    if cfg.DATA.SEGMENTS.NAME != "none":
-        fields.add("segments")
-    if cfg.DATA.SAMPLES.NAME == "scanpath":
-        fields |= {"history", "history_mask", "fixation_rows"}
-    return frozenset(fields)
-
-
-class SeededEncoder:
-    """Builds the configured encoder with the run's seed (for k-means segments); its repr is
-    the encoder's configuration, which keys the cache."""
-
-    def __init__(self, cfg: CfgNode) -> None:
-        self.node = cfg.MODEL.ENCODER
-        self.seed = cfg.SEED
-
-    def __call__(self) -> torch.nn.Module:
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            return ENCODERS.build(self.node)
-
-    def __repr__(self) -> str:
-        return f"seed {self.seed}: {self.node.dump(sort_keys=True)}"
+        images = _SizedCache(cache, images.sizes, images.fields)
+    items = SAMPLES.build(cfg.DATA.SAMPLES, images=images, dataset=dataset)
+    if split == "train" and cfg.DATA.TRANSFORMS.NAMES:
+        entries = {field.key for field in items.fields.values()}
+        transforms = build_transforms(cfg.DATA.TRANSFORMS, entries)
+        items = TransformedSamples(items, transforms, cfg.SEED)
+    return items
 
 
 class _SizedCache(torch.utils.data.Dataset):
-    """A cache that also knows each sample's size, for shape-aware batching."""
+    """A cache that also knows each sample's size (for shape-aware batching) and fields."""
 
-    def __init__(self, cache: torch.utils.data.Dataset, sizes: list[tuple[int, int]]) -> None:
+    def __init__(
+        self, cache: torch.utils.data.Dataset, sizes: list[tuple[int, int]], fields: Any
+    ) -> None:
         self.cache = cache
         self.sizes = sizes
+        self.fields = fields
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -165,11 +165,14 @@ def build_loader(
     ``loader.batch_sampler.set_epoch``. Evaluation: each rank takes a disjoint, unpadded share
     (every image scored exactly once), batched by size on that rank.
     """
+    collate = Collate(samples.fields.values())
     if train:
         sampler = ShapeAwareBatchSampler(
             samples.sizes, cfg.DATA.BATCH_SIZE, dist.world_size(), dist.rank(), cfg.SEED,
             shuffle=True, drop_last=False,
         )  # fmt: skip
+        if getattr(samples, "keyed_by_epoch", False):  # transformed items: seeded per epoch
+            sampler = EpochIndexedBatches(sampler)
     else:
         shard = list(range(dist.rank(), len(samples), dist.world_size()))
         samples = torch.utils.data.Subset(samples, shard)

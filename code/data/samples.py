@@ -1,26 +1,49 @@
 """Model-ready samples: a stimulus resized to the model's input size, its fixations rescaled.
 
-A sample is a dict of numpy arrays (what the LMDB cache stores); ``collate`` turns a list of
-samples of one size into a ``Batch``. ``SaliencySamples`` makes one sample per image (what is
-cached); the ``DATA.SAMPLES`` choice decides what one training item is: the image with all its
-fixations (``saliency``) or one scanpath with each fixation's history (``scanpath``).
+Per-image samples (what the LMDB cache stores) are ``ImageSamples`` — the resized image — with
+``FixationSamples`` adding the image's fixations and the centre bias for tasks that use gaze.
+The ``DATA.SAMPLES`` choice decides what one training item is: the image with all its fixations
+(``saliency``), one scanpath with each fixation's history (``scanpath``), or the image alone
+with itself as the target (``image``: reconstruction and other tasks without gaze, on any data
+set of images). Each declares the ``Batch`` fields it adds in ``provides``; ``fields`` are all a
+sample's.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from code.data.batch import Batch
+from code.data.batch import (
+    BatchField,
+    Sample,
+    images,
+    lengths_mask,
+    padded,
+    stacked,
+    with_fields,
+)
 from code.data.gaze import GazeDataset
 from code.registry import SAMPLES
 from code.utils.logging import get_logger
 
-Sample = dict[str, np.ndarray]
+INPUT = BatchField("input", "image", images)
+TARGET = BatchField("target", "image", images)
+FIXATIONS = (
+    padded("fixations", "fixations", 0.0),
+    BatchField("fixation_mask", "fixations", lengths_mask),
+    stacked("centerbias", "centerbias", None),
+)
+HISTORY = (
+    padded("history", "history", 0.0),
+    padded("history_mask", "history_mask", False),
+    padded("fixation_rows", "fixation_rows", -1),
+)
 
 
 def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -30,25 +53,19 @@ def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
-class SaliencySamples(torch.utils.data.Dataset):
-    """Sample i: image i resized to ``image_size`` = (height, width), with all its fixations.
+class ImageSamples(torch.utils.data.Dataset):
+    """Sample i: image i of ``dataset`` (anything with ``stimuli``) resized to ``image_size``."""
 
-    ``centerbias`` gives the baseline log-density for an image size; it is computed once per size.
-    """
+    provides = (
+        INPUT,
+        stacked("image_index", "image_index", None),
+        stacked("original_size", "original_size", None),
+    )
 
-    def __init__(
-        self,
-        dataset: GazeDataset,
-        image_size: tuple[int, int],
-        centerbias: Callable[[int, int], np.ndarray],
-    ) -> None:
+    def __init__(self, dataset: Any, image_size: tuple[int, int]) -> None:
         self.dataset = dataset
         self.image_size = image_size
-        self._centerbias = centerbias(*image_size).astype(np.float32)
-        fix = dataset.fixations
-        order = np.argsort(fix.image, kind="stable")
-        bounds = np.searchsorted(fix.image[order], np.arange(len(dataset.stimuli) + 1))
-        self._rows = [order[a:b] for a, b in itertools.pairwise(bounds)]
+        self.fields = with_fields({}, *self.provides)
 
     def __len__(self) -> int:
         return len(self.dataset.stimuli)
@@ -60,29 +77,91 @@ class SaliencySamples(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         stimulus = self.dataset.stimuli[index]
-        height, width = self.image_size
         image = stimulus.read()
         if image.shape[:2] != (stimulus.height, stimulus.width):
             raise ValueError(
                 f"image {stimulus.id!r} ({stimulus.path}) is {image.shape[1]}x{image.shape[0]}, "
                 f"but its data set says {stimulus.width}x{stimulus.height}"
             )
-        image = resize_rgb(image, height, width)
-        fix = self.dataset.fixations.select(self._rows[index])
-        scale = np.array([width / stimulus.width, height / stimulus.height])
         return {
-            "image": image,
-            "fixations": (np.stack([fix.x, fix.y], axis=1) * scale).astype(np.float32),
-            "centerbias": self._centerbias,
+            "image": resize_rgb(image, *self.image_size),
             "image_index": np.array(index, dtype=np.int64),
             "original_size": np.array(stimulus.size, dtype=np.int64),
         }
 
 
+class Added(torch.utils.data.Dataset):
+    """Per-image samples of ``images`` with the fields of ``provides`` added (one item per image,
+    of the same size); a subclass adds their entries in ``__getitem__``."""
+
+    provides: tuple[BatchField, ...]
+
+    def __init__(self, images: torch.utils.data.Dataset) -> None:
+        self.images = images
+        self.fields = with_fields(images.fields, *self.provides)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        return self.images.sizes
+
+
+class FixationSamples(Added):
+    """Per-image samples with the image's fixations (in its resized pixels) and the centre bias.
+
+    ``centerbias`` gives the baseline log-density for an image size; computed once per size.
+    """
+
+    provides = FIXATIONS
+
+    def __init__(
+        self,
+        images: ImageSamples,
+        dataset: GazeDataset,
+        centerbias: Callable[[int, int], np.ndarray],
+    ) -> None:
+        super().__init__(images)
+        self.dataset = dataset
+        self._centerbias = centerbias(*images.image_size).astype(np.float32)
+        fix = dataset.fixations
+        order = np.argsort(fix.image, kind="stable")
+        bounds = np.searchsorted(fix.image[order], np.arange(len(dataset.stimuli) + 1))
+        self._rows = [order[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.images[index]
+        stimulus = self.dataset.stimuli[index]
+        height, width = self.images.image_size
+        fix = self.dataset.fixations.select(self._rows[index])
+        scale = np.array([width / stimulus.width, height / stimulus.height])
+        sample["fixations"] = (np.stack([fix.x, fix.y], axis=1) * scale).astype(np.float32)
+        sample["centerbias"] = self._centerbias
+        return sample
+
+
+def needing(images: torch.utils.data.Dataset, field: str, who: str) -> torch.utils.data.Dataset:
+    """``images``, checked to provide ``field`` (e.g. fixations, which an image data set lacks)."""
+    if field not in images.fields:
+        raise ValueError(f"DATA.SAMPLES {who!r} needs {field} in the per-image samples")
+    return images
+
+
 @SAMPLES.register("saliency")
 def saliency_samples(images: torch.utils.data.Dataset) -> torch.utils.data.Dataset:
     """One item per image with all its fixations (the spatial models' training items)."""
-    return images
+    return needing(images, "fixations", "saliency")
+
+
+@SAMPLES.register("image")
+class ImageTargets(Added):
+    """One item per image, the image also its ``target`` (no fixations needed)."""
+
+    provides = (TARGET,)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.images[index]
 
 
 @SAMPLES.register("scanpath")
@@ -95,6 +174,8 @@ class ScanpathSamples(torch.utils.data.Dataset):
     targets is skipped and counted.
     """
 
+    provides = HISTORY
+
     def __init__(
         self,
         images: torch.utils.data.Dataset,
@@ -104,9 +185,10 @@ class ScanpathSamples(torch.utils.data.Dataset):
     ) -> None:
         if history_length < 1:
             raise ValueError(f"scanpath HISTORY_LENGTH must be at least 1, got {history_length}")
-        self.images = images
+        self.images = needing(images, "fixations", "scanpath")
         self.dataset = dataset
         self.history_length = history_length
+        self.fields = with_fields(images.fields, *self.provides)
         fix = dataset.fixations
         order = np.lexsort((fix.index, fix.train))
         bounds = np.flatnonzero(np.diff(fix.train[order])) + 1
@@ -147,41 +229,8 @@ class ScanpathSamples(torch.utils.data.Dataset):
         return sample
 
 
-def _pad(arrays: list[np.ndarray], length: int, fill: float | bool) -> torch.Tensor:
-    """Stack arrays along a new first axis, padding their first axis to ``length``."""
-    out = np.full((len(arrays), length, *arrays[0].shape[1:]), fill, dtype=arrays[0].dtype)
-    for i, a in enumerate(arrays):
-        out[i, : len(a)] = a
-    return torch.from_numpy(out)
-
-
-def collate(samples: list[Sample]) -> Batch:
-    """Stack samples of one image size; fixations are padded to the longest list and masked.
-
-    Optional entries (segments, fixation history) are taken when the samples have them.
-    """
-    sizes = {s["image"].shape for s in samples}
-    if len(sizes) > 1:
-        raise ValueError(f"a batch must hold images of one size, got {sorted(sizes)}")
-    longest = max(len(s["fixations"]) for s in samples)
-    mask = _pad([np.ones(len(s["fixations"]), dtype=bool) for s in samples], longest, False)
-    images = torch.from_numpy(np.stack([s["image"] for s in samples]))
-    optional = {}
-    first = samples[0]
-    if "segments" in first:
-        optional["segments"] = torch.from_numpy(
-            np.stack([s["segments"] for s in samples]).astype(np.int64)
-        )
-    if "history" in first:
-        optional["history"] = _pad([s["history"] for s in samples], longest, 0.0)
-        optional["history_mask"] = _pad([s["history_mask"] for s in samples], longest, False)
-        optional["fixation_rows"] = _pad([s["fixation_rows"] for s in samples], longest, -1)
-    return Batch(
-        image=images.permute(0, 3, 1, 2).float().div(255),
-        fixations=_pad([s["fixations"] for s in samples], longest, 0.0),
-        fixation_mask=mask,
-        centerbias=torch.from_numpy(np.stack([s["centerbias"] for s in samples])),
-        image_index=torch.from_numpy(np.stack([s["image_index"] for s in samples])),
-        original_size=torch.from_numpy(np.stack([s["original_size"] for s in samples])),
-        **optional,
-    )
+def predicts_first_fixation(samples: Any) -> bool:
+    """Whether a model trained on the items of the ``DATA.SAMPLES`` node ``samples`` predicts a
+    scanpath's first fixation (all but scanpath items with ``INCLUDE_FIRST: false``, whose first
+    fixation followed a fixation cross: sampled scanpaths start at the image centre)."""
+    return samples.get(samples.NAME.upper(), {}).get("INCLUDE_FIRST", True)

@@ -2,8 +2,8 @@
 
 The model's predictions for the evaluation images are written as ``<stimulus stem>.npy``
 log-densities at each stimulus' original size (each rank its share), then rank 0 scores that
-folder with ``code.evaluate.evaluate_saliency`` — the same metric code, baselines and JSON
-layout as for predictions made elsewhere.
+folder with ``code.metrics.scoring.evaluate_saliency`` — the same metric code, baselines and
+JSON layout as for predictions made elsewhere.
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from code.config import ConfigError
-from code.data.build import build_loader, build_samples
 from code.data.gaze import GazeDataset
-from code.evaluate import evaluate_saliency, sim_optimisation, stimulus_stem
 from code.metrics.baselines import (
-    CenterBias,
     CrossValidatedCenterBias,
     LeaveOneSubjectOutGoldStandard,
     uniform_log_density,
 )
 from code.metrics.scanpath import ConditionalScanpathEvaluator
+from code.metrics.scoring import evaluate_saliency, sim_optimisation, stimulus_stem
+from code.models.shapes import PredictionKind
+from code.registry import ConfigError
 from code.utils import distributed as dist
 from code.utils.parallel import available_cpus
 
@@ -55,7 +54,7 @@ def write_predictions(
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
     for batch in tqdm(loader, desc="predict", disable=not dist.is_main(), leave=False):
-        prediction = model(batch.to(device))
+        prediction, _ = model(batch.to(device))
         for item, index in enumerate(batch.image_index.tolist()):
             stimulus = dataset.stimuli[index]
             log_density = to_original_size(prediction[item], stimulus.size)
@@ -124,43 +123,33 @@ def evaluate_scanpath_model(
     cfg: CfgNode,
     model: torch.nn.Module,
     dataset: GazeDataset,
-    centerbias: CenterBias,
+    loader: torch.utils.data.DataLoader,
     device: torch.device,
 ) -> dict | None:
-    """Conditional (per-fixation) LL, IG, NSS, AUC on scanpath samples; None off rank 0.
+    """Conditional (per-fixation) LL, IG, NSS, AUC on scanpath items; None off rank 0.
 
-    Scores the scanpaths of ``dataset``'s first EVAL.SCANPATH_IMAGES images (all if null);
-    ``centerbias`` is the one the model's samples were made with (fitted on training images).
-
-    A scanpath model predicts one density per fixation given the ones before it, (B, N, H, W);
-    a spatial model's (B, H, W) serves every fixation of its image, so both are scored on the
-    same fixations and their IGs compare directly. Densities are taken to the original size
+    Scores the scanpaths ``loader`` holds, items of ``dataset``'s images (with their fixation
+    rows). A scanpath model predicts one density per fixation given the ones before it, (B, N,
+    H, W); a spatial model's (B, H, W) serves every fixation of its image, so both are scored on
+    the same fixations and their IGs compare directly. Densities are taken to the original size
     and read at the fixations' original coordinates. IG is over the same cross-validated centre
     bias as ``evaluate_model``, which is also reported, with the uniform model, as a baseline.
     """
     model.eval()
-    if cfg.EVAL.SCANPATH_IMAGES is not None:
-        dataset = dataset.subset(np.arange(min(cfg.EVAL.SCANPATH_IMAGES, len(dataset.stimuli))))
-    loader = build_loader(cfg, build_samples(cfg, dataset, centerbias, "test"), train=False)
+    per_fixation = model.prediction is PredictionKind.CONDITIONAL_LOG_DENSITY
     baseline_model = CrossValidatedCenterBias(
         cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT, cfg.EVAL.CENTERBIAS_FOLDS
     ).fit(dataset)
     scores = {name: ConditionalScanpathEvaluator() for name in ("model", "center_bias", "uniform")}
     fix = dataset.fixations
     for batch in tqdm(loader, desc="evaluate", disable=not dist.is_main(), leave=False):
-        if batch.fixation_rows is None:
-            raise ValueError("conditional evaluation needs scanpath samples (DATA.SAMPLES)")
-        prediction = model(batch.to(device))
+        prediction, _ = model(batch.to(device))
         for item, index in enumerate(batch.image_index.tolist()):
             mask = batch.fixation_mask[item]
             rows = batch.fixation_rows[item][mask].numpy()
             size = dataset.stimuli[index].size
             # one density per fixation (scanpath model), or one for the whole image
-            own = (
-                prediction[item][mask.to(device)]
-                if prediction.dim() == 4
-                else prediction[item][None]
-            )
+            own = prediction[item][mask.to(device)] if per_fixation else prediction[item][None]
             baseline = torch.from_numpy(baseline_model.log_density(index, *size)).to(device)
             densities = {
                 "model": to_original_size(own, size).expand(len(rows), *size),

@@ -18,7 +18,7 @@ import torch
 from yacs.config import CfgNode
 
 from code.data.batch import Batch
-from code.engine.visualize import save_overlay
+from code.engine.visualize import DRAWERS
 from code.utils import distributed as dist
 
 Record = dict[str, Any]
@@ -84,23 +84,19 @@ class Tracker:
 
     @torch.no_grad()
     def save_overlays(self, model: torch.nn.Module, batch: Batch, epoch: int, count: int) -> None:
-        """Overlays of the model's prediction on the first ``count`` images of ``batch``."""
-        if not self.active or count == 0:
+        """Pictures of the model's predictions for the first ``count`` items of ``batch``, as
+        their kind is drawn (nothing for kinds without a picture)."""
+        if not self.active or count == 0 or model.prediction not in DRAWERS:
             return
         folder = self.output_dir / "val_overlays"
         folder.mkdir(exist_ok=True)
         model.eval()
-        batch = Batch(**{k: None if v is None else v[:count] for k, v in vars(batch).items()})
-        prediction = model(batch).float().cpu().numpy()
-        if prediction.ndim == 4:  # a scanpath model: show the density of each item's 1st target
-            prediction = prediction[:, 0]
+        prediction, batch = model(batch.first(count))
         for item in range(len(batch)):
-            fixations = batch.fixations[item][batch.fixation_mask[item]].cpu().numpy()
-            image = batch.image[item].permute(1, 2, 0).float().cpu().numpy()
             index = int(batch.image_index[item])
             path = folder / f"epoch{epoch + 1:03d}_image{index}.png"
             title = f"epoch {epoch + 1}, val image {index}"
-            save_overlay(path, image, prediction[item], fixations, None, title)
+            DRAWERS[model.prediction](path, batch, prediction, item, title)
 
     def close(self) -> None:
         if self.wandb is not None:

@@ -1,15 +1,21 @@
 """The training loop: DDP, mixed precision, gradient accumulation and clipping, LR schedule, early
 stopping, checkpoints that resume exactly, tracking.
 
-The loss is averaged over the fixations of a whole optimizer step — all ranks and accumulation
-micro-steps together — so N processes x batch b, one process x batch N*b and one process x batch
-b with N accumulation steps all take the same step (given the same samples).
+The loss is averaged over the items of a whole optimizer step (fixations, pixels, ...: what the
+decoder's loss counts) — all ranks and accumulation micro-steps together — so N processes x
+batch b, one process x batch N*b and one process x batch b with N accumulation steps all take the
+same step (given the same samples).
+
+Each epoch ends with validation: ``val_loss`` and the task's own metrics, computed from the
+predictions on the validation split by the task's ``ValidationScorer``; ``TRAIN.BEST_METRIC``
+names one of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from code.data.batch import Batch
 from code.engine.checkpoint import (
     load_checkpoint,
     load_matching_state,
@@ -29,11 +36,28 @@ from code.engine.optim import Precision, build_optimizer, build_scheduler, freez
 from code.engine.reproducibility import all_rng_states, set_rng_state
 from code.engine.tracking import Tracker
 from code.models.build import GazeModel
-from code.models.decoders.finalizer import fixation_nll_bits
+from code.registry import ConfigError
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
-HIGHER_IS_BETTER = {"val_ig": True, "val_loss": False}
+
+class ValidationScorer:
+    """Accumulates a task's validation metrics over the predictions on the validation split.
+
+    ``state`` is a float64 tensor of sums (added over ranks before ``compute``);
+    ``higher_is_better`` maps each metric ``compute`` returns to its direction.
+    """
+
+    higher_is_better: dict[str, bool]  # set by each scorer's constructor
+
+    def update(self, prediction: torch.Tensor, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def state(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def compute(self, state: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
 
 
 @dataclass
@@ -61,7 +85,9 @@ class Trainer:
         device: torch.device,
         output_dir: Path,
         info: dict[str, Any],
+        scorer: Callable[[], ValidationScorer],
     ) -> None:
+        """``scorer`` makes a fresh ``ValidationScorer`` for each validation."""
         self.cfg = cfg
         self.model = model
         self.device = device
@@ -69,11 +95,14 @@ class Trainer:
         self.val_loader = val_loader
         self.output_dir = output_dir
         self.info = info
+        self.scorer = scorer
         train = cfg.TRAIN
-        if train.BEST_METRIC == "val_ig" and not model.predicts_log_density:
-            raise ValueError(
-                "TRAIN.BEST_METRIC val_ig needs a decoder that predicts a log-density; "
-                f"{cfg.MODEL.DECODER.NAME!r} does not: use val_loss"
+        self.higher_is_better = {"val_loss": False, **scorer().higher_is_better}
+        if train.BEST_METRIC not in self.higher_is_better:
+            raise ConfigError(
+                f"TRAIN.BEST_METRIC {train.BEST_METRIC!r} is not a validation metric of task "
+                f"{cfg.TASK.NAME!r} with decoder {cfg.MODEL.DECODER.NAME!r}; it has "
+                f"{', '.join(self.higher_is_better)}"
             )
         if train.INIT.CHECKPOINT is not None:
             self._initialise(Path(train.INIT.CHECKPOINT), train.INIT.STRICT)
@@ -181,7 +210,7 @@ class Trainer:
         no_sync = self.ddp.no_sync() if self.ddp is not None and not sync else None
         with no_sync or contextlib.nullcontext():
             with self.precision.autocast():
-                prediction = forward(batch)
+                prediction, batch = forward(batch)
             loss_sum, count = self.model.loss(prediction, batch)
             # A fixed divisor keeps fp16 gradients in range; the step rescales by the true count.
             self.precision.scaler.scale(loss_sum / self.cfg.DATA.BATCH_SIZE).backward()
@@ -212,32 +241,26 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
-        """Validation loss and, for log-density models, IG over the centre bias (bits/fixation)."""
+        """``val_loss`` and the task's metrics of the predictions on the validation split."""
         self.model.eval()
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        scorer = self.scorer()
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for batch in self.val_loader:
-            batch = batch.to(self.device)
             with self.precision.autocast():
-                prediction = self.model(batch)
+                prediction, batch = self.model(batch.to(self.device))
             loss_sum, count = self.model.loss(prediction, batch)
-            baseline = (
-                fixation_nll_bits(batch.centerbias, batch.fixations, batch.fixation_mask)[0]
-                if self.model.predicts_log_density
-                else torch.zeros(())
-            )
-            totals += torch.stack([loss_sum, baseline.to(loss_sum), count]).double()
-        loss_sum, baseline_sum, count = dist.all_reduce_sum(totals).tolist()
-        metrics = {"val_loss": loss_sum / count}
-        if self.model.predicts_log_density:
-            metrics["val_ig"] = (baseline_sum - loss_sum) / count
-        return metrics
+            totals += torch.stack([loss_sum, count]).double()
+            scorer.update(prediction, batch)
+        loss_sum, count = dist.all_reduce_sum(totals).tolist()
+        state = dist.all_reduce_sum(scorer.state().to(self.device)).cpu()
+        return {"val_loss": loss_sum / count, **scorer.compute(state)}
 
     def _end_epoch(self, train_loss: float, val: dict[str, float]) -> None:
         state, train = self.state, self.cfg.TRAIN
         self.scheduler.step()
         lr = max(group["lr"] for group in self.optimizer.param_groups)
         value = val[train.BEST_METRIC]
-        higher = HIGHER_IS_BETTER[train.BEST_METRIC]
+        higher = self.higher_is_better[train.BEST_METRIC]
         improved = state.best is None or (value > state.best if higher else value < state.best)
         state.best = value if improved else state.best
         state.bad_epochs = 0 if improved else state.bad_epochs + 1
@@ -255,7 +278,7 @@ class Trainer:
         self._save(best=improved)
         self.tracker.plot_curves()
         overlays = self.cfg.TRACKING.VAL_OVERLAYS
-        if dist.is_main() and overlays and self.model.predicts_log_density:
+        if dist.is_main() and overlays:
             batch = next(iter(self.val_loader)).to(self.device)
             self.tracker.save_overlays(self.model, batch, state.epoch - 1, overlays)
 

@@ -1,7 +1,9 @@
-"""Pictures of predictions: image, predicted density, true density (if known), fixations."""
+"""Pictures of predictions, drawn as their kind shows them: a density over the image with the
+fixations, a reconstruction beside its input and target, heat maps and scanpaths."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +11,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from PIL import Image
+
+from code.data.batch import Batch
+from code.models.shapes import PredictionKind
 
 
 def save_overlay(
@@ -33,8 +40,79 @@ def save_overlay(
     if true_log_density is not None:
         axes[2].imshow(np.exp(true_log_density), cmap="inferno")
         axes[2].set_title("true density")
+    _save(fig, axes, path)
+
+
+def save_panels(path: Path, images: dict[str, np.ndarray], title: str) -> None:
+    """Images side by side, each under its name (e.g. input, reconstruction, target)."""
+    fig, axes = plt.subplots(1, len(images), figsize=(4 * len(images), 3.4), squeeze=False)
+    for ax, (name, image) in zip(axes[0], images.items(), strict=True):
+        ax.imshow(np.clip(image, 0, 1))
+        ax.set_title(f"{title}: {name}" if ax is axes[0][0] else name)
+    _save(fig, axes[0], path)
+
+
+def save_heatmap(path: Path, image: np.ndarray, log_density: np.ndarray) -> None:
+    """The image with the density (scaled to its maximum) blended over it as a heat map."""
+    density = np.exp(log_density - log_density.max())
+    heat = plt.get_cmap("inferno")(density)[..., :3]
+    alpha = 0.25 + 0.6 * density[..., None]
+    blended = (1 - alpha) * image / 255 + alpha * heat
+    Image.fromarray((blended * 255).round().astype(np.uint8)).save(path)
+
+
+def save_scanpaths(path: Path, image: np.ndarray, scanpaths: np.ndarray) -> None:
+    """Scanpaths as numbered fixations joined by lines, one colour per scanpath."""
+    height, width = image.shape[:2]
+    fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(image)
+    for k, path_xy in enumerate(scanpaths):
+        colour = plt.get_cmap("tab10")(k % 10)
+        ax.plot(path_xy[:, 0], path_xy[:, 1], "-o", color=colour, lw=1.5, ms=5, alpha=0.85)
+        for i, (x, y) in enumerate(path_xy):
+            ax.annotate(str(i + 1), (x, y), color="white", fontsize=7, ha="center", va="center")
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.axis("off")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _save(fig: plt.Figure, axes: np.ndarray, path: Path) -> None:
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    return image.permute(1, 2, 0).float().cpu().numpy()
+
+
+def _draw_density(path: Path, batch: Batch, density: torch.Tensor, item: int, title: str) -> None:
+    fixations = batch.fixations[item][batch.fixation_mask[item]].cpu().numpy()
+    image = _hwc(batch.input[item])
+    save_overlay(path, image, density.float().cpu().numpy(), fixations, None, title)
+
+
+def _draw_image(path: Path, batch: Batch, prediction: torch.Tensor, item: int, title: str) -> None:
+    panels = {"input": _hwc(batch.input[item]), "prediction": _hwc(prediction[item])}
+    if batch.target is not None:
+        panels["target"] = _hwc(batch.target[item])
+    save_panels(path, panels, title)
+
+
+# How each kind of prediction is drawn: DRAWERS[kind](path, batch, prediction, item, title).
+Drawer = Callable[[Path, Batch, torch.Tensor, int, str], None]
+DRAWERS: dict[PredictionKind, Drawer] = {
+    PredictionKind.LOG_DENSITY: lambda path, batch, p, item, title: _draw_density(
+        path, batch, p[item], item, title
+    ),
+    # a conditional density: the one of each item's first fixation given its history
+    PredictionKind.CONDITIONAL_LOG_DENSITY: lambda path, batch, p, item, title: _draw_density(
+        path, batch, p[item, 0], item, title
+    ),
+    PredictionKind.IMAGE: _draw_image,
+}

@@ -414,6 +414,25 @@ def information_gains(
     return (model - baseline) / math.log(2)
 
 
+def batch_log_likelihoods(
+    log_density: torch.Tensor, fixations: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """log p (natural log) of each fixation of a batch, (B, N), 0 where ``mask`` is False.
+
+    ``log_density`` is (B, H, W), one density for all of an item's fixations, or (B, N, H, W),
+    one per fixation (a conditional model's); ``fixations`` (B, N, 2) are (x, y) pixels of that
+    grid, each scored by the pixel (row ⌊y⌋, column ⌊x⌋) it lies in.
+    """
+    width = log_density.shape[-1]
+    flat = fixations[..., 1].floor().long() * width + fixations[..., 0].floor().long()
+    flat = flat.clamp(min=0) * mask  # padding points at pixel 0, masked below
+    if log_density.dim() == 3:
+        values = log_density.flatten(1).gather(1, flat)
+    else:
+        values = log_density.flatten(2).gather(2, flat[..., None])[..., 0]
+    return values * mask
+
+
 DENSITY_SUM_TOLERANCE = 1e-3  # |Σ exp(log p) − 1| allowed; float32 sums over ~1e6 pixels drift
 
 

@@ -1,5 +1,8 @@
-"""Encoders, blocks and decoders; importing this package registers all of them."""
+"""Input stages, encoders, blocks, attention mechanisms, decoders and the model's own segmenter;
+importing this package registers all of them."""
 
+from code.models import attention, segmenters  # noqa: F401
 from code.models.blocks import cross_attention, identity, spade  # noqa: F401
 from code.models.decoders import reconstruction, saliency, scanpath  # noqa: F401
 from code.models.encoders import convnet, dinov2  # noqa: F401
+from code.models.input_stages import identity as identity_input  # noqa: F401

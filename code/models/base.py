@@ -1,8 +1,10 @@
 """What each kind of part promises the others.
 
-Data flows one way: ``Batch`` -> encoder -> block -> decoder -> (prediction, loss). An encoder
-announces its feature maps in ``output_shapes``; blocks and decoders are built from the shapes
-they receive (``input_shapes``), and a block announces what it passes on.
+Data flows one way: ``Batch`` -> input stage -> encoder -> block -> decoder -> (prediction,
+loss). The input stage makes what the encoder sees (``batch.input``) and may add to the batch
+(e.g. where a loss applies); an encoder announces its feature maps in ``output_shapes``; blocks
+and decoders are built from the shapes they receive (``input_shapes``), a block announces what it
+passes on, and a decoder announces the kind of its prediction (``prediction``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import torch
 from torch import nn
 
 from code.data.batch import Batch
-from code.models.shapes import FeatureShapes
+from code.models.shapes import FeatureShapes, PredictionKind
 
 Features = dict[str, torch.Tensor]
 
@@ -21,9 +23,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class Part(nn.Module):
     """What every part shares: ``requires`` names the optional ``Batch`` fields it reads
-    (e.g. ``segments``); the model refuses to build when the data configuration lacks them."""
+    (e.g. ``segments``); the model refuses to build when the run's data lacks them."""
 
     requires: frozenset[str] = frozenset()
+
+
+class InputStage(Part):
+    """Batch -> the batch the encoder and decoder see (its ``input`` changed, fields added)."""
+
+    def forward(self, batch: Batch) -> Batch:
+        raise NotImplementedError
 
 
 class Encoder(Part):
@@ -48,13 +57,9 @@ class Block(Part):
 
 
 class Decoder(Part):
-    """Feature maps (+ the batch) -> a prediction; owns its loss.
+    """Feature maps (+ the batch) -> a prediction of kind ``prediction``; owns its loss."""
 
-    ``predicts_log_density`` marks decoders whose prediction is a (B, H, W) log-density over the
-    image's pixels, which the evaluator scores with the saliency metrics.
-    """
-
-    predicts_log_density: bool
+    prediction: PredictionKind
 
     def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of the loss over its items, number of items), so ranks and steps average exactly."""

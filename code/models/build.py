@@ -1,4 +1,5 @@
-"""Compose encoder -> block -> decoder from the configuration, through the shape handshake."""
+"""Compose input stage -> encoder -> block -> decoder from the configuration, through the shape
+handshake."""
 
 from __future__ import annotations
 
@@ -7,23 +8,31 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
-from code.config import ConfigError
 from code.data.batch import Batch
-from code.data.build import batch_fields
-from code.metrics.baselines import CenterBias
-from code.models.base import Block, Decoder, Encoder
-from code.registry import BLOCKS, DECODERS, ENCODERS
+from code.data.centerbias import CenterBias
+from code.data.segments import Segmenter
+from code.models.base import Block, Decoder, Encoder, InputStage, Part
+from code.models.shapes import PredictionKind
+from code.registry import BLOCKS, DECODERS, ENCODERS, INPUT_STAGES, SEGMENTERS
+
+# The model parts, by their node under MODEL, in the order data flows through them.
+PART_NODES = ("INPUT_STAGE", "ENCODER", "BLOCK", "DECODER")
 
 
 class GazeModel(nn.Module):
-    """The composed model; ``loss`` is the decoder's.
+    """The composed model: ``model(batch)`` returns the prediction and the batch it was made from
+    (after the input stage, which the loss needs: e.g. where a mask lets it apply); ``loss`` is
+    the decoder's.
 
     It also carries the centre-bias density fitted on its training images (``set_centerbias``),
     so a checkpoint alone can predict on new images.
     """
 
-    def __init__(self, encoder: Encoder, block: Block, decoder: Decoder) -> None:
+    def __init__(
+        self, input_stage: InputStage, encoder: Encoder, block: Block, decoder: Decoder
+    ) -> None:
         super().__init__()
+        self.input_stage = input_stage
         self.encoder = encoder
         self.block = block
         self.decoder = decoder
@@ -31,13 +40,13 @@ class GazeModel(nn.Module):
         self.register_buffer("centerbias_density", torch.zeros(grid, grid, dtype=torch.float64))
 
     @property
-    def predicts_log_density(self) -> bool:
-        return self.decoder.predicts_log_density
+    def prediction(self) -> PredictionKind:
+        return self.decoder.prediction
 
-    @property
-    def requires(self) -> frozenset[str]:
-        """The optional ``Batch`` fields the parts read."""
-        return self.encoder.requires | self.block.requires | self.decoder.requires
+    def parts(self) -> dict[str, Part]:
+        """The parts by their configuration node, e.g. ``{"ENCODER": ..., ...}``."""
+        modules = (self.input_stage, self.encoder, self.block, self.decoder)
+        return dict(zip(PART_NODES, modules, strict=True))
 
     def set_centerbias(self, centerbias: CenterBias) -> None:
         self.centerbias_density.copy_(torch.from_numpy(centerbias.density))
@@ -48,43 +57,46 @@ class GazeModel(nn.Module):
         centerbias.density = self.centerbias_density.cpu().numpy().astype(np.float64)
         return centerbias
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        features = self.block(self.encoder(batch.image), batch)
-        return self.decoder(features, batch)
+    def features(self, batch: Batch) -> tuple[dict[str, torch.Tensor], Batch]:
+        """The block's feature maps and the batch after the input stage (what the decoder reads)."""
+        batch = self.input_stage(batch)
+        return self.block(self.encoder(batch.input), batch), batch
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, Batch]:
+        features, batch = self.features(batch)
+        return self.decoder(features, batch), batch
 
     def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder.loss(prediction, batch)
 
 
 def build_model(cfg: CfgNode) -> GazeModel:
-    """Build the parts named in ``cfg.MODEL``; each is built from what the previous announced.
-
-    Fails when a part reads batch fields the data configuration does not provide.
-    """
+    """Build the parts named in ``cfg.MODEL``; each is built from what the previous announced."""
     node = cfg.MODEL
+    input_stage = INPUT_STAGES.build(node.INPUT_STAGE)
     encoder = ENCODERS.build(node.ENCODER)
     block = BLOCKS.build(node.BLOCK, input_shapes=encoder.output_shapes)
     decoder = DECODERS.build(node.DECODER, input_shapes=block.output_shapes)
-    model = GazeModel(encoder, block, decoder)
-    lacking = model.requires - batch_fields(cfg)
-    if lacking:
-        parts = {"MODEL.ENCODER": encoder, "MODEL.BLOCK": block, "MODEL.DECODER": decoder}
-        who = [
-            f"{key}.NAME {node[key.split('.')[1]].NAME!r}"
-            for key, p in parts.items()
-            if p.requires & lacking
-        ]
-        raise ConfigError(
-            f"{', '.join(who)} needs {', '.join(sorted(lacking))} in the batch, which the data "
-            f"configuration does not provide: {_how_to_provide(lacking)}"
-        )
-    return model
+    return GazeModel(input_stage, encoder, block, decoder)
 
 
-def _how_to_provide(fields: frozenset[str]) -> str:
-    hints = []
-    if "segments" in fields:
-        hints.append("set DATA.SEGMENTS.NAME (files or kmeans)")
-    if fields & {"history", "history_mask", "fixation_rows"}:
-        hints.append("set DATA.SAMPLES.NAME: scanpath")
-    return "; ".join(hints)
+class SeededEncoder:
+    """Builds the configured encoder with the run's seed (for k-means segments); its repr is
+    the encoder's configuration, which keys the cache."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.node = cfg.MODEL.ENCODER
+        self.seed = cfg.SEED
+
+    def __call__(self) -> torch.nn.Module:
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            return ENCODERS.build(self.node)
+
+    def __repr__(self) -> str:
+        return f"seed {self.seed}: {self.node.dump(sort_keys=True)}"
+
+
+def build_segmenter(cfg: CfgNode) -> Segmenter | None:
+    """The segmenter ``DATA.SEGMENTS`` names (k-means runs the configured encoder), or None."""
+    return SEGMENTERS.build(cfg.DATA.SEGMENTS, encoder=SeededEncoder(cfg))

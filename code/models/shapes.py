@@ -1,8 +1,10 @@
-"""The handshake between parts: what a feature map looks like, announced by whoever makes it."""
+"""The handshake between parts: what a feature map looks like, announced by whoever makes it, and
+what kind of prediction a decoder makes, announced to everything downstream."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 
 @dataclass(frozen=True)
@@ -14,3 +16,20 @@ class ShapeSpec:
 
 
 FeatureShapes = dict[str, ShapeSpec]
+
+
+class PredictionKind(Enum):
+    """What a decoder's prediction is; evaluation, validation, overlays and ``code.predict``
+    dispatch on it, never on a tensor's dimensions."""
+
+    LOG_DENSITY = "log-density"  # (B, H, W) natural-log density over the input's pixels
+    # (B, N, H, W): for each fixation of an item, the density of it given the ones before
+    CONDITIONAL_LOG_DENSITY = "conditional log-density"
+    SALIENCY_MAP = "saliency map"  # (B, H, W) unnormalised: higher is more salient
+    IMAGE = "image"  # (B, 3, H, W) in [0, 1], e.g. a reconstruction of the target
+    CLASS_LOGITS = "class logits"  # (B, K) unnormalised log-probabilities of K classes
+
+    @property
+    def is_density(self) -> bool:
+        """A (conditional) log-density over pixels: scored with the saliency metrics."""
+        return self in (PredictionKind.LOG_DENSITY, PredictionKind.CONDITIONAL_LOG_DENSITY)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from code.data.batch import Batch
+from code.models.attention import Attention
 from code.models.base import Block, Features
 from code.models.blocks.spade import memberships
 from code.models.layers.segments import segment_means, segment_present
 from code.models.shapes import FeatureShapes
-from code.registry import BLOCKS
+from code.registry import ATTENTIONS, BLOCKS, SubPart
 from code.utils.logging import log_shapes, log_signature
 from code.utils.tensors import bchw_to_bnc, bnc_to_bchw
 
@@ -20,7 +20,7 @@ from code.utils.tensors import bchw_to_bnc, bnc_to_bchw
 class SegmentCrossAttention(nn.Module):
     """Pre-norm multi-head cross-attention, residual; the output projection starts at zero."""
 
-    def __init__(self, channels: int, num_heads: int) -> None:
+    def __init__(self, channels: int, num_heads: int, attention: Attention) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.norm_query = nn.LayerNorm(channels)
@@ -30,6 +30,7 @@ class SegmentCrossAttention(nn.Module):
         self.out = nn.Linear(channels, channels)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.attention = attention
 
     def forward(
         self, tokens: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor
@@ -43,18 +44,21 @@ class SegmentCrossAttention(nn.Module):
             two=2,
             h=heads,
         )
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=context_mask[:, None, None])
+        attended = self.attention(q, k, v, context_mask)
         return tokens + self.out(rearrange(attended, "b h n d -> b n (h d)"))
 
 
 @BLOCKS.register("cross_attention")
 class SegmentCrossAttentionBlock(Block):
-    """Every map's positions (queries) attend to its segment tokens (mean feature per segment)."""
+    """Every map's positions (queries) attend to its segment tokens (mean feature per segment),
+    with the attention mechanism ``attention`` (``global``: every segment)."""
 
     requires = frozenset({"segments"})
 
     @log_signature
-    def __init__(self, input_shapes: FeatureShapes, num_heads: int) -> None:
+    def __init__(
+        self, input_shapes: FeatureShapes, num_heads: int, attention: SubPart[ATTENTIONS]
+    ) -> None:
         super().__init__()
         for name, spec in input_shapes.items():
             if spec.channels % num_heads:
@@ -66,7 +70,11 @@ class SegmentCrossAttentionBlock(Block):
         self.output_shapes = dict(input_shapes)
         self.attention = nn.ModuleDict(
             {
-                name: SegmentCrossAttention(spec.channels, num_heads)
+                name: SegmentCrossAttention(
+                    spec.channels,
+                    num_heads,
+                    attention(channels=spec.channels, num_heads=num_heads),
+                )
                 for name, spec in input_shapes.items()
             }
         )

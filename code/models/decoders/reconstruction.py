@@ -1,4 +1,4 @@
-"""A decoder that reconstructs the input image from the features (masked image modelling)."""
+"""A decoder that reconstructs the target image from the features (masked image modelling)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import nn
 from code.data.batch import Batch
 from code.models.base import Decoder, Features
 from code.models.layers.feature_maps import concat_on_grid, finest_stride, upsample_to_stride
-from code.models.shapes import FeatureShapes
+from code.models.shapes import FeatureShapes, PredictionKind
 from code.registry import DECODERS
 from code.utils.logging import log_shapes, log_signature
 
@@ -17,10 +17,12 @@ from code.utils.logging import log_shapes, log_signature
 class ReconstructionDecoder(Decoder):
     """Features at the finest stride -> conv -> upsampled to the image -> conv -> RGB in [0, 1].
 
-    Loss: squared error per pixel and channel against the input image.
+    Loss: squared error per pixel and channel against ``batch.target`` (the clean image, where
+    the input stage may have masked the input).
     """
 
-    predicts_log_density = False
+    prediction = PredictionKind.IMAGE
+    requires = frozenset({"target"})
 
     @log_signature
     def __init__(self, input_shapes: FeatureShapes, hidden_channels: int) -> None:
@@ -40,10 +42,10 @@ class ReconstructionDecoder(Decoder):
 
     @log_shapes
     def forward(self, features: Features, batch: Batch) -> torch.Tensor:
-        image_hw = tuple(batch.image.shape[-2:])
+        image_hw = tuple(batch.input.shape[-2:])
         x = self.project(concat_on_grid(features, self.input_shapes, self.stride, image_hw))
         return self.to_rgb(upsample_to_stride(x, self.stride, 1, image_hw))
 
     def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        error = (prediction.float() - batch.image.float()) ** 2
+        error = (prediction.float() - batch.target.float()) ** 2
         return error.sum(), torch.tensor(error.numel(), device=error.device)

@@ -10,7 +10,7 @@ from code.data.batch import Batch
 from code.models.base import Decoder, Features
 from code.models.decoders.finalizer import Finalizer, fixation_nll_bits
 from code.models.layers.feature_maps import concat_on_grid, finest_stride
-from code.models.shapes import FeatureShapes
+from code.models.shapes import FeatureShapes, PredictionKind
 from code.registry import DECODERS
 from code.utils.logging import log_shapes, log_signature
 
@@ -36,7 +36,8 @@ class SaliencyDecoder(Decoder):
     Loss: negative log-likelihood of the batch's fixations in bits (per fixation).
     """
 
-    predicts_log_density = True
+    prediction = PredictionKind.LOG_DENSITY
+    requires = frozenset({"centerbias", "fixations", "fixation_mask"})
 
     @log_signature
     def __init__(
@@ -56,7 +57,7 @@ class SaliencyDecoder(Decoder):
 
     @log_shapes
     def forward(self, features: Features, batch: Batch) -> torch.Tensor:
-        image_hw = tuple(batch.image.shape[-2:])
+        image_hw = tuple(batch.input.shape[-2:])
         x = concat_on_grid(features, self.input_shapes, self.stride, image_hw)
         return self.finalizer(self.readout(x), batch.centerbias)
 

@@ -20,7 +20,7 @@ from code.models.base import Decoder, Features
 from code.models.decoders.finalizer import Finalizer, fixation_nll_bits
 from code.models.decoders.saliency import readout_network
 from code.models.layers.feature_maps import concat_on_grid, finest_stride, grid_size
-from code.models.shapes import FeatureShapes
+from code.models.shapes import FeatureShapes, PredictionKind
 from code.registry import DECODERS
 from code.utils.logging import log_shapes, log_signature
 
@@ -56,8 +56,8 @@ class ScanpathDecoder(Decoder):
     Loss: negative log-likelihood in bits of each fixation under its conditional density.
     """
 
-    predicts_log_density = True
-    requires = frozenset({"history", "history_mask"})
+    prediction = PredictionKind.CONDITIONAL_LOG_DENSITY
+    requires = frozenset({"centerbias", "fixations", "fixation_mask", "history", "history_mask"})
 
     @log_signature
     def __init__(
@@ -100,7 +100,7 @@ class ScanpathDecoder(Decoder):
                 f"the batch holds {batch.history.shape[2]} previous fixations, the scanpath "
                 f"decoder's HISTORY_LENGTH is {k}: raise DATA.SAMPLES.SCANPATH.HISTORY_LENGTH"
             )
-        image_hw = tuple(batch.image.shape[-2:])
+        image_hw = tuple(batch.input.shape[-2:])
         grid = grid_size(image_hw, self.stride)
         saliency = self.saliency(concat_on_grid(features, self.input_shapes, self.stride, image_hw))
         batch_size, num = batch.fixations.shape[:2]
@@ -148,7 +148,7 @@ def sample_scanpaths(
     model's conditional density given the ones before (a pixel, then a uniform position inside
     it). The first fixation is the image centre (``first_at_centre``: the fixation cross of data
     sets recorded that way, whose first fixation the model was not trained to predict) or drawn
-    with an empty history. Returns (num_scanpaths, length, 2) (x, y) in pixels of ``batch.image``.
+    with an empty history. Returns (num_scanpaths, length, 2) (x, y) in pixels of ``batch.input``.
     """
     decoder = model.decoder
     if not isinstance(decoder, ScanpathDecoder):
@@ -157,9 +157,9 @@ def sample_scanpaths(
         )
     if len(batch) != 1:
         raise ValueError("sample_scanpaths takes a batch of one image")
-    height, width = batch.image.shape[-2:]
-    device = batch.image.device
-    features = model.block(model.encoder(batch.image), batch)
+    height, width = batch.input.shape[-2:]
+    device = batch.input.device
+    features, batch = model.features(batch)
     k = decoder.history_length
     scanpaths = torch.zeros(num_scanpaths, length, 2, device=device)
     start = 0

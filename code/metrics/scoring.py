@@ -1,0 +1,240 @@
+"""Scoring saliency predictions against a data set's fixations, beside the baselines: the
+library behind ``code.evaluate`` (maps made anywhere) and a trained model's evaluation.
+
+Predictions are a folder with one ``<image stem>.npy`` per stimulus at its original
+height × width; the result is the ``result.json`` layout both commands write.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from code.data.gaze import GazeDataset, Stimulus
+from code.metrics.baselines import (
+    CrossValidatedCenterBias,
+    LeaveOneSubjectOutGoldStandard,
+    uniform_log_density,
+)
+from code.metrics.evaluator import METRICS, ImageScores, JuddJitter, SaliencyEvaluator
+from code.metrics.protocol import ShuffledBaseline, SimOptimisation
+from code.metrics.saliency import (
+    ShuffledNonfixations,
+    as_float64,
+    empirical_saliency_map,
+    log_likelihoods,
+)
+from code.utils.parallel import ordered_thread_map
+
+
+def stimulus_stem(stimulus: Stimulus) -> str:
+    return stimulus.path.stem if stimulus.path is not None else Path(stimulus.id).stem
+
+
+def prediction_files(dataset: GazeDataset, directory: Path) -> list[Path]:
+    """One ``<stem>.npy`` per stimulus, in stimulus order; missing or extra files are errors."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"predictions directory not found: {directory}")
+    expected = [stimulus_stem(s) for s in dataset.stimuli]
+    present = {p.stem for p in directory.glob("*.npy")}
+    missing = [s for s in expected if s not in present]
+    extra = sorted(present - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"{directory}: predictions do not match the {len(expected)} stimuli of {dataset.name}: "
+            f"{len(missing)} missing (e.g. {[f'{m}.npy' for m in missing[:5]]}), "
+            f"{len(extra)} extra (e.g. {[f'{e}.npy' for e in extra[:5]]})"
+        )
+    return [directory / f"{stem}.npy" for stem in expected]
+
+
+def load_prediction(path: Path, stimulus: Stimulus) -> np.ndarray:
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read as .npy: {err}") from err
+    if array.shape != stimulus.size:
+        raise ValueError(
+            f"{path}: shape {array.shape} but stimulus {stimulus.id!r} is "
+            f"{stimulus.height}x{stimulus.width} (height x width)"
+        )
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{path}: dtype {array.dtype} is not numeric")
+    return array
+
+
+def sim_optimisation(steps: int) -> SimOptimisation:
+    """The SIM-optimal map search with ``steps`` steps (0: the blurred density is used)."""
+    return SimOptimisation(
+        steps=steps, fixation_count=100, batch_size=8, learning_rate=1e-3, seed=0
+    )
+
+
+def evaluate_saliency(
+    dataset: GazeDataset,
+    predictions: Path,
+    kind: str,
+    protocol: str,
+    fixation_map_sigma: float,
+    judd_jitter_seed: int | None,
+    center_bias: CrossValidatedCenterBias,
+    gold_standard: LeaveOneSubjectOutGoldStandard,
+    sim_optimisation: SimOptimisation,
+    device: torch.device,
+    workers: int,
+) -> dict:
+    """Score the maps in ``predictions`` and the baselines; the ``result.json`` content.
+
+    IG is in bits per fixation over the cross-validated centre bias (``center_bias``, fitted).
+    Baselines are scored as log-densities under the same protocol; the gold standard, being a
+    leave-one-subject-out model, reports LL and IG only. Images are scored on ``workers``
+    threads and summed in data-set order, so the result does not depend on their number.
+    """
+    files = prediction_files(dataset, predictions)
+    fix = dataset.fixations
+    sizes = np.array([s.size for s in dataset.stimuli], dtype=np.int64)
+
+    def evaluator(k: str) -> SaliencyEvaluator:
+        return SaliencyEvaluator(k, protocol, fixation_map_sigma, sim_optimisation)
+
+    evaluators = {
+        "model": evaluator(kind),
+        "uniform": evaluator("log-density"),
+        "center_bias": evaluator("log-density"),
+    }
+    if all(s.true_log_density is not None for s in dataset.stimuli):
+        evaluators["oracle"] = evaluator("log-density")  # generated data: the true density
+    shuffled = (
+        _shuffled_baselines(dataset, files, evaluators, center_bias, device)
+        if protocol == "benchmark"
+        else {}
+    )
+    gold_ll = gold_standard.log_likelihoods(dataset)
+    nonfixations = ShuffledNonfixations(fix.x, fix.y, fix.image, sizes)
+    jitter = None if judd_jitter_seed is None else JuddJitter(judd_jitter_seed)
+    rows_of = fix.rows_by_image(len(dataset.stimuli))
+
+    def images() -> Iterator[tuple]:
+        """What each image needs that is drawn in data-set order (on the calling thread)."""
+        for i, (stim, path) in enumerate(zip(dataset.stimuli, files, strict=True)):
+            if len(rows_of[i]):
+                judd = None if jitter is None else jitter.draw(stim.height, stim.width)
+                yield i, stim, path, nonfixations.of(i), judd
+
+    def score(image: tuple) -> tuple[dict[str, ImageScores], float]:
+        """Every evaluator's scores of one image, and the gold standard's gain over the
+        centre bias summed over its fixations."""
+        i, stim, path, (sx, sy), judd_jitter = image
+        xs, ys = fix.x[rows_of[i]], fix.y[rows_of[i]]
+        center = as_float64(center_bias.log_density(i, stim.height, stim.width), device)
+        predictions_of = {
+            "model": as_float64(load_prediction(path, stim), device),
+            "uniform": as_float64(uniform_log_density(stim.height, stim.width), device),
+            "center_bias": center,
+        }
+        if "oracle" in evaluators:
+            predictions_of["oracle"] = as_float64(stim.true_log_density(), device)
+        # the same blurred fixation map serves every prediction of this image
+        empirical = empirical_saliency_map(
+            xs, ys, stim.height, stim.width, fixation_map_sigma, device
+        )
+        scores = {
+            name: ev.score(
+                predictions_of[name],
+                xs,
+                ys,
+                name=str(path) if name == "model" else name,
+                baseline_log_density=center,
+                shuffled_xs=sx,
+                shuffled_ys=sy,
+                shuffled_log_density=shuffled[name].log_density_without(predictions_of[name])
+                if shuffled
+                else None,
+                empirical_map=empirical,
+                judd_jitter=judd_jitter,
+            )
+            for name, ev in evaluators.items()
+        }
+        center_ll = log_likelihoods(center, xs, ys).cpu().numpy()
+        return scores, float((gold_ll[rows_of[i]] - center_ll).sum() / math.log(2))
+
+    gold_gain_sum = 0.0
+    n_scored = sum(1 for rows in rows_of if len(rows))
+    scored = ordered_thread_map(score, images(), workers)
+    for scores, gold_gain in tqdm(scored, total=n_scored, desc="images", unit="img"):
+        for name, image_scores in scores.items():
+            evaluators[name].add(image_scores)
+        gold_gain_sum += gold_gain
+
+    n_fix = evaluators["model"].n_fixations
+    baselines = {name: ev.compute() for name, ev in evaluators.items() if name != "model"}
+    baselines["gold_standard"] = {
+        "LL": float(gold_ll.mean()),
+        "IG": gold_gain_sum / n_fix,
+    }
+    return {
+        "metrics": evaluators["model"].compute(),
+        "n_images": evaluators["model"].n_images,
+        "n_fixations": n_fix,
+        "baseline": {
+            "information_gain_over": "center_bias",
+            "center_bias": {
+                "bandwidth": center_bias.bandwidth,
+                "uniform_weight": center_bias.uniform_weight,
+                "folds": center_bias.folds,
+            },
+            "gold_standard": {
+                "bandwidth": gold_standard.bandwidth,
+                "uniform_weight": gold_standard.uniform_weight,
+            },
+        },
+        "baselines": baselines,
+        "settings": {
+            "kind": kind,
+            "protocol": protocol,
+            "fixation_map_sigma": fixation_map_sigma,
+            "judd_jitter_seed": judd_jitter_seed,
+        },
+    }
+
+
+def _shuffled_baselines(
+    dataset, files, evaluators, center_bias, device
+) -> dict[str, ShuffledBaseline]:
+    """First pass of the benchmark protocol: each model's mean density over all images."""
+    common = {s.size for s in dataset.stimuli}
+    compute_size = next(iter(common)) if len(common) == 1 else (500, 500)
+    result = {name: ShuffledBaseline(compute_size) for name in evaluators}
+    for i, (stim, path) in enumerate(
+        tqdm(list(zip(dataset.stimuli, files, strict=True)), desc="shuffled baseline")
+    ):
+        result["model"].add(as_float64(load_prediction(path, stim), device))
+        result["uniform"].add(as_float64(uniform_log_density(stim.height, stim.width), device))
+        result["center_bias"].add(
+            as_float64(center_bias.log_density(i, stim.height, stim.width), device)
+        )
+        if "oracle" in result:
+            result["oracle"].add(as_float64(stim.true_log_density(), device))
+    return result
+
+
+def format_table(result: dict) -> str:
+    columns = {"model": result["metrics"], **result["baselines"]}
+    lines = [f"{'metric':<10}" + "".join(f"{c:>15}" for c in columns)]
+    for metric in METRICS:
+        cells = [columns[c].get(metric) for c in columns]
+        if all(v is None for v in cells):
+            continue
+        lines.append(
+            f"{metric:<10}" + "".join(f"{'—' if v is None else f'{v:.5f}':>15}" for v in cells)
+        )
+    lines.append(
+        f"{result['n_images']} images, {result['n_fixations']} fixations; "
+        f"IG in bits/fixation over the {result['baseline']['information_gain_over']}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""The ``density`` task: train a model of where people look by the likelihood of their fixations,
+and score it as the saliency benchmark does.
+
+The model predicts a log-density over the image (spatial items, ``DATA.SAMPLES.NAME:
+saliency``) or, for each fixation, the density of it given the ones before (scanpath items,
+``scanpath``). Validation: ``val_loss`` and ``val_ig``, the information gain of the predicted
+densities over the training centre bias at the validation fixations (bits per fixation).
+
+Final evaluation on the test split: items without fixation histories are scored with every
+saliency metric beside the baselines (``code.engine.evaluator.evaluate_model``, the layout of
+``code.evaluate``'s ``result.json``); items with histories are scored per fixation given its
+history (``evaluate_scanpath_model``), whatever the model: a spatial model's density serves
+every fixation of its image, so spatial and scanpath models compare on the same fixations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from yacs.config import CfgNode
+
+from code.data.batch import Batch
+from code.data.build import (
+    SPLITS,
+    build_loader,
+    build_samples,
+    build_splits,
+    fit_centerbias,
+    gaze_dataset,
+)
+from code.data.gaze import Stimulus
+from code.data.samples import predicts_first_fixation, resize_rgb
+from code.engine.evaluator import (
+    evaluate_model,
+    evaluate_scanpath_model,
+    evaluation_workers,
+    to_original_size,
+)
+from code.engine.trainer import ValidationScorer
+from code.engine.visualize import save_heatmap, save_overlay, save_scanpaths
+from code.metrics.saliency import batch_log_likelihoods
+from code.metrics.scoring import format_table
+from code.models.build import GazeModel, build_model, build_segmenter
+from code.models.decoders.scanpath import sample_scanpaths
+from code.models.shapes import PredictionKind
+from code.registry import TASKS, ConfigError
+from code.tasks.base import Predictor, Task, check_batch_fields, input_size
+from code.utils.logging import get_logger
+
+
+class InformationGainScorer(ValidationScorer):
+    """``val_ig``: mean over fixations of log2 p_model − log2 p_centre-bias, each fixation scored
+    under its own density (``per_fixation``, a conditional model's) or its image's."""
+
+    def __init__(self) -> None:
+        self.higher_is_better = {"val_ig": True}
+        self.sums = torch.zeros(2, dtype=torch.float64)  # Σ (ll_model − ll_centre) in nats, count
+
+    def update(self, prediction: torch.Tensor, batch: Batch) -> None:
+        mask = batch.fixation_mask
+        model = batch_log_likelihoods(prediction.float(), batch.fixations, mask)
+        baseline = batch_log_likelihoods(batch.centerbias.float(), batch.fixations, mask)
+        gain = (model - baseline).sum().double().cpu()
+        self.sums += torch.stack([gain, mask.sum().double().cpu()])
+
+    def state(self) -> torch.Tensor:
+        return self.sums
+
+    def compute(self, state: torch.Tensor) -> dict[str, float]:
+        gain, count = state.tolist()
+        return {"val_ig": gain / count / math.log(2)}
+
+
+@TASKS.register("density")
+class DensityTask(Task):
+    """Fixation densities (spatial or conditional on the scanpath so far), trained by NLL."""
+
+    trains = True
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.cfg = cfg
+
+    def check(self) -> None:
+        self.workers = evaluation_workers(self.cfg)
+
+    def prepare(self) -> None:
+        cfg = self.cfg
+        self.segmenter = build_segmenter(cfg)
+        self.splits = build_splits(cfg, gaze_dataset(cfg))
+        self.centerbias = fit_centerbias(cfg, self.splits.train)
+        self.samples = {
+            name: build_samples(
+                cfg, getattr(self.splits, name), name, self.centerbias, self.segmenter
+            )
+            for name in SPLITS
+        }
+        self.loaders = {
+            name: build_loader(cfg, self.samples[name], name == "train") for name in SPLITS
+        }
+        # items with fixation histories are scored per fixation, given its history
+        self.conditional = "history" in self.samples["test"].fields
+
+    def build_model(self) -> GazeModel:
+        model = build_model(self.cfg)
+        if not model.prediction.is_density:
+            raise ConfigError(
+                f"task 'density' scores (conditional) log-densities; MODEL.DECODER.NAME "
+                f"{self.cfg.MODEL.DECODER.NAME!r} predicts {model.prediction.value}"
+            )
+        check_batch_fields(model, self.samples["train"].fields, self.cfg)
+        model.set_centerbias(self.centerbias)  # travels in the checkpoint, for code.predict
+        return model
+
+    def validation(self, model: GazeModel) -> ValidationScorer:
+        return InformationGainScorer()
+
+    def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict | None:
+        cfg = self.cfg
+        if not self.conditional:
+            test = self.splits.test
+            return evaluate_model(
+                cfg, model, self.loaders["test"], test, device, output_dir, self.workers
+            )
+        dataset = self.splits.test
+        if cfg.EVAL.SCANPATH_IMAGES is not None:
+            count = min(cfg.EVAL.SCANPATH_IMAGES, len(dataset.stimuli))
+            dataset = dataset.subset(np.arange(count))
+        samples = build_samples(cfg, dataset, "test", self.centerbias, self.segmenter)
+        loader = build_loader(cfg, samples, train=False)
+        return evaluate_scanpath_model(cfg, model, dataset, loader, device)
+
+    def summary(self, report: dict) -> str:
+        """The metric table, plus the share of the oracle's information gain where it is known."""
+        table = format_table(report)
+        if "oracle" in report["baselines"]:
+            share = report["metrics"]["IG"] / report["baselines"]["oracle"]["IG"]
+            table += f"\nmodel IG / oracle IG = {share:.1%}"
+        return table
+
+    @torch.no_grad()
+    def save_figures(self, model: GazeModel, device: torch.device, output_dir: Path) -> None:
+        """PNG overlays of the first test images: image, predicted and true density, fixations.
+
+        (Sampled scanpaths are drawn by ``code.predict --scanpaths K``.)"""
+        if self.conditional:
+            return
+        model.eval()
+        folder = output_dir / "overlays"
+        folder.mkdir(exist_ok=True)
+        dataset, samples = self.splits.test, self.samples["test"]
+        collate = self.loaders["test"].collate_fn
+        for index in range(min(self.cfg.EVAL.NUM_OVERLAYS, len(samples))):
+            prediction, _ = model(collate([samples[index]]).to(device))
+            stimulus = dataset.stimuli[index]
+            log_density = to_original_size(prediction[0], stimulus.size).cpu().numpy()
+            fix = dataset.fixations_of(index)
+            truth = stimulus.true_log_density() if stimulus.true_log_density else None
+            fixations_xy = np.stack([fix.x, fix.y], 1)
+            path = folder / f"{stimulus.id}.png"
+            save_overlay(path, stimulus.read(), log_density, fixations_xy, truth, stimulus.id)
+        get_logger().info("overlays written to %s", folder)
+
+    def add_predict_options(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--scanpaths", type=int, default=0, metavar="K", help="scanpaths per image"
+        )
+        parser.add_argument(
+            "--scanpath-length", type=int, default=10, help="fixations per scanpath"
+        )
+        parser.add_argument("--seed", type=int, default=0, help="seed of the scanpath sampling")
+
+    def predictor(
+        self, model: GazeModel, device: torch.device, options: argparse.Namespace
+    ) -> Predictor:
+        if options.scanpaths and model.prediction is not PredictionKind.CONDITIONAL_LOG_DENSITY:
+            raise SystemExit(f"{options.checkpoint}: not a scanpath model; --scanpaths needs one")
+        return DensityPredictor(model, self.cfg, device, options)
+
+
+class DensityPredictor(Predictor):
+    """Log-densities (and sampled scanpaths) for images of any size, from one trained model.
+
+    Each image is scaled (aspect kept) to about the pixel count the model was trained at; the
+    centre bias stored in the checkpoint is evaluated at that size. Writes ``<stem>.npy`` (the
+    log-density at the original size; for a scanpath model, of the fixation after one at the
+    image centre), ``<stem>_overlay.png`` and, with ``--scanpaths K``, ``<stem>_scanpaths.png``
+    and ``<stem>_scanpaths.npy`` ((K, L, 2) fixations (x, y) in original pixels).
+    """
+
+    def __init__(
+        self, model: GazeModel, cfg: CfgNode, device: torch.device, options: argparse.Namespace
+    ) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.device = device
+        self.options = options
+        self.centerbias = model.centerbias(
+            cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT
+        )
+        self.segmenter = build_segmenter(cfg)
+        self.conditional = model.prediction is PredictionKind.CONDITIONAL_LOG_DENSITY
+        # Trained without first fixations (they follow a central fixation cross): start there.
+        self.first_at_centre = not predicts_first_fixation(cfg.DATA.SAMPLES)
+
+    def batch(self, image: np.ndarray, name: str) -> Batch:
+        height, width = input_size(*image.shape[:2], tuple(self.cfg.DATA.IMAGE_SIZE))
+        resized = resize_rgb(image, height, width)
+        segments = None
+        if self.segmenter is not None:
+            stimulus = Stimulus(name, image.shape[0], image.shape[1], None)
+            segments = torch.from_numpy(self.segmenter(resized, stimulus).astype(np.int64))[None]
+        centre = torch.tensor([[[width / 2, height / 2]]])
+        # History for a scanpath model's density: the centre, then nothing (masked).
+        k = self.model.decoder.history_length if self.conditional else 1
+        history_mask = torch.arange(k).view(1, 1, k) == 0
+        return Batch(
+            input=torch.tensor(resized).permute(2, 0, 1)[None].float().div(255),
+            image_index=torch.zeros(1, dtype=torch.int64),
+            original_size=torch.tensor([image.shape[:2]]),
+            fixations=centre,
+            fixation_mask=torch.ones(1, 1, dtype=torch.bool),
+            centerbias=torch.from_numpy(self.centerbias.log_density(height, width)).float()[None],
+            segments=segments,
+            history=centre[:, :, None] * history_mask[..., None],
+            history_mask=history_mask,
+        ).to(self.device)
+
+    @torch.no_grad()
+    def log_density(self, batch: Batch, size: tuple[int, int]) -> np.ndarray:
+        prediction = self.model(batch)[0][0]
+        if self.conditional:  # the one fixation of the batch
+            prediction = prediction[0]
+        return to_original_size(prediction, size).cpu().numpy().astype(np.float32)
+
+    def scanpaths(self, batch: Batch, count: int, length: int, seed: int) -> np.ndarray:
+        """(count, length, 2) sampled fixations (x, y) in the original image's pixels."""
+        generator = torch.Generator().manual_seed(seed)
+        xy = sample_scanpaths(self.model, batch, count, length, self.first_at_centre, generator)
+        height, width = batch.input.shape[-2:]
+        original_h, original_w = batch.original_size[0].tolist()
+        return (xy.cpu() * torch.tensor([original_w / width, original_h / height])).numpy()
+
+    def predict(self, image: np.ndarray, name: str, output: Path) -> None:
+        stem = Path(name).stem
+        batch = self.batch(image, name)
+        log_density = self.log_density(batch, image.shape[:2])
+        np.save(output / f"{stem}.npy", log_density)
+        save_heatmap(output / f"{stem}_overlay.png", image, log_density)
+        options = self.options
+        if options.scanpaths:
+            scanpaths = self.scanpaths(
+                batch, options.scanpaths, options.scanpath_length, options.seed
+            )
+            np.save(output / f"{stem}_scanpaths.npy", scanpaths)
+            save_scanpaths(output / f"{stem}_scanpaths.png", image, scanpaths)

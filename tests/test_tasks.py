@@ -1,0 +1,214 @@
+"""A new task is new parts plus a config: a task and a decoder defined in this file run through
+``code.main`` and ``code.predict`` with no edit to either, to the trainer or to the engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from yacs.config import CfgNode
+
+from code.data.batch import Batch
+from code.data.build import SPLITS, build_loader, build_samples, build_splits, load_dataset
+from code.engine.trainer import ValidationScorer
+from code.main import main
+from code.models.base import Decoder
+from code.models.build import GazeModel, build_model
+from code.models.layers.feature_maps import concat_on_grid, finest_stride
+from code.models.shapes import FeatureShapes, PredictionKind
+from code.predict import main as predict
+from code.registry import DECODERS, TASKS
+from code.tasks.base import Predictor, Task, check_batch_fields
+from tests.small_run import QUICKSTART, SMALL
+
+
+def brighter_half(images: torch.Tensor) -> torch.Tensor:
+    """(B,) 1 where the right half of each (B, 3, H, W) image is brighter than the left, else 0."""
+    half = images.shape[-1] // 2
+    return (images[..., half:].mean((1, 2, 3)) > images[..., :half].mean((1, 2, 3))).long()
+
+
+class HalvesHead(Decoder):
+    """Which half of the image is brighter: a 1x1 readout averaged over each half -> 2 logits."""
+
+    prediction = PredictionKind.CLASS_LOGITS
+    requires = frozenset({"target"})
+
+    def __init__(self, input_shapes: FeatureShapes) -> None:
+        super().__init__()
+        self.input_shapes = input_shapes
+        self.stride = finest_stride(input_shapes)
+        self.readout = nn.Conv2d(sum(s.channels for s in input_shapes.values()), 1, 1)
+
+    def forward(self, features: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        grid = concat_on_grid(features, self.input_shapes, self.stride, batch.input.shape[-2:])
+        score = self.readout(grid)[:, 0]
+        half = score.shape[-1] // 2
+        return torch.stack([score[..., :half].mean((1, 2)), score[..., half:].mean((1, 2))], 1)
+
+    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = brighter_half(batch.target)
+        return F.cross_entropy(prediction, labels, reduction="sum"), torch.tensor(len(labels))
+
+
+class AccuracyScorer(ValidationScorer):
+    def __init__(self) -> None:
+        self.higher_is_better = {"val_accuracy": True}
+        self.sums = torch.zeros(2, dtype=torch.float64)
+
+    def update(self, prediction: torch.Tensor, batch: Batch) -> None:
+        right = (prediction.argmax(1) == brighter_half(batch.target)).sum()
+        self.sums += torch.tensor([float(right), float(len(batch))], dtype=torch.float64)
+
+    def state(self) -> torch.Tensor:
+        return self.sums
+
+    def compute(self, state: torch.Tensor) -> dict[str, float]:
+        return {"val_accuracy": float(state[0] / state[1])}
+
+
+class HalvesPredictor(Predictor):
+    def __init__(self, model: GazeModel, cfg: CfgNode, device: torch.device) -> None:
+        self.model, self.cfg, self.device = model, cfg, device
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray, name: str, output: Path) -> None:
+        size = tuple(self.cfg.DATA.IMAGE_SIZE)
+        pixels = torch.tensor(image).permute(2, 0, 1)[None].float().div(255)
+        pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False)
+        batch = Batch(pixels, torch.zeros(1, dtype=torch.int64), torch.tensor([image.shape[:2]]))
+        logits, _ = self.model(batch.to(self.device))
+        side = ["left", "right"][int(logits.argmax(1))]
+        (output / f"{Path(name).stem}.json").write_text(json.dumps({"brighter": side}))
+
+
+class HalvesTask(Task):
+    """Train the head to tell which image half is brighter; report test accuracy."""
+
+    trains = True
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.cfg = cfg
+
+    def prepare(self) -> None:
+        cfg = self.cfg
+        self.splits = build_splits(cfg, load_dataset(cfg))  # images only: no centre bias
+        self.samples = {
+            name: build_samples(cfg, getattr(self.splits, name), name, None, None)
+            for name in SPLITS
+        }
+        self.loaders = {
+            name: build_loader(cfg, self.samples[name], name == "train") for name in SPLITS
+        }
+
+    def build_model(self) -> GazeModel:
+        model = build_model(self.cfg)
+        check_batch_fields(model, self.samples["train"].fields, self.cfg)
+        return model
+
+    def validation(self, model: GazeModel) -> ValidationScorer:
+        return AccuracyScorer()
+
+    @torch.no_grad()
+    def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict:
+        scorer = AccuracyScorer()
+        for batch in self.loaders["test"]:
+            prediction, batch = model(batch.to(device))
+            scorer.update(prediction, batch)
+        return {"metrics": {"accuracy": scorer.compute(scorer.state())["val_accuracy"]}}
+
+    def summary(self, report: dict) -> str:
+        return f"accuracy {report['metrics']['accuracy']:.3f}"
+
+    def predictor(
+        self, model: GazeModel, device: torch.device, options: argparse.Namespace
+    ) -> Predictor:
+        return HalvesPredictor(model, self.cfg, device)
+
+
+class MajorityHalfTask(HalvesTask):
+    """No training: the accuracy of always answering the training images' majority half."""
+
+    trains = False
+
+    def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict:
+        train, test = (torch.cat([brighter_half(b.target) for b in self.loaders[split]])
+                       for split in ("train", "test"))  # fmt: skip
+        majority = int(train.float().mean() > 0.5)
+        return {"metrics": {"accuracy": float((test == majority).float().mean())}}
+
+
+@pytest.fixture
+def halves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The toy parts registered for one test (the typed view and other tests never see them)."""
+    TASKS.names(), DECODERS.names()  # the framework's own parts first
+    monkeypatch.setitem(TASKS._entries, "halves", HalvesTask)
+    monkeypatch.setitem(TASKS._entries, "majority_half", MajorityHalfTask)
+    monkeypatch.setitem(DECODERS._entries, "halves", HalvesHead)
+    return [*SMALL, "TASK.NAME", "halves", "MODEL.DECODER.NAME", "halves",
+            "DATA.SAMPLES.NAME", "image", "TRAIN.BEST_METRIC", "val_accuracy",
+            "DATA.DATASET.GENERATED.NUM_IMAGES", "80"]  # fmt: skip
+
+
+def test_a_task_defined_outside_the_framework_trains_evaluates_and_predicts(
+    halves: list[str], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    report = main(["--cfg", QUICKSTART, "--opts", *halves, "OUTPUT_DIR", str(run),
+                   "TRAIN.EPOCHS", "4"])  # fmt: skip
+    labels = torch.cat([brighter_half(b.target) for b in _test_batches(halves)])
+    majority = max(labels.float().mean(), 1 - labels.float().mean())
+    assert report["metrics"]["accuracy"] > majority + 0.1, (report, majority)  # it learned
+    assert json.loads((run / "metrics.json").read_text())["metrics"] == report["metrics"]
+    epochs = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "val_accuracy" in next(r for r in epochs if r["kind"] == "epoch")
+    assert not (run / "val_overlays").exists()  # class logits have no picture
+    images = tmp_path / "images"
+    images.mkdir()
+    bright_right = np.zeros((30, 40, 3), np.uint8)
+    bright_right[:, 20:] = 230
+    from PIL import Image
+
+    Image.fromarray(bright_right).save(images / "right.png")
+    result = predict(["--checkpoint", str(run / "best.pt"), "--input", str(images),
+                      "--output", str(tmp_path / "out")])  # fmt: skip
+    assert result["written"] == ["right.png"]
+    assert json.loads((tmp_path / "out" / "right.json").read_text()) == {"brighter": "right"}
+
+
+def test_a_task_without_training_runs_through_the_same_entry_point(
+    halves: list[str], tmp_path: Path
+) -> None:
+    run = tmp_path / "majority"
+    report = main(["--cfg", QUICKSTART, "--opts", *halves, "TASK.NAME", "majority_half",
+                   "OUTPUT_DIR", str(run)])  # fmt: skip
+    labels = torch.cat([brighter_half(b.target) for b in _test_batches(halves)])
+    share = float(labels.float().mean())
+    assert report["metrics"]["accuracy"] in (share, float(1 - labels.float().mean()))
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "run_info.json", "metrics.json"}
+    assert not (run / "best.pt").exists() and not (run / "metrics.jsonl").exists()
+
+
+def test_a_best_metric_the_task_does_not_validate_on_is_refused(
+    halves: list[str], tmp_path: Path
+) -> None:
+    from code.registry import ConfigError
+
+    with pytest.raises(ConfigError, match=r"TRAIN.BEST_METRIC 'val_ig' .* it has val_loss, "
+                       "val_accuracy"):  # fmt: skip
+        main(["--cfg", QUICKSTART, "--opts", *halves, "TRAIN.BEST_METRIC", "val_ig",
+              "OUTPUT_DIR", str(tmp_path)])  # fmt: skip
+
+
+def _test_batches(opts: list[str]) -> list[Batch]:
+    from code.config import load_config
+
+    task = HalvesTask(load_config(QUICKSTART, opts))
+    task.prepare()
+    return list(task.loaders["test"])
