@@ -392,6 +392,9 @@ def _validate_parts(
         names = [node.get("NAME")]
     else:
         names = node.get("NAMES")
+        if names is None:
+            yield f"{full}.NAMES: missing; list the {registry.kind}s to apply, [] for none"
+            return
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             kind = registry.kind
             yield f"{full}.NAMES: expected a list of {kind} names, got {names!r} in {where}"

@@ -142,7 +142,7 @@ def test_typed_view_is_up_to_date() -> None:
 
 
 def test_registry_rejects_duplicates_defaults_and_untyped_parameters() -> None:
-    registry = Registry("widget", wiring=())
+    registry = Registry("widget", wiring=(), locations=())
 
     @registry.register("a")
     def make_a(size: int) -> int:
