@@ -171,7 +171,7 @@ def build_loader(
             samples.sizes, cfg.DATA.BATCH_SIZE, dist.world_size(), dist.rank(), cfg.SEED,
             shuffle=True, drop_last=False,
         )  # fmt: skip
-        if getattr(samples, "keyed_by_epoch", False):  # transformed items: seeded per epoch
+        if isinstance(samples, TransformedSamples):  # its items are seeded per (epoch, index)
             sampler = EpochIndexedBatches(sampler)
     else:
         shard = list(range(dist.rank(), len(samples), dist.world_size()))

@@ -156,8 +156,6 @@ class TransformedSamples(torch.utils.data.Dataset):
     sampler; its ``fields`` and ``sizes`` are those of ``items``.
     """
 
-    keyed_by_epoch = True
-
     def __init__(self, items: Any, transforms: Sequence[Transform], seed: int) -> None:
         self.items = items
         self.transforms = transforms

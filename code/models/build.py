@@ -16,7 +16,7 @@ from code.models.shapes import PredictionKind
 from code.registry import BLOCKS, DECODERS, ENCODERS, INPUT_STAGES, SEGMENTERS
 
 # The model parts, by their node under MODEL, in the order data flows through them.
-PART_NODES = ("INPUT_STAGE", "ENCODER", "BLOCK", "DECODER")
+MODEL_PARTS = ("INPUT_STAGE", "ENCODER", "BLOCK", "DECODER")
 
 
 class GazeModel(nn.Module):
@@ -46,7 +46,7 @@ class GazeModel(nn.Module):
     def parts(self) -> dict[str, Part]:
         """The parts by their configuration node, e.g. ``{"ENCODER": ..., ...}``."""
         modules = (self.input_stage, self.encoder, self.block, self.decoder)
-        return dict(zip(PART_NODES, modules, strict=True))
+        return dict(zip(MODEL_PARTS, modules, strict=True))
 
     def set_centerbias(self, centerbias: CenterBias) -> None:
         self.centerbias_density.copy_(torch.from_numpy(centerbias.density))
