@@ -274,9 +274,23 @@ def _read_yaml_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[str
 def _merge(into: dict, new: dict) -> None:
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _drop_switched_parts(into[key], value)
             _merge(into[key], value)
         else:
             into[key] = value
+
+
+def _drop_switched_parts(node: dict, new: dict) -> None:
+    """A later file (or --opts) choosing other parts replaces the parts chosen before: the
+    nodes of parts no longer chosen go with the choice (any left would be refused as unused)."""
+    for selector in ("NAME", "NAMES"):
+        if selector in node and selector in new:
+            before, after = node[selector], new[selector]
+            before = before if isinstance(before, list) else [before]
+            after = after if isinstance(after, list) else [after]
+            for name in before:
+                if isinstance(name, str) and name not in after:
+                    node.pop(name.upper(), None)
 
 
 def _leaf_keys(tree: dict, prefix: str) -> Iterator[str]:
@@ -302,7 +316,9 @@ def _apply_opts(tree: dict, sources: dict[str, str], opts: list[str], schema: di
                 raise ConfigError(f"{OPTS_SOURCE}: unknown key {key}{_suggest(part, known)}")
             if depth < len(parts) - 1:
                 node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
+        _drop_switched_parts(node, {parts[-1]: value})
+        node[parts[-1]] = value
         sources[key] = OPTS_SOURCE
 
 
@@ -347,7 +363,7 @@ def _suggest(key: str, known: list[str]) -> str:
 def _validate(
     tree: dict, schema: dict, prefix: str, sources: dict[str, str], root_file: str
 ) -> Iterator[str]:
-    """Yield one message per problem; prunes the nodes of parts that were not chosen."""
+    """Yield one message per problem (a node of a part that is not chosen is one)."""
     for key in tree:
         if key not in schema:
             full = prefix + key
@@ -414,7 +430,13 @@ def _validate_parts(
         if key == selector or key in chosen:
             continue
         if key.lower() in registry:
-            del node[key]  # the node of a part that was not chosen: not part of this run
+            chose = (
+                f"{selector}: {names[0]}" if isinstance(schema, Choice) else f"{selector}: {names}"
+            )
+            yield (
+                f"{full}.{key}: sets {registry.kind} {key.lower()!r}, which is not chosen "
+                f"({full}.{chose}) in {_source(sources, full + '.' + key)}; remove it or choose it"
+            )
         else:
             yield f"{full}.{key}: unknown key in {_source(sources, full + '.' + key)}" + _suggest(
                 key, _schema_keys(schema, node)

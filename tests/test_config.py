@@ -94,7 +94,7 @@ def test_unregistered_part_lists_the_registered_ones() -> None:
         load_config(QUICKSTART, ["MODEL.ENCODER.NAME", "resnet"])
 
 
-def test_choosing_a_part_requires_its_keys_and_drops_the_others() -> None:
+def test_choosing_a_part_requires_its_keys_and_replaces_the_one_chosen_before() -> None:
     with pytest.raises(
         ConfigError, match=r"MODEL\.ENCODER\.DINOV2: missing; encoder 'dinov2' takes ARCH"
     ):
@@ -111,6 +111,35 @@ def test_choosing_a_part_requires_its_keys_and_drops_the_others() -> None:
         ],
     )  # fmt: skip
     assert "CONVNET" not in cfg.MODEL.ENCODER and cfg.MODEL.ENCODER.DINOV2.WEIGHTS is None
+
+
+def test_keys_of_a_part_that_is_not_chosen_are_refused(tmp_path: Path) -> None:
+    assert load_config(QUICKSTART, []).TRAIN.OPTIMIZER.NAME == "adam"
+    with pytest.raises(
+        ConfigError,
+        match=r"TRAIN\.OPTIMIZER\.SGD: sets optimizer 'sgd', which is not chosen "
+        r"\(TRAIN\.OPTIMIZER\.NAME: adam\) in --opts",
+    ):
+        load_config(QUICKSTART, ["TRAIN.OPTIMIZER.SGD.MOMENTUM", "0.9"])
+    # a later file (or --opts) choosing another part replaces the part chosen before
+    sgd = "TRAIN:\n  OPTIMIZER:\n    NAME: sgd\n    SGD:\n      MOMENTUM: 0.9\n"
+    sgd += "      NESTEROV: false\n"
+    child = tmp_path / "child.yaml"
+    child.write_text(f"_BASE_: [{QUICKSTART.resolve()}]\n{sgd}")
+    optimizer = load_config(child, []).TRAIN.OPTIMIZER
+    assert "ADAM" not in optimizer and optimizer.SGD.MOMENTUM == 0.9
+    switched = ["TRAIN.OPTIMIZER.NAME", "sgd", "TRAIN.OPTIMIZER.SGD.MOMENTUM", "0.5"]
+    cfg = load_config(QUICKSTART, [*switched, "TRAIN.OPTIMIZER.SGD.NESTEROV", "true"])
+    assert "ADAM" not in cfg.TRAIN.OPTIMIZER
+    # ... but a file setting the keys of a part it does not choose is refused, naming the file
+    unused = tmp_path / "unused.yaml"
+    unused.write_text(
+        "_BASE_: [child.yaml]\nTRAIN:\n  OPTIMIZER:\n    ADAM:\n      BETAS: [0.9, 0.99]\n"
+    )
+    with pytest.raises(
+        ConfigError, match=rf"OPTIMIZER\.ADAM: .*not chosen .*NAME: sgd\) in {unused}"
+    ):
+        load_config(unused, [])
 
 
 def test_missing_file_and_base_cycle(tmp_path: Path) -> None:
