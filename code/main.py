@@ -1,7 +1,7 @@
 """The entry point: config -> distributed init -> the task's data, model, training, evaluation.
 
     torchrun --nproc_per_node=N -m code.main --cfg FILE [--opts KEY VALUE ...] [--debug]
-             [--resume] [--eval-only [--checkpoint PATH]]
+             [--resume | --overwrite] [--eval-only [--checkpoint PATH]]
 
 also runs as plain ``python -m code.main``. FILE is a run config or a pipeline of them
 (``code.engine.pipeline``).
@@ -18,6 +18,7 @@ from yacs.config import CfgNode
 
 from code.config import load_config, save_config
 from code.engine.checkpoint import load_checkpoint, load_model_state
+from code.engine.outputs import claim_run_folder, run_folder
 from code.engine.pipeline import is_pipeline_file, load_pipeline, run_pipeline
 from code.engine.reproducibility import run_info, seed_everything, set_deterministic
 from code.engine.trainer import Trainer
@@ -44,15 +45,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--resume", action="store_true", help="continue training exactly from OUTPUT_DIR/last.pt"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run OUTPUT_DIR holds (with --eval-only: the earlier evaluation)",
+    )
+    args = parser.parse_args(argv)
+    if args.resume and (args.overwrite or args.eval_only):
+        parser.error("--resume continues training: not with --overwrite or --eval-only")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run one experiment, or every stage and fold of a pipeline; returns the test report."""
     args = parse_args(argv)
     if is_pipeline_file(Path(args.cfg)):
-        if args.resume or args.eval_only or args.checkpoint:
-            raise ValueError("a pipeline resumes unfinished stages by itself: drop --resume etc.")
+        if args.resume or args.eval_only or args.checkpoint or args.overwrite:
+            raise ValueError(
+                "a pipeline resumes unfinished stages and skips finished ones by itself: drop "
+                "--resume, --eval-only, --checkpoint, --overwrite (delete a stage's folder to "
+                "run it again)"
+            )
         pipeline = load_pipeline(Path(args.cfg), args.opts)
         device = dist.init_distributed(pipeline.timeout_s)
         report = run_pipeline(pipeline, lambda cfg, resume: run(cfg, args, device, resume))
@@ -68,19 +81,24 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bool) -> dict:
     """Run one configuration's task: prepare, train (unless --eval-only or the task does not
-    train), evaluate; rank 0 writes the outputs."""
+    train), evaluate; rank 0 writes the outputs (``--eval-only``: to ``OUTPUT_DIR/eval``)."""
     output_dir = Path(cfg.OUTPUT_DIR)
-    log = init_logger(output_dir, dist.rank(), args.debug)
-    info = run_info()
-    if dist.is_main():
-        save_config(cfg, output_dir / "config.yaml")
-        (output_dir / "run_info.json").write_text(json.dumps(info, indent=2))
-    log.info(
-        "config %s -> %s (task %s, %d process(es), %s)",
-        args.cfg, output_dir, cfg.TASK.NAME, dist.world_size(), device,
-    )  # fmt: skip
+    folder = run_folder(output_dir, args.eval_only)
+    claim_run_folder(folder, resume, args.overwrite)
+    log = init_logger(folder, dist.rank(), args.debug)
     task = build_task(cfg)
     task.check()
+    best = Path(args.checkpoint) if args.checkpoint else output_dir / "best.pt"
+    if args.eval_only and task.trains and not best.is_file():
+        raise FileNotFoundError(f"--eval-only: checkpoint not found: {best}")
+    info = run_info()
+    if dist.is_main():
+        save_config(cfg, folder / "config.yaml")
+        (folder / "run_info.json").write_text(json.dumps(info, indent=2))
+    log.info(
+        "config %s -> %s (task %s, %d process(es), %s)",
+        args.cfg, folder, cfg.TASK.NAME, dist.world_size(), device,
+    )  # fmt: skip
     set_deterministic(cfg.DETERMINISTIC)
     # Ranks differ in their random streams; DDP gives every rank rank 0's initial weights.
     seed_everything(cfg.SEED + dist.rank())
@@ -88,7 +106,6 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bo
     model = task.build_model()
     log.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
     if task.trains:
-        best = Path(args.checkpoint) if args.checkpoint else output_dir / "best.pt"
         if not args.eval_only:
             loaders = task.loaders
             trainer = Trainer(cfg, model, loaders["train"], loaders["val"], device, output_dir,
@@ -98,13 +115,13 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bo
             best = trainer.fit()
         load_model_state(model, load_checkpoint(best)["model"], best)
     model.to(device)
-    report = task.evaluate(model, device, output_dir)
+    report = task.evaluate(model, device, folder)
     if dist.is_main():
         if task.trains:
             report["checkpoint"] = str(best)
-        (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+        (folder / "metrics.json").write_text(json.dumps(report, indent=2))
         log.info("test set results:\n%s", task.summary(report))
-        task.save_figures(model, device, output_dir)
+        task.save_figures(model, device, folder)
     return report or {}
 
 

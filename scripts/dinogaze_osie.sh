@@ -4,7 +4,9 @@
 # steps (default: all, in this order): no_injection scanpath spatial_on_scanpaths spade
 # spade_static cross_attention. spatial_on_scanpaths scores the spatial no_injection model on the
 # scanpath model's held-out fixations (the scanpath model uses the same features).
-# Results: output/01_dinogaze_spade/cpu_osie/<step>/metrics.json.
+# Results: output/01_dinogaze_spade/cpu_osie/<step>/metrics.json (spatial_on_scanpaths, an
+# evaluation only: <step>/eval/metrics.json). A step whose folder holds a run is refused: delete
+# the folder to run it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 configs=configs/01_dinogaze_spade/cpu_osie

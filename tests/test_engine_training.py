@@ -97,7 +97,32 @@ def test_eval_only_scores_a_named_checkpoint(tmp_path: Path) -> None:
     trained = _run(tmp_path / "train", "TRAIN.EPOCHS", "1")
     again = main(
         ["--cfg", QUICKSTART, "--eval-only", "--checkpoint", str(tmp_path / "train" / "best.pt"),
-         "--opts", *SMALL, "OUTPUT_DIR", str(tmp_path / "eval")]
+         "--opts", *SMALL, "OUTPUT_DIR", str(tmp_path / "other")]
     )  # fmt: skip
     assert again["metrics"] == trained["metrics"]
-    assert not (tmp_path / "eval" / "last.pt").exists()
+    assert json.loads((tmp_path / "other" / "eval" / "metrics.json").read_text()) == again
+    assert not (tmp_path / "other" / "last.pt").exists()
+
+
+def test_a_run_never_starts_over_another_by_accident(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    wandb = ("TRACKING.WANDB.ENABLED", "true", "TRACKING.WANDB.MODE", "offline")
+    _run(run, "TRAIN.EPOCHS", "1", *wandb)
+    files = ("config.yaml", "run_info.json", "best.pt", "last.pt", "metrics.jsonl", "metrics.json")
+    before = {name: (run / name).read_bytes() for name in files}
+    wandb_id = (run / "wandb_id.txt").read_text()
+    with pytest.raises(FileExistsError, match=r"holds a run .*--resume .*--overwrite"):
+        _run(run, "TRAIN.EPOCHS", "1")
+    # evaluation-only writes its own folder, also when it fails on a missing checkpoint
+    with pytest.raises(FileNotFoundError, match=r"--eval-only: checkpoint not found: .*nope\.pt"):
+        main(["--cfg", QUICKSTART, "--eval-only", "--checkpoint", str(tmp_path / "nope.pt"),
+              "--opts", *SMALL, "OUTPUT_DIR", str(run)])  # fmt: skip
+    main(["--cfg", QUICKSTART, "--eval-only", "--opts", *SMALL, "OUTPUT_DIR", str(run)])
+    assert {name: (run / name).read_bytes() for name in files} == before
+    with pytest.raises(FileExistsError, match=r"eval holds a run \(metrics\.json\)"):
+        main(["--cfg", QUICKSTART, "--eval-only", "--opts", *SMALL, "OUTPUT_DIR", str(run)])
+    _run(run, "TRAIN.EPOCHS", "1", "SEED", "1", *wandb, "--overwrite")
+    assert (run / "best.pt").read_bytes() != before["best.pt"]
+    assert (run / "wandb_id.txt").read_text() != wandb_id  # a fresh run, a fresh id
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        _run(tmp_path / "empty", "--resume")

@@ -1,0 +1,46 @@
+"""The folder a run writes to: no run is started over another one by accident.
+
+A folder holds a run when it has any of :data:`RUN_FILES`. Training starts there only to resume
+it (``--resume``) or to replace it (``--overwrite``); ``--eval-only`` writes its own files to
+``OUTPUT_DIR/eval`` and leaves the training run's untouched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from code.utils import distributed as dist
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "metrics.json")
+# Rewritten by every run: removed when a run starts over, so it starts a fresh log and wandb id.
+RESTARTED_FILES = ("log.txt", "wandb_id.txt")
+EVAL_DIR = "eval"
+
+
+class RunExistsError(FileExistsError):
+    """The output folder holds a run that this one would overwrite."""
+
+
+def run_folder(output_dir: Path, eval_only: bool) -> Path:
+    """Where this invocation writes its config, log, metrics and figures."""
+    return output_dir / EVAL_DIR if eval_only else output_dir
+
+
+def claim_run_folder(folder: Path, resume: bool, overwrite: bool) -> None:
+    """Check that a run may write to ``folder``; with ``overwrite`` remove the run held there.
+
+    Every rank checks the same folder before any of them writes; rank 0 removes, then all wait.
+    """
+    held = [name for name in RUN_FILES if (folder / name).exists()]
+    if resume:
+        if not (folder / "last.pt").is_file():
+            raise FileNotFoundError(f"nothing to resume: {folder / 'last.pt'} does not exist")
+    elif held and not overwrite:
+        raise RunExistsError(
+            f"{folder} holds a run ({', '.join(held)}): pass --resume to continue it, "
+            "--overwrite to replace it, or choose another OUTPUT_DIR"
+        )
+    elif dist.is_main():
+        for name in (*held, *RESTARTED_FILES):
+            (folder / name).unlink(missing_ok=True)
+    dist.barrier()
