@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,18 @@ from code.data.build import add_dataset_options, dataset_from_options
 from code.metrics.baselines import CrossValidatedCenterBias, LeaveOneSubjectOutGoldStandard
 from code.metrics.scoring import evaluate_saliency, format_table, sim_optimisation
 from code.utils.parallel import available_cpus
+
+
+def prepare_output(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Make ``out``'s folder and check it can be written, before any work."""
+    if out.is_dir():
+        parser.error(f"--out {out} is a folder: name the JSON file to write")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {out}: cannot create its folder: {err}")
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        parser.error(f"--out {out}: not writable")
 
 
 def main(argv: list[str]) -> None:
@@ -83,6 +96,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.command == "saliency" and args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
+    prepare_output(parser, args.out)
 
     dataset = dataset_from_options(args)
     if args.command == "saliency":
@@ -116,8 +130,8 @@ def main(argv: list[str]) -> None:
         )
         result = evaluate_scanpaths(dataset, args.predictions, params)
         table = format_scanpath_table(result)
-    args.out.write_text(json.dumps(result, indent=2))
     print(table)
+    args.out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

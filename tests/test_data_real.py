@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -78,7 +79,7 @@ def test_generic_csv_layout_reads_osie_like_the_mat_loader(osie):
     assert set(generic.subjects) == set(osie.subjects)
 
 
-def test_summary_command_json():
+def test_summary_command_json(shared_data):
     out = subprocess.run(
         [
             sys.executable,
@@ -99,3 +100,17 @@ def test_summary_command_json():
     summary = json.loads(out)
     assert summary["images"] == 500 and summary["fixations"] == 43894
     assert sum(summary["skipped"].values()) == 52
+
+
+def test_missing_real_data_is_a_skip_for_users_and_a_failure_under_ci(tmp_path):
+    def run(ci: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "SACCADE_DATA": str(tmp_path / "absent"), "CI": ci}
+        test = "tests/test_data_real.py::test_osie_counts"
+        command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test]
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+
+    user = run("")
+    assert user.returncode == 0 and "1 skipped" in user.stdout
+    assert f"real eye-tracking data not found: {tmp_path / 'absent' / 'osie'}" in user.stdout
+    ci = run("true")
+    assert ci.returncode != 0 and "CI needs it" in ci.stdout

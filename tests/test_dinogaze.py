@@ -247,17 +247,17 @@ def test_sampled_scanpaths_follow_the_seed_and_stay_in_the_image() -> None:
 
 
 @pytest.mark.slow
-def test_cpu_saliency_model_beats_the_centre_bias_on_held_out_osie(tmp_path: Path) -> None:
+def test_cpu_saliency_model_beats_the_centre_bias_on_held_out_osie(
+    shared_data: Path, tmp_path: Path
+) -> None:
     """Real fixations: the no-injection CPU config, briefly trained from scratch (the README's
     table comes from the full runs of scripts/dinogaze_osie.sh)."""
-    from conftest import data_root
-
     report = main(
         [
             "--cfg", "configs/01_dinogaze_spade/cpu_osie/no_injection.yaml",
             "--opts",
             "OUTPUT_DIR", str(tmp_path / "run"),
-            "DATA.DATASET.OSIE.ROOT", str(data_root() / "osie"),
+            "DATA.DATASET.OSIE.ROOT", str(shared_data / "osie"),
             "DATA.CACHE.DIR", str(tmp_path),
             "TRAIN.EPOCHS", "3",
         ]

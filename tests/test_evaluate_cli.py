@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from benchmarks.osie import data_root, osie_dataset
+from benchmarks.osie import osie_dataset
 from code import evaluate
 from code.data.gaze import GazeDataset
 from code.metrics.evaluator import METRICS
@@ -112,9 +112,11 @@ def test_cli_missing_and_extra_files(small_osie, tmp_path):
         run(name, tmp_path, tmp_path / "r.json")
 
 
-def test_scanpath_command_scores_a_human_as_well_as_the_human_ceiling(tmp_path, capsys):
+def test_scanpath_command_scores_a_human_as_well_as_the_human_ceiling(
+    shared_data, tmp_path, capsys
+):
     """Real OSIE: subject 0's own scanpaths, submitted as predictions for three images."""
-    source = data_root() / "osie"
+    source = shared_data / "osie"
     rows = (source / "fixations.csv").read_text().splitlines()
     wanted = ("1001.jpg,0,", "1002.jpg,0,", "1003.jpg,0,")
     predictions = tmp_path / "scanpaths.csv"
@@ -141,3 +143,28 @@ def test_scanpath_command_scores_a_human_as_well_as_the_human_ceiling(tmp_path, 
     for name in ("ScanMatch", "sequence_score", "MM_position"):
         assert abs(metrics[name] - ceiling[name]) < 0.1, name
     assert "ScanMatch" in capsys.readouterr().out
+
+
+def test_out_folder_is_made_and_checked_before_any_work(small_osie, tmp_path, capsys):
+    name, dataset = small_osie
+    write_predictions(tmp_path, dataset)
+    out = tmp_path / "new" / "sub" / "result.json"
+    run(name, tmp_path, out)
+    assert json.loads(out.read_text())["n_images"] == 6
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    with pytest.raises(SystemExit):
+        run(name, tmp_path / "no-predictions-here", tmp_path / "blocker" / "result.json")
+    assert "cannot create its folder" in capsys.readouterr().err  # before reading predictions
+
+
+def test_scanpaths_outside_the_image_are_refused_like_the_loader_does(shared_data, tmp_path):
+    source = shared_data / "osie"
+    header, first = (source / "fixations.csv").read_text().splitlines()[:2]
+    columns = header.split(",")
+    row = dict(zip(columns, first.split(","), strict=True))
+    row["x"] = "5000"
+    predictions = tmp_path / "scanpaths.csv"
+    predictions.write_text(header + "\n" + ",".join(row[c] for c in columns) + "\n")
+    args = ["scanpaths", "--dataset", "osie", "--root", str(source)]
+    with pytest.raises(ValueError, match=r"1 fixation\(s\) outside their image.*x=5000"):
+        evaluate.main([*args, "--predictions", str(predictions), "--out", str(tmp_path / "r.json")])

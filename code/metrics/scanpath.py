@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from code.data.gaze import GazeDataset
+from code.data.loaders.csv_layout import read_fixation_table
 from code.metrics import saliency as M
 
 
@@ -258,40 +259,24 @@ def human_ceiling(
 
 def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchParams) -> dict:
     """Compare each predicted scanpath with every human scanpath of its image (mean over
-    pairs), beside the human ceiling on the same images. ``predictions``: CSV with columns
-    image,subject,fix_index,x,y,duration_ms,onset_ms; image is the stimulus file name or stem."""
-    table = np.genfromtxt(predictions, delimiter=",", names=True, dtype=None, encoding="utf-8")
-    missing = {"image", "subject", "fix_index", "x", "y", "duration_ms"} - set(
-        table.dtype.names or ()
+    pairs), beside the human ceiling on the same images. ``predictions``: a table in the generic
+    ``fixations.csv`` layout (:mod:`code.data.loaders.csv_layout`, checked like it); ``image`` is
+    the stimulus file name or stem, ``subject`` may name the model that made the scanpath."""
+    predicted = scanpaths_by_image(
+        read_fixation_table(predictions, dataset.stimuli, str(predictions))
     )
-    if missing:
-        raise ValueError(f"{predictions}: missing columns {sorted(missing)}")
-    index_of = {Path(s.id).stem: i for i, s in enumerate(dataset.stimuli)}
     humans = scanpaths_by_image(dataset)
-    rows, predicted_images = [], set()
-    for key in sorted({(str(r["image"]), int(r["subject"])) for r in table}):
-        stem = Path(key[0]).stem
-        if stem not in index_of:
-            raise ValueError(f"{predictions}: image {key[0]!r} is not a stimulus of {dataset.name}")
-        sel = (table["image"] == key[0]) & (table["subject"] == key[1])
-        part = table[sel][np.argsort(table["fix_index"][sel])]
-        if not np.all(np.isfinite(part["x"]) & np.isfinite(part["y"])):
-            raise ValueError(f"{predictions}: NaN coordinates in scanpath {key}")
-        predicted = (
-            part["x"].astype(float),
-            part["y"].astype(float),
-            part["duration_ms"].astype(float),
-        )
-        image = index_of[stem]
-        predicted_images.add(image)
+    rows = []
+    for image, by_model in sorted(predicted.items()):
         stim = dataset.stimuli[image]
-        for human in humans.get(image, {}).values():
-            rows.append(compare(predicted, human, stim.height, stim.width, params))
+        for scanpath in by_model.values():
+            for human in humans.get(image, {}).values():
+                rows.append(compare(scanpath, human, stim.height, stim.width, params))
     return {
         "metrics": _mean(rows),
         "n_pairs": len(rows),
-        "n_images": len(predicted_images),
-        "human_ceiling": human_ceiling(dataset, params, predicted_images),
+        "n_images": len(predicted),
+        "human_ceiling": human_ceiling(dataset, params, set(predicted)),
     }
 
 

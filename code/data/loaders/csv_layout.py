@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from code.data.gaze import GazeDataset, Scanpath
+from code.data.gaze import GazeDataset, Scanpath, Stimulus
 from code.data.loaders.common import build_dataset, file_stimulus, list_images
 from code.registry import DATASETS
 
@@ -34,16 +34,26 @@ REQUIRED = ("image", "subject", "fix_index", "x", "y", "duration_ms", "onset_ms"
 def load_csv_layout(root: str) -> GazeDataset:
     """Read ``<root>/stimuli/`` + ``<root>/fixations.csv``."""
     base = Path(root)
-    csv_path = base / "fixations.csv"
     stimuli = [file_stimulus(p, p.name) for p in list_images(base / "stimuli")]
+    return read_fixation_table(base / "fixations.csv", stimuli, base.name or "csv")
+
+
+def read_fixation_table(csv_path: Path, stimuli: list[Stimulus], name: str) -> GazeDataset:
+    """The scanpaths of a ``fixations.csv`` (the layout above) on ``stimuli``, validated like
+    any data set (coordinates inside their image); ``image`` names a stimulus by its id or,
+    where that is unambiguous, its file stem."""
     index_of = {s.id: i for i, s in enumerate(stimuli)}
+    stems = Counter(Path(s.id).stem for s in stimuli)
+    index_of.update(
+        {Path(s.id).stem: i for i, s in enumerate(stimuli) if stems[Path(s.id).stem] == 1}
+    )
     rows = _read_rows(csv_path)
     subject_ids = _subject_ids([r["subject"] for _, r in rows])
     trains: dict[tuple[int, int], list[tuple[int, float, float, float, float]]] = defaultdict(list)
     for line, row in rows:
         where = f"{csv_path}:{line} (image {row['image']!r}, subject {row['subject']!r})"
         if row["image"] not in index_of:
-            raise FileNotFoundError(f"{where}: no such image in {base / 'stimuli'}")
+            raise FileNotFoundError(f"{where}: no such image among the stimuli of {name}")
         image = index_of[row["image"]]
         _check_size(row, stimuli[image].size, where)
         try:
@@ -65,7 +75,7 @@ def load_csv_layout(root: str) -> GazeDataset:
             )
         _, x, y, duration, onset = np.asarray(fixations, dtype=np.float64).T
         scanpaths.append(Scanpath(image, subject, x, y, onset, duration))
-    return build_dataset(base.name or "csv", stimuli, scanpaths, (Counter(), Counter()), [csv_path])
+    return build_dataset(name, stimuli, scanpaths, (Counter(), Counter()), [csv_path])
 
 
 def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
