@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from code.config import load_config
+from code.config import ConfigError, load_config
 from code.engine.checkpoint import load_matching_state, load_model_state
 from code.engine.optim import Precision, build_optimizer, freeze
 from code.main import main
@@ -126,3 +126,16 @@ def test_a_run_never_starts_over_another_by_accident(tmp_path: Path) -> None:
     assert (run / "wandb_id.txt").read_text() != wandb_id  # a fresh run, a fresh id
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         _run(tmp_path / "empty", "--resume")
+
+
+def test_split_sizes_are_checked_before_training(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"EVAL\.CENTERBIAS_FOLDS: .* 10 folds, .*32/5/9 train/val/test.*at most 9",
+    ):
+        _run(tmp_path / "folds", "EVAL.CENTERBIAS_FOLDS", "10")
+    with pytest.raises(ConfigError, match=r"val split is empty; raise DATA\.SPLIT\.VAL_FRACTION"):
+        _run(tmp_path / "val", "DATA.SPLIT.VAL_FRACTION", "0.0")
+    with pytest.raises(ConfigError, match=r"EVAL\.SCANPATH_IMAGES \(2\) cannot fill"):
+        _run(tmp_path / "scanpaths", "EVAL.SCANPATH_IMAGES", "2")
+    assert not any(tmp_path.rglob("*.pt")) and not any(tmp_path.rglob("metrics.jsonl"))

@@ -86,11 +86,20 @@ class DensityTask(Task):
 
     def check(self) -> None:
         self.workers = evaluation_workers(self.cfg)
+        folds, scanpath_images = self.cfg.EVAL.CENTERBIAS_FOLDS, self.cfg.EVAL.SCANPATH_IMAGES
+        if folds < 2:
+            raise ConfigError(f"EVAL.CENTERBIAS_FOLDS must be at least 2, got {folds}")
+        if scanpath_images is not None and scanpath_images < folds:
+            raise ConfigError(
+                f"EVAL.SCANPATH_IMAGES ({scanpath_images}) cannot fill EVAL.CENTERBIAS_FOLDS "
+                f"({folds}) folds of the centre bias scanpaths are scored over"
+            )
 
     def prepare(self) -> None:
         cfg = self.cfg
         self.segmenter = build_segmenter(cfg)
         self.splits = build_splits(cfg, gaze_dataset(cfg))
+        self._check_split_sizes()
         self.centerbias = fit_centerbias(cfg, self.splits.train)
         self.samples = {
             name: build_samples(
@@ -103,6 +112,23 @@ class DensityTask(Task):
         }
         # items with fixation histories are scored per fixation, given its history
         self.conditional = "history" in self.samples["test"].fields
+
+    def _check_split_sizes(self) -> None:
+        """What the split must hold for training and evaluation, checked before either."""
+        sizes = {name: len(getattr(self.splits, name).stimuli) for name in SPLITS}
+        where = f"DATA.SPLIT gives {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test"
+        for name, size in sizes.items():
+            if size == 0:
+                key = {"val": "VAL_FRACTION", "test": "TEST_FRACTION (or FOLDS)"}.get(name)
+                fix = f"raise DATA.SPLIT.{key}" if key else "lower the val and test fractions"
+                raise ConfigError(f"{where} images: the {name} split is empty; {fix}")
+        folds = self.cfg.EVAL.CENTERBIAS_FOLDS
+        if sizes["test"] < folds:
+            raise ConfigError(
+                f"EVAL.CENTERBIAS_FOLDS: the centre bias of the test images is cross-validated "
+                f"over {folds} folds, but {where} images; lower EVAL.CENTERBIAS_FOLDS to at "
+                f"most {sizes['test']} or enlarge the test split"
+            )
 
     def build_model(self) -> GazeModel:
         model = build_model(self.cfg)
