@@ -3,16 +3,21 @@
     python -m code.predict --checkpoint RUN/best.pt --input IMAGE_OR_DIR --output DIR [TASK OPTIONS]
 
 The model and its task are rebuilt from the configuration stored in the checkpoint (no config
-file needed); the task says what is written per image, named after the image's stem, and may add
-options (``--help`` with ``--checkpoint`` lists them). For the ``density`` task:
+file needed); the task says what is written, named after each image's stem, and may add
+options (``--help`` with ``--checkpoint`` lists them). For the ``density`` task, in the layouts
+``code.evaluate`` reads:
 
-- ``<stem>.npy``: the log-density (natural log, float32) at the image's original size. For a
-  scanpath model: the density of the next fixation given a first fixation at the image centre.
-- ``<stem>_overlay.png``: the image with the density as a heat map.
-- ``<stem>_scanpaths.png`` (scanpath models, ``--scanpaths K``): K sampled scanpaths drawn on the
-  image, and ``<stem>_scanpaths.npy``, (K, L, 2) fixations (x, y) in original pixels.
+- ``densities/<stem>.npy``: the log-density (natural log, float32) at the image's original size
+  (``code.evaluate saliency --predictions OUT/densities``). For a scanpath model: the density of
+  the next fixation given a first fixation at the image centre.
+- ``overlays/<stem>_overlay.png``: the image with the density as a heat map.
+- scanpath models, ``--scanpaths K``: ``scanpaths.csv`` (the generic fixation layout, subject =
+  sample 0..K-1; ``code.evaluate scanpaths --predictions OUT/scanpaths.csv``), and per image
+  ``scanpaths/<stem>_scanpaths.npy``, (K, L, 2) fixations (x, y) in original pixels, and
+  ``scanpaths/<stem>_scanpaths.png``, drawn on the image.
 
-Images that cannot be read are reported by name, skipped and counted.
+Images that cannot be read are reported by name and skipped; the exit status is then 3 (0 when
+every image was written). An input without any image is an error.
 """
 
 from __future__ import annotations
@@ -46,12 +51,20 @@ def load_model(checkpoint: Path, device: torch.device) -> tuple[GazeModel, CfgNo
     return model.to(device).eval(), cfg
 
 
+EXIT_SKIPPED = 3  # exit status when some images could not be read
+
+
 def list_inputs(path: Path) -> list[Path]:
+    """The image files at ``path`` (a file, or a folder's files with an image suffix)."""
     if path.is_file():
         return [path]
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    raise FileNotFoundError(f"input not found: {path}")
+    if not path.is_dir():
+        raise FileNotFoundError(f"input not found: {path}")
+    images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise FileNotFoundError(f"{path}: no image files ({suffixes}) in this folder")
+    return images
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -74,8 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     task = build_task(cfg)
     task.add_predict_options(parser)  # the checkpoint's task knows its own options
     args = parser.parse_args(argv)
-    predictor = task.predictor(model, device, args)
     inputs = list_inputs(args.input)
+    predictor = task.predictor(model, device, args)
     args.output.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
     for path in tqdm(inputs, desc="predict", unit="img", disable=len(inputs) < 2):
@@ -87,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
             continue
         predictor.predict(image, path.name, args.output)
         written.append(path.name)
+    predictor.finish(args.output)
     print(
         f"{len(written)} image(s) written to {args.output}; {len(skipped)} unreadable skipped"
         + (f": {', '.join(skipped)}" if skipped else "")
@@ -95,4 +109,4 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(EXIT_SKIPPED if main()["skipped"] else 0)

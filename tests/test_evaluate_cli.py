@@ -8,6 +8,7 @@ from benchmarks.osie import osie_dataset
 from code import evaluate
 from code.data.gaze import GazeDataset
 from code.metrics.evaluator import METRICS
+from code.metrics.uncertainty import PER_FIXATION, bootstrap, paired_comparison
 from code.registry import DATASETS
 
 
@@ -168,3 +169,36 @@ def test_scanpaths_outside_the_image_are_refused_like_the_loader_does(shared_dat
     args = ["scanpaths", "--dataset", "osie", "--root", str(source)]
     with pytest.raises(ValueError, match=r"1 fixation\(s\) outside their image.*x=5000"):
         evaluate.main([*args, "--predictions", str(predictions), "--out", str(tmp_path / "r.json")])
+
+
+def test_per_image_scores_give_the_table_and_its_intervals(small_osie, tmp_path, capsys):
+    name, dataset = small_osie
+    write_predictions(tmp_path, dataset)
+    run(name, tmp_path, tmp_path / "r.json")
+    result = json.loads((tmp_path / "r.json").read_text())
+    per_image = result["per_image"]
+    assert per_image["image"] == [s.id for s in dataset.stimuli]
+    assert sum(per_image["n_fixations"]) == result["n_fixations"]
+    for metric, value in result["metrics"].items():
+        w = np.asarray(per_image["n_fixations"] if metric in PER_FIXATION else [1] * 6, float)
+        assert np.dot(per_image["model"][metric], w) / w.sum() == pytest.approx(value, rel=1e-9)
+        spread = result["uncertainty"]["model"][metric]
+        assert spread["ci95"][0] <= value <= spread["ci95"][1] and spread["se"] > 0
+    for baseline in ("uniform", "center_bias"):
+        assert set(result["uncertainty"][baseline]) == set(result["baselines"][baseline])
+    assert "± s.e." in capsys.readouterr().out
+
+
+def test_bootstrap_and_paired_tests_against_textbook_values():
+    rng = np.random.default_rng(1)
+    values = rng.normal(1.0, 2.0, size=400)
+    spread = bootstrap({"CC": values.tolist()}, [1] * 400)["CC"]
+    assert spread["mean"] == pytest.approx(values.mean())
+    assert spread["se"] == pytest.approx(values.std(ddof=1) / np.sqrt(400), rel=0.1)
+    shifted = values - 0.5 + rng.normal(0, 0.1, size=400)
+    paired = paired_comparison({"CC": values.tolist()}, {"CC": shifted.tolist()}, [1] * 400)
+    assert paired["CC"]["difference"] == pytest.approx(0.5, abs=0.02)
+    assert paired["CC"]["ci95"][0] < 0.5 < paired["CC"]["ci95"][1]
+    assert paired["CC"]["wilcoxon_p"] < 1e-10 and paired["CC"]["t_p"] < 1e-10
+    same = paired_comparison({"CC": values.tolist()}, {"CC": values.tolist()}, [1] * 400)
+    assert same["CC"]["difference"] == 0 and same["CC"]["wilcoxon_p"] == 1.0

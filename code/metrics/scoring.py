@@ -29,6 +29,7 @@ from code.metrics.saliency import (
     empirical_saliency_map,
     log_likelihoods,
 )
+from code.metrics.uncertainty import bootstrap
 from code.utils.parallel import ordered_thread_map
 
 
@@ -164,12 +165,15 @@ def evaluate_saliency(
         return scores, float((gold_ll[rows_of[i]] - center_ll).sum() / math.log(2))
 
     gold_gain_sum = 0.0
-    n_scored = sum(1 for rows in rows_of if len(rows))
+    scored_images = [i for i, rows in enumerate(rows_of) if len(rows)]
+    per_image: dict[str, dict[str, list[float]]] = {name: {} for name in evaluators}
     scored = ordered_thread_map(score, images(), workers)
-    for scores, gold_gain in tqdm(scored, total=n_scored, desc="images", unit="img"):
+    for scores, gold_gain in tqdm(scored, total=len(scored_images), desc="images", unit="img"):
         for name, image_scores in scores.items():
-            evaluators[name].add(image_scores)
+            for metric, value in evaluators[name].add(image_scores).items():
+                per_image[name].setdefault(metric, []).append(value)
         gold_gain_sum += gold_gain
+    n_fixations = [len(rows_of[i]) for i in scored_images]
 
     n_fix = evaluators["model"].n_fixations
     baselines = {name: ev.compute() for name, ev in evaluators.items() if name != "model"}
@@ -200,6 +204,13 @@ def evaluate_saliency(
             "fixation_map_sigma": fixation_map_sigma,
             "judd_jitter_seed": judd_jitter_seed,
         },
+        "dataset": dataset.name,
+        "uncertainty": {name: bootstrap(values, n_fixations) for name, values in per_image.items()},
+        "per_image": {
+            "image": [dataset.stimuli[i].id for i in scored_images],
+            "n_fixations": n_fixations,
+            **per_image,
+        },
     }
 
 
@@ -224,17 +235,28 @@ def _shuffled_baselines(
 
 
 def format_table(result: dict) -> str:
+    """The model's metrics with their bootstrap s.e. and 95 % interval (when the result has
+    them), beside the baselines."""
     columns = {"model": result["metrics"], **result["baselines"]}
-    lines = [f"{'metric':<10}" + "".join(f"{c:>15}" for c in columns)]
+    spread = result.get("uncertainty", {}).get("model", {})
+    extra = f"{'± s.e.':>10}{'95% CI':>20}" if spread else ""
+    lines = [
+        f"{'metric':<10}{'model':>15}{extra}" + "".join(f"{c:>15}" for c in columns if c != "model")
+    ]
     for metric in METRICS:
         cells = [columns[c].get(metric) for c in columns]
         if all(v is None for v in cells):
             continue
-        lines.append(
-            f"{metric:<10}" + "".join(f"{'—' if v is None else f'{v:.5f}':>15}" for v in cells)
-        )
+        text = [f"{'—' if v is None else f'{v:.5f}':>15}" for v in cells]
+        if spread:
+            s = spread.get(metric)
+            se = "" if s is None else f"{s['se']:.5f}"
+            interval = "" if s is None else f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]"
+            text.insert(1, f"{se:>10}{interval:>20}")
+        lines.append(f"{metric:<10}" + "".join(text))
     lines.append(
         f"{result['n_images']} images, {result['n_fixations']} fixations; "
         f"IG in bits/fixation over the {result['baseline']['information_gain_over']}"
+        + ("; s.e. and 95% CI: bootstrap over images" if spread else "")
     )
     return "\n".join(lines)

@@ -36,6 +36,9 @@ class Predictor:
         """Write the outputs for ``image`` (H, W, 3 uint8, file ``name``) into ``output``."""
         raise NotImplementedError
 
+    def finish(self, output: Path) -> None:
+        """Write what gathers every image's outputs (e.g. one table), once all are predicted."""
+
 
 class Task:
     """A run's task; see the module docstring for what ``code.main`` calls, and in which order.

@@ -16,6 +16,7 @@ every fixation of its image, so spatial and scanpath models compare on the same 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from code.data.build import (
     gaze_dataset,
 )
 from code.data.gaze import Stimulus
+from code.data.loaders.csv_layout import FIXATION_COLUMNS
 from code.data.samples import predicts_first_fixation, resize_rgb
 from code.engine.evaluator import (
     evaluate_model,
@@ -211,10 +213,12 @@ class DensityPredictor(Predictor):
     """Log-densities (and sampled scanpaths) for images of any size, from one trained model.
 
     Each image is scaled (aspect kept) to about the pixel count the model was trained at; the
-    centre bias stored in the checkpoint is evaluated at that size. Writes ``<stem>.npy`` (the
-    log-density at the original size; for a scanpath model, of the fixation after one at the
-    image centre), ``<stem>_overlay.png`` and, with ``--scanpaths K``, ``<stem>_scanpaths.png``
-    and ``<stem>_scanpaths.npy`` ((K, L, 2) fixations (x, y) in original pixels).
+    centre bias stored in the checkpoint is evaluated at that size. Writes, in the layouts
+    ``code.evaluate`` reads: ``densities/<stem>.npy`` (the log-density at the original size;
+    for a scanpath model, of the fixation after one at the image centre),
+    ``overlays/<stem>_overlay.png`` and, with ``--scanpaths K``, ``scanpaths.csv`` (the generic
+    layout; subject = sample 0..K-1, durations unknown), ``scanpaths/<stem>_scanpaths.npy``
+    ((K, L, 2) fixations (x, y) in original pixels) and ``scanpaths/<stem>_scanpaths.png``.
     """
 
     def __init__(
@@ -231,6 +235,7 @@ class DensityPredictor(Predictor):
         self.conditional = model.prediction is PredictionKind.CONDITIONAL_LOG_DENSITY
         # Trained without first fixations (they follow a central fixation cross): start there.
         self.first_at_centre = not predicts_first_fixation(cfg.DATA.SAMPLES)
+        self.scanpath_rows: list[tuple] = []  # scanpaths.csv: image, subject, fix_index, x, y
 
     def batch(self, image: np.ndarray, name: str) -> Batch:
         height, width = input_size(*image.shape[:2], tuple(self.cfg.DATA.IMAGE_SIZE))
@@ -274,12 +279,27 @@ class DensityPredictor(Predictor):
         stem = Path(name).stem
         batch = self.batch(image, name)
         log_density = self.log_density(batch, image.shape[:2])
-        np.save(output / f"{stem}.npy", log_density)
-        save_heatmap(output / f"{stem}_overlay.png", image, log_density)
+        for folder in ("densities", "overlays"):
+            (output / folder).mkdir(exist_ok=True)
+        np.save(output / "densities" / f"{stem}.npy", log_density)
+        save_heatmap(output / "overlays" / f"{stem}_overlay.png", image, log_density)
         options = self.options
         if options.scanpaths:
             scanpaths = self.scanpaths(
                 batch, options.scanpaths, options.scanpath_length, options.seed
             )
-            np.save(output / f"{stem}_scanpaths.npy", scanpaths)
-            save_scanpaths(output / f"{stem}_scanpaths.png", image, scanpaths)
+            (output / "scanpaths").mkdir(exist_ok=True)
+            np.save(output / "scanpaths" / f"{stem}_scanpaths.npy", scanpaths)
+            save_scanpaths(output / "scanpaths" / f"{stem}_scanpaths.png", image, scanpaths)
+            self.scanpath_rows += [
+                (name, sample, index, x, y)
+                for sample, path in enumerate(scanpaths.tolist())
+                for index, (x, y) in enumerate(path)
+            ]
+
+    def finish(self, output: Path) -> None:
+        if self.options.scanpaths:
+            with (output / "scanpaths.csv").open("w", newline="") as file:
+                table = csv.writer(file)
+                table.writerow(FIXATION_COLUMNS)
+                table.writerows((*row, "", "") for row in self.scanpath_rows)

@@ -27,7 +27,7 @@ from code.data.gaze import GazeDataset, Scanpath, Stimulus
 from code.data.loaders.common import build_dataset, file_stimulus, list_images
 from code.registry import DATASETS
 
-REQUIRED = ("image", "subject", "fix_index", "x", "y", "duration_ms", "onset_ms")
+FIXATION_COLUMNS = ("image", "subject", "fix_index", "x", "y", "duration_ms", "onset_ms")
 
 
 @DATASETS.register("csv")
@@ -84,7 +84,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         raise FileNotFoundError(f"fixation table not found: {path}")
     with path.open(newline="") as file:
         reader = csv.DictReader(file)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        missing = [c for c in FIXATION_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
         return [(line, row) for line, row in enumerate(reader, start=2)]
