@@ -5,8 +5,13 @@
     python -m code.evaluate scanpaths --dataset osie --root ../shared/data/osie \\
         --predictions scanpaths.csv --out result.json
 
+    python -m code.evaluate compare A/result.json B/result.json --out comparison.json
+
 Saliency: DIR holds one ``<image stem>.npy`` per stimulus at its original height × width.
 Scanpaths: a CSV with columns image,subject,fix_index,x,y,duration_ms,onset_ms (0-based pixels).
+``--images FILE`` (one stimulus name per line) or ``--split RUN/split.json`` (that run's test
+images) scores a subset. ``compare``: per metric, A − B on the images both scored, with its
+bootstrap 95 % interval and paired tests (Wilcoxon signed-rank, t).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from pathlib import Path
 import torch
 
 from code.data.build import add_dataset_options, dataset_from_options
+from code.data.splits import read_image_list, read_split, select_images
 from code.metrics.baselines import CrossValidatedCenterBias, LeaveOneSubjectOutGoldStandard
+from code.metrics.comparison import compare_results, format_comparison, read_result
 from code.metrics.scoring import evaluate_saliency, format_table, sim_optimisation
 from code.utils.parallel import available_cpus
 
@@ -49,6 +56,17 @@ def main(argv: list[str]) -> None:
         add_dataset_options(p, argv)
         p.add_argument("--predictions", type=Path, required=True)
         p.add_argument("--out", type=Path, required=True)
+        subset = p.add_mutually_exclusive_group()
+        subset.add_argument(
+            "--images", type=Path, help="score only these stimuli: a file, one name per line"
+        )
+        subset.add_argument(
+            "--split", type=Path, help="score only the test images of a run's split.json"
+        )
+    compare = sub.add_parser("compare", help="paired comparison of two result.json files")
+    compare.add_argument("a", type=Path, metavar="A")
+    compare.add_argument("b", type=Path, metavar="B")
+    compare.add_argument("--out", type=Path, required=True)
     sal = sub.choices["saliency"]
     sal.add_argument("--kind", choices=["log-density", "saliency-map"], required=True)
     sal.add_argument(
@@ -97,9 +115,23 @@ def main(argv: list[str]) -> None:
     if args.command == "saliency" and args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     prepare_output(parser, args.out)
+    if args.command == "compare":
+        result = compare_results(read_result(args.a), read_result(args.b), args.a, args.b)
+        print(format_comparison(result))
+        args.out.write_text(json.dumps(result, indent=2))
+        return
 
     dataset = dataset_from_options(args)
+    if args.images is not None:
+        dataset = select_images(dataset, read_image_list(args.images), str(args.images))
+    elif args.split is not None:
+        dataset = select_images(dataset, read_split(args.split, dataset.name), str(args.split))
     if args.command == "saliency":
+        if len(dataset.stimuli) < args.center_bias_folds:
+            parser.error(
+                f"--center-bias-folds {args.center_bias_folds}: the centre bias is cross-validated"
+                f" over the {len(dataset.stimuli)} scored images; at most that many folds"
+            )
         jitter = None if args.judd_jitter_seed.lower() == "none" else int(args.judd_jitter_seed)
         result = evaluate_saliency(
             dataset,
@@ -115,6 +147,7 @@ def main(argv: list[str]) -> None:
             sim_optimisation(args.sim_steps),
             torch.device(args.device),
             args.workers,
+            extra_allowed=args.images is not None or args.split is not None,
         )
         table = format_table(result)
     else:

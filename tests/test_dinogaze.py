@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -179,8 +183,9 @@ def test_kmeans_segments_separate_distinct_regions(tmp_path: Path) -> None:
 
 
 def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
-    tmp_path: Path,
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    from code.evaluate import main as evaluate
     from code.predict import main as predict
 
     config = Path("configs/01_dinogaze_spade/cpu_osie/scanpath.yaml")
@@ -194,23 +199,69 @@ def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     (images / "notes.txt").write_text("not an image, not an input")
     out = tmp_path / "predictions"
-    result = predict(
-        ["--checkpoint", str(tmp_path / "run" / "best.pt"), "--input", str(images),
-         "--output", str(out), "--scanpaths", "3", "--scanpath-length", "4"]
-    )  # fmt: skip
+    checkpoint = ["--checkpoint", str(tmp_path / "run" / "best.pt")]
+    scanpath_options = ["--scanpaths", "3", "--scanpath-length", "4"]
+    result = predict([*checkpoint, "--input", str(images), "--output", str(out), *scanpath_options])
     assert result["skipped"] == ["broken.jpg"] and sorted(result["written"]) == sorted(sizes)
     for name, size in sizes.items():
         stem = Path(name).stem
-        log_density = np.load(out / f"{stem}.npy")
+        log_density = np.load(out / "densities" / f"{stem}.npy")
         assert log_density.shape == size
         assert abs(np.logaddexp.reduce(log_density.astype(np.float64).ravel())) < 1e-3
-        scanpaths = np.load(out / f"{stem}_scanpaths.npy")
+        scanpaths = np.load(out / "scanpaths" / f"{stem}_scanpaths.npy")
         assert scanpaths.shape == (3, 4, 2)
         assert np.all((scanpaths >= 0) & (scanpaths < [size[1], size[0]]))
         assert np.allclose(scanpaths[:, 0], [size[1] / 2, size[0] / 2])  # OSIE-style start
-        for suffix in ("_overlay.png", "_scanpaths.png"):
-            with Image.open(out / f"{stem}{suffix}") as picture:
+        for picture_path in (out / "overlays" / f"{stem}_overlay.png",
+                             out / "scanpaths" / f"{stem}_scanpaths.png"):  # fmt: skip
+            with Image.open(picture_path) as picture:
                 assert picture.size == (size[1], size[0])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty: no image files"):
+        predict([*checkpoint, "--input", str(empty), "--output", str(tmp_path / "none")])
+
+    # predict -> evaluate on real OSIE images, the outputs taken as they are
+    osie_images = tmp_path / "osie_images"
+    osie_images.mkdir()
+    names = ["1001.jpg", "1002.jpg", "1003.jpg"]
+    for name in names:
+        shutil.copy(shared_data / "osie" / "stimuli" / name, osie_images / name)
+    (tmp_path / "images.txt").write_text("\n".join(names) + "\n")
+    osie_out = tmp_path / "osie_predictions"
+    predict(
+        [*checkpoint, "--input", str(osie_images), "--output", str(osie_out), *scanpath_options]
+    )
+    dataset = ["--dataset", "osie", "--root", str(shared_data / "osie")]
+    evaluate(["saliency", *dataset, "--predictions", str(osie_out / "densities"),
+              "--images", str(tmp_path / "images.txt"), "--kind", "log-density",
+              "--fixation-map-sigma", "24", "--center-bias-folds", "3",
+              "--out", str(tmp_path / "saliency.json")])  # fmt: skip
+    saliency = json.loads((tmp_path / "saliency.json").read_text())
+    assert saliency["per_image"]["image"] == names and np.isfinite(saliency["metrics"]["IG"])
+    scanpaths = ["scanpaths", *dataset, "--predictions", str(osie_out / "scanpaths.csv"),
+                 "--out", str(tmp_path / "scanpaths.json")]  # fmt: skip
+    with pytest.raises(ValueError, match=r"without durations .*--temporal-bin-ms 0"):
+        evaluate(scanpaths)
+    evaluate([*scanpaths, "--temporal-bin-ms", "0"])
+    scored = json.loads((tmp_path / "scanpaths.json").read_text())
+    assert scored["n_images"] == 3 and scored["n_pairs"] == 3 * 3 * 15  # 3 samples x 15 humans
+    assert np.isfinite(scored["metrics"]["ScanMatch"]) and "MM_duration" not in scored["metrics"]
+
+
+def test_predict_exit_status_says_images_were_skipped(tmp_path: Path) -> None:
+    config = Path("configs/01_dinogaze_spade/cpu_osie/no_injection.yaml")
+    main(["--cfg", str(config), "--opts", *_tiny_opts(config, tmp_path)])
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(images / "fine.png")
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    command = [sys.executable, "-m", "code.predict",
+               "--checkpoint", str(tmp_path / "run" / "best.pt"),
+               "--input", str(images), "--output", str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    assert "skipped broken.jpg" in done.stderr and "1 unreadable skipped: broken.jpg" in done.stdout
 
 
 def test_spatial_model_is_scored_on_the_scanpath_models_fixations(tmp_path: Path) -> None:

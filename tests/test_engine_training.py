@@ -102,6 +102,9 @@ def test_eval_only_scores_a_named_checkpoint(tmp_path: Path) -> None:
     assert again["metrics"] == trained["metrics"]
     assert json.loads((tmp_path / "other" / "eval" / "metrics.json").read_text()) == again
     assert not (tmp_path / "other" / "last.pt").exists()
+    split = json.loads((tmp_path / "train" / "split.json").read_text())  # for evaluate --split
+    assert split["dataset"] == "generated" and len(split["test"]) == trained["n_images"] == 9
+    assert not set(split["test"]) & set(split["train"]) and len(split["val"]) == 5
 
 
 def test_a_run_never_starts_over_another_by_accident(tmp_path: Path) -> None:

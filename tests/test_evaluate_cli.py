@@ -202,3 +202,58 @@ def test_bootstrap_and_paired_tests_against_textbook_values():
     assert paired["CC"]["wilcoxon_p"] < 1e-10 and paired["CC"]["t_p"] < 1e-10
     same = paired_comparison({"CC": values.tolist()}, {"CC": values.tolist()}, [1] * 400)
     assert same["CC"]["difference"] == 0 and same["CC"]["wilcoxon_p"] == 1.0
+
+
+def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
+    name, dataset = small_osie
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    write_predictions(a, dataset)
+    write_predictions(b, dataset, lambda i, m: np.full_like(m, -np.log(m.size)))  # uniform
+    (tmp_path / "images.txt").write_text(
+        "1001.jpg\n1002  # a stem names it too\n\n1003.jpg\n1004\n"
+    )
+    run(name, a, tmp_path / "a.json", "--images", str(tmp_path / "images.txt"))
+    subset = json.loads((tmp_path / "a.json").read_text())
+    assert subset["per_image"]["image"] == ["1001.jpg", "1002.jpg", "1003.jpg", "1004.jpg"]
+    split = {
+        "dataset": dataset.name,
+        "train": [],
+        "val": [],
+        "test": ["1002.jpg", "1005.jpg", "1006.jpg"],
+    }
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    run(name, b, tmp_path / "b.json", "--split", str(tmp_path / "split.json"))
+    assert json.loads((tmp_path / "b.json").read_text())["per_image"]["image"] == [
+        "1002.jpg", "1005.jpg", "1006.jpg"
+    ]  # fmt: skip
+    (tmp_path / "two.txt").write_text("1001.jpg\n1002.jpg\n")
+    with pytest.raises(SystemExit):
+        run(name, a, tmp_path / "x.json", "--images", str(tmp_path / "two.txt"))
+    assert "--center-bias-folds 3: the centre bias is cross-validated" in capsys.readouterr().err
+    # compare on all six images: A (smooth random maps) against the uniform map
+    run(name, a, tmp_path / "a.json")
+    run(name, b, tmp_path / "b.json")
+    capsys.readouterr()
+    evaluate.main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                   "--out", str(tmp_path / "cmp.json")])  # fmt: skip
+    comparison = json.loads((tmp_path / "cmp.json").read_text())
+    results = [json.loads((tmp_path / f"{x}.json").read_text()) for x in "ab"]
+    assert comparison["n_images"] == 6 and comparison["only_in_A"] == 0
+    for metric, row in comparison["metrics"].items():
+        assert row["A"] == pytest.approx(results[0]["metrics"][metric])
+        assert row["B"] == pytest.approx(results[1]["metrics"][metric])
+        assert row["ci95"][0] <= row["difference"] <= row["ci95"][1]
+        assert 0 <= row["wilcoxon_p"] <= 1 and 0 <= row["t_p"] <= 1
+    assert "Wilcoxon p" in capsys.readouterr().out
+    # refused: other settings, other data; bad subsets name their file
+    run(name, b, tmp_path / "b24.json", "--judd-jitter-seed", "7")
+    with pytest.raises(ValueError, match=r"scored differently: settings judd_jitter_seed: 42 vs 7"):
+        evaluate.main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b24.json"),
+                       "--out", str(tmp_path / "x.json")])  # fmt: skip
+    (tmp_path / "bad.txt").write_text("1001.jpg\nnot_a_stimulus.jpg\n")
+    with pytest.raises(ValueError, match=r"bad\.txt: 1 name\(s\) are not stimuli .*not_a_stimulus"):
+        run(name, a, tmp_path / "x.json", "--images", str(tmp_path / "bad.txt"))
+    (tmp_path / "other.json").write_text(json.dumps({**split, "dataset": "mit1003"}))
+    with pytest.raises(ValueError, match=r"other\.json: a split of data set 'mit1003'"):
+        run(name, a, tmp_path / "x.json", "--split", str(tmp_path / "other.json"))

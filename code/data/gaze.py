@@ -195,3 +195,11 @@ class GazeDataset:
     @property
     def subjects(self) -> np.ndarray:
         return np.unique(self.fixations.subject)
+
+
+def stimulus_index(stimuli: Sequence[Stimulus]) -> dict[str, int]:
+    """Stimulus position by name: its id, or its file stem where no other stimulus shares it."""
+    stems = Counter(Path(s.id).stem for s in stimuli)
+    index = {Path(s.id).stem: i for i, s in enumerate(stimuli) if stems[Path(s.id).stem] == 1}
+    index.update({s.id: i for i, s in enumerate(stimuli)})
+    return index

@@ -6,11 +6,13 @@ never sees the image it is scored on. Index arrays come back sorted.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from code.data.gaze import GazeDataset
+from code.data.gaze import GazeDataset, stimulus_index
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,52 @@ def select_subjects(dataset: GazeDataset, subjects: np.ndarray) -> GazeDataset:
         adjusted=dataset.adjusted,
         sources=dataset.sources,
     )
+
+
+SPLIT_FILE = "split.json"  # what a run writes: its data set and the stimulus ids of each part
+
+
+def write_split(path: Path, dataset_name: str, parts: dict[str, GazeDataset]) -> None:
+    """Save the stimulus ids of each part (``{"train": ..., "val": ..., "test": ...}``)."""
+    ids = {name: [s.id for s in part.stimuli] for name, part in parts.items()}
+    path.write_text(json.dumps({"dataset": dataset_name, **ids}, indent=1))
+
+
+def read_split(path: Path, dataset_name: str) -> list[str]:
+    """The test stimulus ids of a run's :data:`SPLIT_FILE`, which must be of ``dataset_name``."""
+    try:
+        split = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read as a run's {SPLIT_FILE}: {err}") from err
+    if not isinstance(split, dict) or "test" not in split:
+        raise ValueError(f"{path}: not a run's {SPLIT_FILE} (no 'test' list)")
+    if split.get("dataset") != dataset_name:
+        raise ValueError(
+            f"{path}: a split of data set {split.get('dataset')!r}, not of {dataset_name!r}"
+        )
+    return split["test"]
+
+
+def read_image_list(path: Path) -> list[str]:
+    """Stimulus names, one per line (blank lines and ``#`` comments ignored)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image list not found: {path}")
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def select_images(dataset: GazeDataset, names: list[str], source: str) -> GazeDataset:
+    """The stimuli ``names`` (ids, or unambiguous file stems) of ``dataset``, in data-set order;
+    an unknown or repeated name is an error naming ``source``."""
+    index_of = stimulus_index(dataset.stimuli)
+    unknown = [name for name in names if name not in index_of]
+    if unknown:
+        count, examples = len(unknown), unknown[:5]
+        raise ValueError(f"{source}: {count} name(s) are not stimuli of {dataset.name}: {examples}")
+    chosen = [index_of[name] for name in names]
+    repeated = sorted({names[k] for k, i in enumerate(chosen) if chosen.count(i) > 1})
+    if repeated:
+        raise ValueError(f"{source}: stimuli named more than once: {repeated[:5]}")
+    if not chosen:
+        raise ValueError(f"{source}: names no stimulus")
+    return dataset.subset(sorted(chosen))

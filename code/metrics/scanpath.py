@@ -262,21 +262,30 @@ def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatc
     pairs), beside the human ceiling on the same images. ``predictions``: a table in the generic
     ``fixations.csv`` layout (:mod:`code.data.loaders.csv_layout`, checked like it); ``image`` is
     the stimulus file name or stem, ``subject`` may name the model that made the scanpath."""
-    predicted = scanpaths_by_image(
-        read_fixation_table(predictions, dataset.stimuli, str(predictions))
-    )
+    table = read_fixation_table(predictions, dataset.stimuli, str(predictions))
+    # Models that say where, not how long (e.g. code.predict's samples): scored without
+    # durations, which only ScanMatch's temporal bins and MultiMatch's duration need.
+    timed = bool(np.isfinite(table.fixations.duration_ms).all())
+    if not timed and params.temporal_bin_ms > 0:
+        raise ValueError(
+            f"{predictions}: scanpaths without durations (duration_ms empty) cannot be binned "
+            "in time for ScanMatch: pass --temporal-bin-ms 0"
+        )
+    predicted = scanpaths_by_image(table)
     humans = scanpaths_by_image(dataset)
     rows = []
     for image, by_model in sorted(predicted.items()):
         stim = dataset.stimuli[image]
         for scanpath in by_model.values():
             for human in humans.get(image, {}).values():
-                rows.append(compare(scanpath, human, stim.height, stim.width, params))
+                row = compare(scanpath, human, stim.height, stim.width, params)
+                rows.append(row if timed else {k: v for k, v in row.items() if k != "MM_duration"})
     return {
         "metrics": _mean(rows),
         "n_pairs": len(rows),
         "n_images": len(predicted),
         "human_ceiling": human_ceiling(dataset, params, set(predicted)),
+        "durations": timed,
     }
 
 

@@ -37,14 +37,15 @@ def stimulus_stem(stimulus: Stimulus) -> str:
     return stimulus.path.stem if stimulus.path is not None else Path(stimulus.id).stem
 
 
-def prediction_files(dataset: GazeDataset, directory: Path) -> list[Path]:
-    """One ``<stem>.npy`` per stimulus, in stimulus order; missing or extra files are errors."""
+def prediction_files(dataset: GazeDataset, directory: Path, extra_allowed: bool) -> list[Path]:
+    """One ``<stem>.npy`` per stimulus, in stimulus order; missing files are errors, and so
+    are extra ones unless ``extra_allowed`` (a subset of the data set is scored)."""
     if not directory.is_dir():
         raise FileNotFoundError(f"predictions directory not found: {directory}")
     expected = [stimulus_stem(s) for s in dataset.stimuli]
     present = {p.stem for p in directory.glob("*.npy")}
     missing = [s for s in expected if s not in present]
-    extra = sorted(present - set(expected))
+    extra = [] if extra_allowed else sorted(present - set(expected))
     if missing or extra:
         raise ValueError(
             f"{directory}: predictions do not match the {len(expected)} stimuli of {dataset.name}: "
@@ -88,6 +89,7 @@ def evaluate_saliency(
     sim_optimisation: SimOptimisation,
     device: torch.device,
     workers: int,
+    extra_allowed: bool = False,
 ) -> dict:
     """Score the maps in ``predictions`` and the baselines; the ``result.json`` content.
 
@@ -95,8 +97,9 @@ def evaluate_saliency(
     Baselines are scored as log-densities under the same protocol; the gold standard, being a
     leave-one-subject-out model, reports LL and IG only. Images are scored on ``workers``
     threads and summed in data-set order, so the result does not depend on their number.
+    ``extra_allowed``: ``dataset`` is a subset, and ``predictions`` may hold other images' maps.
     """
-    files = prediction_files(dataset, predictions)
+    files = prediction_files(dataset, predictions, extra_allowed)
     fix = dataset.fixations
     sizes = np.array([s.size for s in dataset.stimuli], dtype=np.int64)
 

@@ -36,6 +36,7 @@ from code.data.build import (
 from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import FIXATION_COLUMNS
 from code.data.samples import predicts_first_fixation, resize_rgb
+from code.data.splits import SPLIT_FILE, write_split
 from code.engine.evaluator import (
     evaluate_model,
     evaluate_scanpath_model,
@@ -51,6 +52,7 @@ from code.models.decoders.scanpath import sample_scanpaths
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, ConfigError
 from code.tasks.base import Predictor, Task, check_batch_fields, input_size
+from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
 
@@ -148,6 +150,9 @@ class DensityTask(Task):
 
     def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict | None:
         cfg = self.cfg
+        if dist.is_main():  # which images were trained and scored on, for code.evaluate --split
+            parts = {name: getattr(self.splits, name) for name in SPLITS}
+            write_split(output_dir / SPLIT_FILE, self.splits.test.name, parts)
         if not self.conditional:
             test = self.splits.test
             return evaluate_model(

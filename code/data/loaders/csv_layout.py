@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from code.data.gaze import GazeDataset, Scanpath, Stimulus
+from code.data.gaze import GazeDataset, Scanpath, Stimulus, stimulus_index
 from code.data.loaders.common import build_dataset, file_stimulus, list_images
 from code.registry import DATASETS
 
@@ -42,11 +42,7 @@ def read_fixation_table(csv_path: Path, stimuli: list[Stimulus], name: str) -> G
     """The scanpaths of a ``fixations.csv`` (the layout above) on ``stimuli``, validated like
     any data set (coordinates inside their image); ``image`` names a stimulus by its id or,
     where that is unambiguous, its file stem."""
-    index_of = {s.id: i for i, s in enumerate(stimuli)}
-    stems = Counter(Path(s.id).stem for s in stimuli)
-    index_of.update(
-        {Path(s.id).stem: i for i, s in enumerate(stimuli) if stems[Path(s.id).stem] == 1}
-    )
+    index_of = stimulus_index(stimuli)
     rows = _read_rows(csv_path)
     subject_ids = _subject_ids([r["subject"] for _, r in rows])
     trains: dict[tuple[int, int], list[tuple[int, float, float, float, float]]] = defaultdict(list)
