@@ -121,7 +121,7 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bo
             report["checkpoint"] = str(best)
         (folder / "metrics.json").write_text(json.dumps(report, indent=2))
         log.info("test set results:\n%s", task.summary(report))
-        task.save_figures(model, device, folder)
+        task.save_figures(model, device, folder, report)
     return report or {}
 
 

@@ -15,7 +15,11 @@ import torch
 from PIL import Image
 
 from code.data.batch import Batch
+from code.metrics.saliency import empirical_saliency_map
 from code.models.shapes import PredictionKind
+
+DENSITY_CMAP = "magma"  # perceptually uniform, dark where nobody looks
+HEATMAP_OPACITY = 0.8  # at the density's maximum; it falls to 0 with the density
 
 
 def save_overlay(
@@ -23,24 +27,38 @@ def save_overlay(
     image: np.ndarray,
     log_density: np.ndarray,
     fixations_xy: np.ndarray,
-    true_log_density: np.ndarray | None,
     title: str,
+    fixation_map_sigma: float | None = None,
+    true_log_density: np.ndarray | None = None,
 ) -> None:
-    """One figure: the image with fixations, the predicted density over it, the true density."""
-    panels = 3 if true_log_density is not None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.4))
-    axes[0].imshow(image)
-    axes[0].scatter(
-        fixations_xy[:, 0], fixations_xy[:, 1], s=8, c="red", edgecolors="white", linewidths=0.5
-    )
-    axes[0].set_title(f"{title}: image + fixations")
-    axes[1].imshow(image)
-    axes[1].imshow(np.exp(log_density), cmap="inferno", alpha=0.65)
-    axes[1].set_title("predicted density")
+    """One figure: the image with its fixations; the empirical fixation map (fixations blurred
+    with ``fixation_map_sigma`` px, as CC/KLDiv/SIM see them) when given; the predicted density
+    with a colour bar; the true density when known. ``title`` heads the figure (e.g. the
+    image's id and scores)."""
+    panels = {"image + fixations": None}
+    if fixation_map_sigma is not None and len(fixations_xy):
+        height, width = log_density.shape
+        xs, ys = fixations_xy[:, 0], fixations_xy[:, 1]
+        empirical = empirical_saliency_map(xs, ys, height, width, fixation_map_sigma, "cpu")
+        panels[f"fixation map (σ = {fixation_map_sigma:g} px)"] = empirical.numpy()
+    panels["predicted density"] = np.exp(log_density)
     if true_log_density is not None:
-        axes[2].imshow(np.exp(true_log_density), cmap="inferno")
-        axes[2].set_title("true density")
-    _save(fig, axes, path)
+        panels["true density"] = np.exp(true_log_density)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (name, values) in zip(axes[0], panels.items(), strict=True):
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+        if values is None:
+            ax.imshow(image)
+            ax.scatter(fixations_xy[:, 0], fixations_xy[:, 1], s=8, c="red",
+                       edgecolors="white", linewidths=0.5)  # fmt: skip
+            continue
+        shown = ax.imshow(values, cmap=DENSITY_CMAP)
+        fig.colorbar(shown, ax=ax, fraction=0.035, pad=0.02, format="%.1e")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def save_panels(path: Path, images: dict[str, np.ndarray], title: str) -> None:
@@ -53,10 +71,11 @@ def save_panels(path: Path, images: dict[str, np.ndarray], title: str) -> None:
 
 
 def save_heatmap(path: Path, image: np.ndarray, log_density: np.ndarray) -> None:
-    """The image with the density (scaled to its maximum) blended over it as a heat map."""
+    """The image with the density (scaled to its maximum) over it in a perceptual colour map,
+    opaque where the density is high and transparent where it is low (the image shows there)."""
     density = np.exp(log_density - log_density.max())
-    heat = plt.get_cmap("inferno")(density)[..., :3]
-    alpha = 0.25 + 0.6 * density[..., None]
+    heat = plt.get_cmap(DENSITY_CMAP)(density)[..., :3]
+    alpha = HEATMAP_OPACITY * np.sqrt(density)[..., None]
     blended = (1 - alpha) * image / 255 + alpha * heat
     Image.fromarray((blended * 255).round().astype(np.uint8)).save(path)
 
@@ -94,7 +113,7 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
 def _draw_density(path: Path, batch: Batch, density: torch.Tensor, item: int, title: str) -> None:
     fixations = batch.fixations[item][batch.fixation_mask[item]].cpu().numpy()
     image = _hwc(batch.input[item])
-    save_overlay(path, image, density.float().cpu().numpy(), fixations, None, title)
+    save_overlay(path, image, density.float().cpu().numpy(), fixations, title)
 
 
 def _draw_image(path: Path, batch: Batch, prediction: torch.Tensor, item: int, title: str) -> None:

@@ -74,8 +74,11 @@ class Task:
         """The report as a table for the log."""
         raise NotImplementedError
 
-    def save_figures(self, model: GazeModel, device: torch.device, output_dir: Path) -> None:
-        """Pictures of the final model on the test data (rank 0 only); none by default."""
+    def save_figures(
+        self, model: GazeModel, device: torch.device, output_dir: Path, report: dict
+    ) -> None:
+        """Pictures of the final model on the test data, ``report`` being its evaluation (rank
+        0 only); none by default."""
 
     def add_predict_options(self, parser: argparse.ArgumentParser) -> None:
         """Command-line options of ``code.predict`` for this task's models; none by default."""

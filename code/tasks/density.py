@@ -46,7 +46,7 @@ from code.engine.evaluator import (
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_heatmap, save_overlay, save_scanpaths
 from code.metrics.saliency import batch_log_likelihoods
-from code.metrics.scoring import format_table
+from code.metrics.scoring import format_table, stimulus_stem
 from code.models.build import GazeModel, build_model, build_segmenter
 from code.models.decoders.scanpath import sample_scanpaths
 from code.models.shapes import PredictionKind
@@ -175,8 +175,12 @@ class DensityTask(Task):
         return table
 
     @torch.no_grad()
-    def save_figures(self, model: GazeModel, device: torch.device, output_dir: Path) -> None:
-        """PNG overlays of the first test images: image, predicted and true density, fixations.
+    def save_figures(
+        self, model: GazeModel, device: torch.device, output_dir: Path, report: dict
+    ) -> None:
+        """``overlays/<stem>_overlay.png`` of the first test images: image and fixations, the
+        fixation map the metrics blur, the predicted density (and the true one of generated
+        data), the image's IG and NSS in the title.
 
         (Sampled scanpaths are drawn by ``code.predict --scanpaths K``.)"""
         if self.conditional:
@@ -186,15 +190,27 @@ class DensityTask(Task):
         folder.mkdir(exist_ok=True)
         dataset, samples = self.splits.test, self.samples["test"]
         collate = self.loaders["test"].collate_fn
+        per_image = report["per_image"]
+        row_of = {image: k for k, image in enumerate(per_image["image"])}
         for index in range(min(self.cfg.EVAL.NUM_OVERLAYS, len(samples))):
             prediction, _ = model(collate([samples[index]]).to(device))
             stimulus = dataset.stimuli[index]
             log_density = to_original_size(prediction[0], stimulus.size).cpu().numpy()
             fix = dataset.fixations_of(index)
             truth = stimulus.true_log_density() if stimulus.true_log_density else None
-            fixations_xy = np.stack([fix.x, fix.y], 1)
-            path = folder / f"{stimulus.id}.png"
-            save_overlay(path, stimulus.read(), log_density, fixations_xy, truth, stimulus.id)
+            title = stimulus.id
+            if stimulus.id in row_of:
+                k, scores = row_of[stimulus.id], per_image["model"]
+                title += f": IG {scores['IG'][k]:.2f} bits/fixation, NSS {scores['NSS'][k]:.2f}"
+            save_overlay(
+                folder / f"{stimulus_stem(stimulus)}_overlay.png",
+                stimulus.read(),
+                log_density,
+                np.stack([fix.x, fix.y], 1),
+                title,
+                self.cfg.EVAL.FIXATION_MAP_SIGMA,
+                truth,
+            )
         get_logger().info("overlays written to %s", folder)
 
     def add_predict_options(self, parser: argparse.ArgumentParser) -> None:
