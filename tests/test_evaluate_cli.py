@@ -257,3 +257,30 @@ def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
     (tmp_path / "other.json").write_text(json.dumps({**split, "dataset": "mit1003"}))
     with pytest.raises(ValueError, match=r"other\.json: a split of data set 'mit1003'"):
         run(name, a, tmp_path / "x.json", "--split", str(tmp_path / "other.json"))
+
+
+def test_report_tables_runs_with_their_baselines_and_intervals(small_osie, tmp_path):
+    from code import report
+
+    name, dataset = small_osie
+    predictions = tmp_path / "maps"
+    predictions.mkdir()
+    write_predictions(predictions, dataset)
+    run(name, predictions, tmp_path / "runs" / "a" / "metrics.json")
+    run(name, predictions, tmp_path / "runs" / "b" / "eval" / "metrics.json", "--sim-steps", "0")
+    text = report.main([str(tmp_path / "runs" / "*"), "--out", str(tmp_path / "report")])
+    result = json.loads((tmp_path / "runs" / "a" / "metrics.json").read_text())
+    lines = text.splitlines()
+    assert lines[0] == "| | IG | IG 95% CI | LL | NSS | AUC | sAUC | AUC_Judd | CC | KLDiv | SIM |"
+    ig, (low, high) = result["metrics"]["IG"], result["uncertainty"]["model"]["IG"]["ci95"]
+    assert lines[2].startswith(f"| a | {ig:.3f} | [{low:.3f}, {high:.3f}] |")
+    assert lines[3].startswith("| b |")  # an evaluation's eval/metrics.json, named by its run
+    assert [line.split(" |")[0] for line in lines[4:8]] == [
+        "| centre bias", "| gold standard", "| uniform", ""
+    ]  # fmt: skip
+    assert "6 test images" in text
+    rows = (tmp_path / "report" / "report.csv").read_text().splitlines()
+    assert rows[0] == "table,row,metric,value,se,ci95_low,ci95_high" and len(rows) > 30
+    assert (tmp_path / "report" / "report_ig.png").stat().st_size > 0
+    with pytest.raises(FileNotFoundError, match=r"no metrics\.json"):
+        report.main([str(tmp_path / "maps"), "--out", str(tmp_path / "x")])
