@@ -138,6 +138,11 @@ def test_scanpath_command_scores_a_human_as_well_as_the_human_ceiling(
     )
     result = json.loads(out.read_text())
     assert result["n_images"] == 3 and result["n_pairs"] == 3 * 15
+    per_image = result["per_image"]
+    assert per_image["image"] == ["1001.jpg", "1002.jpg", "1003.jpg"]
+    assert per_image["n_pairs"] == [15, 15, 15]
+    for metric, value in result["metrics"].items():  # equal pair counts: the mean of the means
+        assert np.mean(per_image["model"][metric]) == pytest.approx(value, rel=1e-9)
     metrics, ceiling = result["metrics"], result["human_ceiling"]
     assert set(metrics) == set(ceiling) >= {"ScanMatch", "sequence_score", "MM_position"}
     # one human against all humans (itself included once) is close to the human ceiling

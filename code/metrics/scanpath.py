@@ -273,19 +273,28 @@ def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatc
         )
     predicted = scanpaths_by_image(table)
     humans = scanpaths_by_image(dataset)
-    rows = []
+    rows_of: dict[int, list[dict[str, float]]] = {}
     for image, by_model in sorted(predicted.items()):
         stim = dataset.stimuli[image]
         for scanpath in by_model.values():
             for human in humans.get(image, {}).values():
                 row = compare(scanpath, human, stim.height, stim.width, params)
-                rows.append(row if timed else {k: v for k, v in row.items() if k != "MM_duration"})
+                row = row if timed else {k: v for k, v in row.items() if k != "MM_duration"}
+                rows_of.setdefault(image, []).append(row)
+    rows = [row for image_rows in rows_of.values() for row in image_rows]
+    means = {image: _mean(image_rows) for image, image_rows in rows_of.items()}
+    metrics = _mean(rows)
     return {
-        "metrics": _mean(rows),
+        "metrics": metrics,
         "n_pairs": len(rows),
         "n_images": len(predicted),
         "human_ceiling": human_ceiling(dataset, params, set(predicted)),
         "durations": timed,
+        "per_image": {  # each image's mean over its (predicted, human) pairs
+            "image": [dataset.stimuli[image].id for image in means],
+            "n_pairs": [len(rows_of[image]) for image in means],
+            "model": {k: [m[k] for m in means.values()] for k in metrics},
+        },
     }
 
 
