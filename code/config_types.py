@@ -119,6 +119,7 @@ class ModelConfig(Protocol):
 
 class ModelDecoderConfig(Protocol):
     NAME: str
+    CONV_RECONSTRUCTION: ModelDecoderConvReconstructionConfig
     RECONSTRUCTION: ModelDecoderReconstructionConfig
     SALIENCY: ModelDecoderSaliencyConfig
     SCANPATH: ModelDecoderScanpathConfig
@@ -143,6 +144,11 @@ class ModelDecoderSaliencyConfig(Protocol):
 
 class ModelDecoderReconstructionConfig(Protocol):
     HIDDEN_CHANNELS: int
+
+
+class ModelDecoderConvReconstructionConfig(Protocol):
+    CHANNELS: list[int]
+    BLOCKS: int
 
 
 class ModelBlockConfig(Protocol):
@@ -185,6 +191,13 @@ class ModelEncoderConfig(Protocol):
     NAME: str
     CONVNET: ModelEncoderConvnetConfig
     DINOV2: ModelEncoderDinov2Config
+    MASKED_CONVNET: ModelEncoderMaskedConvnetConfig
+
+
+class ModelEncoderMaskedConvnetConfig(Protocol):
+    CHANNELS: list[int]
+    BLOCKS: int
+    OUTPUTS: list[int]
 
 
 class ModelEncoderDinov2Config(Protocol):

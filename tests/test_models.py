@@ -20,6 +20,7 @@ from code.tasks.base import build_task
 PART_OPTS = {
     ("INPUT_STAGE", "identity"): {},
     ("ENCODER", "convnet"): {"CHANNELS": "[8, 16]"},
+    ("ENCODER", "masked_convnet"): {"CHANNELS": "[8, 16]", "BLOCKS": "2", "OUTPUTS": "[0, 1]"},
     ("ENCODER", "dinov2"): {
         "ARCH": "vit_small_patch14_dinov2",
         "LAYERS": "[1, 3]",
@@ -42,6 +43,7 @@ PART_OPTS = {
         "CENTERBIAS_WEIGHT": "1.0",
     },
     ("DECODER", "reconstruction"): {"HIDDEN_CHANNELS": "8"},
+    ("DECODER", "conv_reconstruction"): {"CHANNELS": "[16, 8]", "BLOCKS": "1"},
     ("DECODER", "scanpath"): {
         "SALIENCY_CHANNELS": "[8]",
         "HISTORY_LENGTH": "2",

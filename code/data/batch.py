@@ -40,6 +40,8 @@ class Batch:
     history: torch.Tensor | None = None  # (B, N, k, 2) float, (x, y), most recent first
     history_mask: torch.Tensor | None = None  # (B, N, k) bool, False where there was none
     fixation_rows: torch.Tensor | None = None  # (B, N) int64 row in the fixation table, -1 pad
+    # (B, 1, H, W) float, 1 where a reconstruction loss applies (set by a masking input stage)
+    loss_mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         return self.map(lambda value: value.to(device, non_blocking=True))

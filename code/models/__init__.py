@@ -3,6 +3,11 @@ importing this package registers all of them."""
 
 from code.models import attention, segmenters  # noqa: F401
 from code.models.blocks import cross_attention, identity, spade  # noqa: F401
-from code.models.decoders import reconstruction, saliency, scanpath  # noqa: F401
-from code.models.encoders import convnet, dinov2  # noqa: F401
+from code.models.decoders import (  # noqa: F401
+    conv_reconstruction,
+    reconstruction,
+    saliency,
+    scanpath,
+)
+from code.models.encoders import convnet, dinov2, masked_convnet  # noqa: F401
 from code.models.input_stages import identity as identity_input  # noqa: F401

@@ -17,8 +17,8 @@ from code.utils.logging import log_shapes, log_signature
 class ReconstructionDecoder(Decoder):
     """Features at the finest stride -> conv -> upsampled to the image -> conv -> RGB in [0, 1].
 
-    Loss: squared error per pixel and channel against ``batch.target`` (the clean image, where
-    the input stage may have masked the input).
+    Loss: :func:`masked_squared_error` against ``batch.target`` (the clean image, where the
+    input stage may have masked the input).
     """
 
     prediction = PredictionKind.IMAGE
@@ -47,5 +47,17 @@ class ReconstructionDecoder(Decoder):
         return self.to_rgb(upsample_to_stride(x, self.stride, 1, image_hw))
 
     def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        error = (prediction.float() - batch.target.float()) ** 2
+        return masked_squared_error(prediction, batch)
+
+
+def masked_squared_error(
+    prediction: torch.Tensor, batch: Batch
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ e²·m, Σ m) over pixels and channels, e = prediction − ``batch.target`` and m the
+    ``batch.loss_mask`` (1 everywhere without one): their ratio is the mean squared error where
+    the loss applies."""
+    error = (prediction.float() - batch.target.float()) ** 2
+    if batch.loss_mask is None:
         return error.sum(), torch.tensor(error.numel(), device=error.device)
+    mask = batch.loss_mask.float().expand_as(error)
+    return (error * mask).sum(), mask.sum()
