@@ -215,6 +215,21 @@ class ModelEncoderConvnetConfig(Protocol):
 class ModelInputStageConfig(Protocol):
     NAME: str
     IDENTITY: ModelInputStageIdentityConfig
+    PERIPHERY: ModelInputStagePeripheryConfig
+    RANDOM_PATCHES: ModelInputStageRandomPatchesConfig
+
+
+class ModelInputStageRandomPatchesConfig(Protocol):
+    RATIO: float
+    PATCH_SIZE: int
+    FILL: Literal["mean", "blur"]
+    BLUR_SIGMA: float
+
+
+class ModelInputStagePeripheryConfig(Protocol):
+    RATIO: float
+    FILL: Literal["mean", "blur"]
+    BLUR_SIGMA: float
 
 
 class ModelInputStageIdentityConfig(Protocol):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from code.data.batch import Batch
 from code.models.decoders.conv_reconstruction import ConvReconstructionDecoder
 from code.models.decoders.reconstruction import masked_squared_error
 from code.models.encoders.masked_convnet import MaskedConvNetEncoder
+from code.models.input_stages.masking import Periphery, RandomPatches
+from code.models.layers.gaussian_blur import GaussianBlur
 
 
 def _batch(image: torch.Tensor, mask: torch.Tensor | None = None) -> Batch:
@@ -42,3 +47,47 @@ def test_masked_loss_is_the_mean_squared_error_where_the_mask_is_one() -> None:
     assert total.item() == 3 * (1 + 16) and count.item() == 3 * 2  # by hand: (1² + 4²) per channel
     total, count = masked_squared_error(prediction, _batch(target))
     assert total.item() == 3 * (1 + 4 + 9 + 16) and count.item() == 12
+
+
+def test_random_patches_hide_exactly_the_floor_of_ratio_times_the_patch_grid() -> None:
+    stage = RandomPatches(ratio=0.6, patch_size=8, fill="mean", blur_sigma=1.0).train()
+    for height, width in ((96, 96), (100, 70)):  # 100x70: 12 x 8 whole patches, rest visible
+        mask = stage.draw(height, width, torch.Generator().manual_seed(0))
+        grid = (height // 8) * (width // 8)
+        assert mask.sum() == math.floor(grid * 0.6) * 64
+        patches = mask[: height // 8 * 8, : width // 8 * 8].unfold(0, 8, 8).unfold(1, 8, 8)
+        assert set(patches.reshape(grid, 64).mean(1).tolist()) == {0.0, 1.0}  # whole patches
+        assert mask[height // 8 * 8 :].sum() == 0 and mask[:, width // 8 * 8 :].sum() == 0
+    first, second = stage.draw(96, 96, None), stage.draw(96, 96, None)
+    assert not torch.equal(first, second)  # redrawn per item in training
+
+
+def test_periphery_leaves_a_central_disc_of_the_exact_radius_visible() -> None:
+    stage = Periphery(ratio=0.8, fill="mean", blur_sigma=1.0)
+    radius = math.sqrt(96 * 96 * 0.2 / math.pi)
+    assert stage.radius(96, 96) == pytest.approx(radius, rel=1e-12)
+    mask = stage.draw(96, 96, None)
+    visible = 1 - mask
+    assert visible.sum().item() == pytest.approx(math.pi * radius**2, rel=0.02)
+    assert visible[48, 48] == 1 and mask[0, 0] == 1
+    assert visible[48, 48 + int(radius) - 1] == 1 and mask[48, 48 + int(radius) + 1] == 1
+
+
+def test_masks_are_fixed_per_image_in_evaluation_and_the_blur_fill_survives() -> None:
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    image = torch.stack([xs / 63, ys / 63, (xs + ys) / 126])[None].expand(2, 3, 64, 64)
+    batch = _batch(image.contiguous())
+    stage = RandomPatches(ratio=0.5, patch_size=8, fill="blur", blur_sigma=2.0).eval()
+    once, again = stage(batch), stage(batch)
+    assert torch.equal(once.loss_mask, again.loss_mask)
+    assert not torch.equal(once.loss_mask[0], once.loss_mask[1])  # another image, another mask
+    hidden = once.loss_mask.expand_as(image).bool()
+    blurred = GaussianBlur(2.0, learnable=False)(image)
+    assert torch.allclose(once.input[hidden], blurred[hidden])  # what the encoder sees there
+    assert torch.equal(once.input[~hidden], image[~hidden]) and torch.equal(once.target, image)
+    mean_fill = Periphery(ratio=0.5, fill="mean", blur_sigma=2.0).eval()(batch)
+    hidden = mean_fill.loss_mask.expand_as(image).bool()
+    colour = image.mean(dim=(2, 3), keepdim=True).expand_as(image)
+    assert torch.allclose(mean_fill.input[hidden], colour[hidden])
+    with pytest.raises(ValueError, match=r"RATIO must be in \[0, 1\), got 1\.0"):
+        Periphery(ratio=1.0, fill="mean", blur_sigma=1.0)

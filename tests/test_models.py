@@ -19,6 +19,13 @@ from code.tasks.base import build_task
 # A small configuration for every registered part; a part without one fails the coverage test.
 PART_OPTS = {
     ("INPUT_STAGE", "identity"): {},
+    ("INPUT_STAGE", "random_patches"): {
+        "RATIO": "0.5",
+        "PATCH_SIZE": "8",
+        "FILL": "mean",
+        "BLUR_SIGMA": "2.0",
+    },
+    ("INPUT_STAGE", "periphery"): {"RATIO": "0.6", "FILL": "blur", "BLUR_SIGMA": "2.0"},
     ("ENCODER", "convnet"): {"CHANNELS": "[8, 16]"},
     ("ENCODER", "masked_convnet"): {"CHANNELS": "[8, 16]", "BLOCKS": "2", "OUTPUTS": "[0, 1]"},
     ("ENCODER", "dinov2"): {
@@ -195,3 +202,18 @@ def test_gaussian_blur_matches_scipy_inside_the_image() -> None:
     blurred = GaussianBlur(2.0, learnable=False)(image)[0, 0].numpy()
     reference = gaussian_filter(image[0, 0].numpy(), sigma=2.0, truncate=3.0, mode="nearest")
     assert abs(blurred - reference).max() < 1e-6
+
+
+@pytest.mark.parametrize("stage", INPUT_STAGES.names())
+def test_every_input_stage_feeds_a_reconstruction_model(stage: str) -> None:
+    parts = {"INPUT_STAGE": stage, "ENCODER": "convnet", "BLOCK": "identity"}
+    cfg = load_config(
+        Path("configs/quickstart.yaml"), _opts({**parts, "DECODER": "reconstruction"})
+    )
+    model = build_model(cfg)
+    prediction, seen = model(_batch(45, 61))
+    loss_sum, count = model.loss(prediction, seen)
+    assert torch.isfinite(loss_sum) and prediction.shape == (2, 3, 45, 61)
+    assert count == (
+        2 * 3 * 45 * 61 if stage == "identity" else seen.loss_mask.expand(2, 3, 45, 61).sum()
+    )

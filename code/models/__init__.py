@@ -11,3 +11,4 @@ from code.models.decoders import (  # noqa: F401
 )
 from code.models.encoders import convnet, dinov2, masked_convnet  # noqa: F401
 from code.models.input_stages import identity as identity_input  # noqa: F401
+from code.models.input_stages import masking  # noqa: F401
