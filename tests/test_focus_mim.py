@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from code.data.batch import Batch
+from code.main import main
 from code.models.decoders.conv_reconstruction import ConvReconstructionDecoder
 from code.models.decoders.reconstruction import masked_squared_error
 from code.models.encoders.masked_convnet import MaskedConvNetEncoder
@@ -91,3 +94,45 @@ def test_masks_are_fixed_per_image_in_evaluation_and_the_blur_fill_survives() ->
     assert torch.allclose(mean_fill.input[hidden], colour[hidden])
     with pytest.raises(ValueError, match=r"RATIO must be in \[0, 1\), got 1\.0"):
         Periphery(ratio=1.0, fill="mean", blur_sigma=1.0)
+
+
+GENERATED = [
+    "DATA.DATASET.NAME", "generated",
+    "DATA.DATASET.GENERATED.HEIGHT", "48",
+    "DATA.DATASET.GENERATED.WIDTH", "48",
+    "DATA.DATASET.GENERATED.NUM_SUBJECTS", "2",
+    "DATA.DATASET.GENERATED.FIXATIONS_PER_SCANPATH", "2",
+    "DATA.DATASET.GENERATED.SEED", "0",
+    "DATA.CACHE.DIR", "null",
+    "DATA.IMAGE_SIZE", "[48, 48]",
+    "DATA.BATCH_SIZE", "8",
+    "MODEL.ENCODER.MASKED_CONVNET.CHANNELS", "[16, 32, 32]",
+    "MODEL.ENCODER.MASKED_CONVNET.BLOCKS", "2",
+    "MODEL.DECODER.CONV_RECONSTRUCTION.CHANNELS", "[32, 32, 16]",
+    "MODEL.DECODER.CONV_RECONSTRUCTION.BLOCKS", "1",
+    "TRACKING.WANDB.ENABLED", "false",
+    "EVAL.NUM_OVERLAYS", "2",
+]  # fmt: skip
+
+
+def _pretrain(tmp_path: Path, images: int, epochs: int) -> dict:
+    opts = [*GENERATED, "DATA.DATASET.GENERATED.NUM_IMAGES", str(images)]
+    return main(
+        ["--cfg", "configs/04_focus_mim/cpu_osie/random_patches.yaml", "--opts", *opts,
+         "OUTPUT_DIR", str(tmp_path / "run"), "TRAIN.EPOCHS", str(epochs), "TRAIN.LR", "2e-3"]
+    )  # fmt: skip
+
+
+def test_mim_pretraining_runs_through_the_entry_point(tmp_path: Path) -> None:
+    report = _pretrain(tmp_path, images=40, epochs=1)
+    assert report["input_stage"] == "random_patches" and report["n_images"] == 8
+    assert report["metrics"]["masked_mse"] > 0 and report["metrics"]["fill_mse"] > 0
+    epochs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert "val_fill_mse" in next(r for r in epochs if r["kind"] == "epoch")
+    assert len(list((tmp_path / "run" / "overlays").glob("*_reconstruction.png"))) == 2
+
+
+@pytest.mark.slow
+def test_mim_pretraining_reconstructs_hidden_patches_better_than_the_fill(tmp_path: Path) -> None:
+    metrics = _pretrain(tmp_path, images=200, epochs=12)["metrics"]
+    assert metrics["masked_mse"] < 0.85 * metrics["fill_mse"], metrics  # it learned

@@ -106,20 +106,23 @@ def _save(fig: plt.Figure, axes: np.ndarray, path: Path) -> None:
     plt.close(fig)
 
 
-def _hwc(image: torch.Tensor) -> np.ndarray:
+def hwc(image: torch.Tensor) -> np.ndarray:
+    """A (3, H, W) tensor as an (H, W, 3) float array, as matplotlib shows it."""
     return image.permute(1, 2, 0).float().cpu().numpy()
 
 
 def _draw_density(path: Path, batch: Batch, density: torch.Tensor, item: int, title: str) -> None:
     fixations = batch.fixations[item][batch.fixation_mask[item]].cpu().numpy()
-    image = _hwc(batch.input[item])
+    image = hwc(batch.input[item])
     save_overlay(path, image, density.float().cpu().numpy(), fixations, title)
 
 
 def _draw_image(path: Path, batch: Batch, prediction: torch.Tensor, item: int, title: str) -> None:
-    panels = {"input": _hwc(batch.input[item]), "prediction": _hwc(prediction[item])}
+    panels = {"input": hwc(batch.input[item]), "prediction": hwc(prediction[item])}
+    if batch.loss_mask is not None:  # where the input was masked
+        panels = {"mask": hwc(batch.loss_mask[item].expand(3, -1, -1)), **panels}
     if batch.target is not None:
-        panels["target"] = _hwc(batch.target[item])
+        panels["target"] = hwc(batch.target[item])
     save_panels(path, panels, title)
 
 

@@ -1,0 +1,163 @@
+"""The ``mim_pretrain`` task: masked image modelling, the reconstruction of what a masking input
+stage hid (Weiler, Brucklacher et al., 2024), on the images of any data set.
+
+Items are images with themselves as the target (``DATA.SAMPLES.NAME: image``); the model's
+input stage masks them (``MODEL.INPUT_STAGE``: ``random_patches``, ``periphery``, ... or
+``identity``, the plain autoencoder) and its decoder reconstructs the image, trained by the
+squared error where the mask is 1. Validation: ``val_loss`` (that masked error) beside
+``val_fill_mse``, the error of the fill itself (what a model that reconstructs nothing scores);
+the test report gives both, and overlays show input, mask, reconstruction and target.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from yacs.config import CfgNode
+
+from code.data.batch import Batch
+from code.data.build import SPLITS, build_loader, build_samples, build_splits, load_dataset
+from code.data.samples import resize_rgb
+from code.engine.trainer import ValidationScorer
+from code.engine.visualize import hwc, save_panels
+from code.metrics.scoring import stimulus_stem
+from code.models.build import GazeModel, build_model
+from code.models.decoders.reconstruction import masked_squared_error
+from code.models.shapes import PredictionKind
+from code.registry import TASKS, ConfigError
+from code.tasks.base import Predictor, Task, check_batch_fields
+from code.utils import distributed as dist
+from code.utils.logging import get_logger
+
+
+class MaskedErrorScorer(ValidationScorer):
+    """``val_fill_mse``: the masked squared error of the model's input (the fill) as if it were
+    the reconstruction; ``val_loss`` is the model's own, so the two compare directly."""
+
+    def __init__(self) -> None:
+        self.higher_is_better = {"val_fill_mse": False}
+        self.sums = torch.zeros(2, dtype=torch.float64)  # Σ e²·m of the fill, Σ m
+
+    def update(self, prediction: torch.Tensor, batch: Batch) -> None:
+        total, count = masked_squared_error(batch.input, batch)
+        self.sums += torch.stack([total.double().cpu(), count.double().cpu()])
+
+    def state(self) -> torch.Tensor:
+        return self.sums
+
+    def compute(self, state: torch.Tensor) -> dict[str, float]:
+        total, count = state.tolist()
+        return {"val_fill_mse": total / count}
+
+
+@TASKS.register("mim_pretrain")
+class MaskedImageModellingTask(Task):
+    """Train a reconstruction model on masked images; report the masked error on the test split
+    beside the fill's."""
+
+    trains = True
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.cfg = cfg
+
+    def prepare(self) -> None:
+        cfg = self.cfg
+        self.splits = build_splits(cfg, load_dataset(cfg))
+        self.samples = {
+            name: build_samples(cfg, getattr(self.splits, name), name, None, None)
+            for name in SPLITS
+        }
+        self.loaders = {
+            name: build_loader(cfg, self.samples[name], name == "train") for name in SPLITS
+        }
+
+    def build_model(self) -> GazeModel:
+        model = build_model(self.cfg)
+        if model.prediction is not PredictionKind.IMAGE:
+            raise ConfigError(
+                f"task 'mim_pretrain' reconstructs images; MODEL.DECODER.NAME "
+                f"{self.cfg.MODEL.DECODER.NAME!r} predicts {model.prediction.value}"
+            )
+        check_batch_fields(model, self.samples["train"].fields, self.cfg)
+        return model
+
+    def validation(self, model: GazeModel) -> ValidationScorer:
+        return MaskedErrorScorer()
+
+    @torch.no_grad()
+    def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict | None:
+        model.eval()
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # model, fill, Σ m
+        for batch in self.loaders["test"]:
+            prediction, seen = model(batch.to(device))
+            total, count = masked_squared_error(prediction, seen)
+            fill, _ = masked_squared_error(seen.input, seen)
+            sums += torch.stack([total.double(), fill.double(), count.double()])
+        model_sum, fill_sum, count = dist.all_reduce_sum(sums).tolist()
+        if not dist.is_main():
+            return None
+        return {
+            "metrics": {"masked_mse": model_sum / count, "fill_mse": fill_sum / count},
+            "n_images": len(self.splits.test.stimuli),
+            "input_stage": self.cfg.MODEL.INPUT_STAGE.NAME,
+        }
+
+    def summary(self, report: dict) -> str:
+        m = report["metrics"]
+        return (
+            f"masked MSE {m['masked_mse']:.5f} (the fill's: {m['fill_mse']:.5f}, "
+            f"{m['masked_mse'] / m['fill_mse']:.1%} of it) on {report['n_images']} test images, "
+            f"input stage {report['input_stage']}"
+        )
+
+    @torch.no_grad()
+    def save_figures(
+        self, model: GazeModel, device: torch.device, output_dir: Path, report: dict
+    ) -> None:
+        """``overlays/<image>_reconstruction.png``: input, mask, reconstruction, target."""
+        model.eval()
+        folder = output_dir / "overlays"
+        folder.mkdir(exist_ok=True)
+        samples, collate = self.samples["test"], self.loaders["test"].collate_fn
+        for index in range(min(self.cfg.EVAL.NUM_OVERLAYS, len(samples))):
+            prediction, seen = model(collate([samples[index]]).to(device))
+            panels = {"input": seen.input[0], "reconstruction": prediction[0],
+                      "target": seen.target[0]}  # fmt: skip
+            if seen.loss_mask is not None:
+                panels = {"mask (loss)": seen.loss_mask[0].expand(3, -1, -1), **panels}
+            pictures = {name: hwc(image) for name, image in panels.items()}
+            stem = stimulus_stem(self.splits.test.stimuli[index])
+            save_panels(folder / f"{stem}_reconstruction.png", pictures, stem)
+        get_logger().info("reconstructions written to %s", folder)
+
+    def predictor(
+        self, model: GazeModel, device: torch.device, options: argparse.Namespace
+    ) -> Predictor:
+        return ReconstructionPredictor(model, tuple(self.cfg.DATA.IMAGE_SIZE), device)
+
+
+class ReconstructionPredictor(Predictor):
+    """``reconstructions/<stem>_reconstruction.png``: the image at the trained size, masked by
+    the model's input stage (its evaluation mask), and the model's reconstruction of it."""
+
+    def __init__(self, model: GazeModel, size: tuple[int, int], device: torch.device) -> None:
+        self.model, self.size, self.device = model, size, device
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray, name: str, output: Path) -> None:
+        pixels = torch.tensor(resize_rgb(image, *self.size)).permute(2, 0, 1)[None].float() / 255
+        batch = Batch(
+            input=pixels,
+            image_index=torch.zeros(1, dtype=torch.int64),
+            original_size=torch.tensor([image.shape[:2]]),
+            target=pixels.clone(),
+        )
+        prediction, seen = self.model(batch.to(self.device))
+        panels = {"input": seen.input[0], "reconstruction": prediction[0]}
+        folder = output / "reconstructions"
+        folder.mkdir(exist_ok=True)
+        pictures = {key: hwc(value) for key, value in panels.items()}
+        save_panels(folder / f"{Path(name).stem}_reconstruction.png", pictures, name)
