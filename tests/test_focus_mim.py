@@ -115,8 +115,10 @@ GENERATED = [
 ]  # fmt: skip
 
 
-def _pretrain(tmp_path: Path, images: int, epochs: int) -> dict:
+def _pretrain(tmp_path: Path, images: int, epochs: int, stage: str = "random_patches") -> dict:
     opts = [*GENERATED, "DATA.DATASET.GENERATED.NUM_IMAGES", str(images)]
+    if stage == "identity":
+        opts += ["MODEL.INPUT_STAGE.NAME", "identity"]
     return main(
         ["--cfg", "configs/04_focus_mim/cpu_osie/random_patches.yaml", "--opts", *opts,
          "OUTPUT_DIR", str(tmp_path / "run"), "TRAIN.EPOCHS", str(epochs), "TRAIN.LR", "2e-3"]
@@ -130,6 +132,8 @@ def test_mim_pretraining_runs_through_the_entry_point(tmp_path: Path) -> None:
     epochs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert "val_fill_mse" in next(r for r in epochs if r["kind"] == "epoch")
     assert len(list((tmp_path / "run" / "overlays").glob("*_reconstruction.png"))) == 2
+    plain = _pretrain(tmp_path / "plain", images=40, epochs=1, stage="identity")
+    assert plain["metrics"]["fill_mse"] == 0  # nothing hidden: the loss is over the whole image
 
 
 @pytest.mark.slow

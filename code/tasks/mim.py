@@ -107,10 +107,11 @@ class MaskedImageModellingTask(Task):
 
     def summary(self, report: dict) -> str:
         m = report["metrics"]
+        # without a mask nothing is filled: the input is the target, its error 0
+        share = f", {m['masked_mse'] / m['fill_mse']:.1%} of it" if m["fill_mse"] > 0 else ""
         return (
-            f"masked MSE {m['masked_mse']:.5f} (the fill's: {m['fill_mse']:.5f}, "
-            f"{m['masked_mse'] / m['fill_mse']:.1%} of it) on {report['n_images']} test images, "
-            f"input stage {report['input_stage']}"
+            f"masked MSE {m['masked_mse']:.5f} (the fill's: {m['fill_mse']:.5f}{share}) on "
+            f"{report['n_images']} test images, input stage {report['input_stage']}"
         )
 
     @torch.no_grad()
