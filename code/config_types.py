@@ -386,6 +386,11 @@ class DistConfig(Protocol):
 class TaskConfig(Protocol):
     NAME: str
     DENSITY: TaskDensityConfig
+    MIM_PRETRAIN: TaskMimPretrainConfig
+
+
+class TaskMimPretrainConfig(Protocol):
+    pass
 
 
 class TaskDensityConfig(Protocol):
