@@ -176,7 +176,7 @@ def test_combination_builds_and_runs(encoder: str, block: str, decoder: str) -> 
 def test_part_needing_data_the_run_lacks_fails_naming_what_provides_it(
     part: list[str], message: str
 ) -> None:
-    small = ["DATA.DATASET.GENERATED.NUM_IMAGES", "20"]
+    small = ["DATA.DATASET.GENERATED.NUM_IMAGES", "20", "EVAL.CENTERBIAS_FOLDS", "2"]
     task = build_task(load_config(Path("configs/quickstart.yaml"), [*small, *part]))
     task.prepare()
     with pytest.raises(ConfigError, match=message):
