@@ -15,7 +15,6 @@ from torch import nn
 from yacs.config import CfgNode
 
 from code.data.batch import Batch
-from code.data.build import SPLITS, build_loader, build_samples, build_splits, load_dataset
 from code.engine.trainer import ValidationScorer
 from code.main import main
 from code.models.base import Decoder
@@ -24,7 +23,7 @@ from code.models.layers.feature_maps import concat_on_grid, finest_stride
 from code.models.shapes import FeatureShapes, PredictionKind
 from code.predict import main as predict
 from code.registry import DECODERS, TASKS
-from code.tasks.base import Predictor, Task, check_batch_fields
+from code.tasks.base import Predictor, Task, check_batch_fields, image_data
 from tests.small_run import QUICKSTART, SMALL
 
 
@@ -97,15 +96,9 @@ class HalvesTask(Task):
         self.cfg = cfg
 
     def prepare(self) -> None:
-        cfg = self.cfg
-        self.splits = build_splits(cfg, load_dataset(cfg))  # images only: no centre bias
-        self.samples = {
-            name: build_samples(cfg, getattr(self.splits, name), name, None, None)
-            for name in SPLITS
-        }
-        self.loaders = {
-            name: build_loader(cfg, self.samples[name], name == "train") for name in SPLITS
-        }
+        self.splits, self.samples, self.loaders = image_data(
+            self.cfg
+        )  # images only: no centre bias
 
     def build_model(self) -> GazeModel:
         model = build_model(self.cfg)

@@ -17,6 +17,7 @@ import argparse
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,14 @@ from yacs.config import CfgNode
 
 from code.config import SCHEMA
 from code.data.batch import Fields
+from code.data.build import (
+    SPLITS,
+    DataSplits,
+    build_loader,
+    build_samples,
+    build_splits,
+    load_dataset,
+)
 from code.engine.trainer import ValidationScorer
 from code.models.build import GazeModel
 from code.registry import TASKS, Chain, Choice, ConfigError
@@ -137,3 +146,12 @@ def input_size(height: int, width: int, trained: tuple[int, int]) -> tuple[int, 
     """(height, width) with the aspect of an image and about the trained pixel count."""
     scale = math.sqrt(trained[0] * trained[1] / (height * width))
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def image_data(cfg: CfgNode) -> tuple[DataSplits, dict[str, Any], dict[str, Any]]:
+    """Splits, items and loaders of a task that needs only the images (no centre bias, no
+    segments): what ``prepare`` sets as ``splits``, ``samples`` and ``loaders``."""
+    splits = build_splits(cfg, load_dataset(cfg))
+    samples = {name: build_samples(cfg, getattr(splits, name), name, None, None) for name in SPLITS}
+    loaders = {name: build_loader(cfg, samples[name], name == "train") for name in SPLITS}
+    return splits, samples, loaders

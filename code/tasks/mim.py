@@ -19,7 +19,6 @@ import torch
 from yacs.config import CfgNode
 
 from code.data.batch import Batch
-from code.data.build import SPLITS, build_loader, build_samples, build_splits, load_dataset
 from code.data.samples import resize_rgb
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import hwc, save_panels
@@ -28,7 +27,7 @@ from code.models.build import GazeModel, build_model
 from code.models.decoders.reconstruction import masked_squared_error
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, ConfigError
-from code.tasks.base import Predictor, Task, check_batch_fields
+from code.tasks.base import Predictor, Task, check_batch_fields, image_data
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -64,15 +63,7 @@ class MaskedImageModellingTask(Task):
         self.cfg = cfg
 
     def prepare(self) -> None:
-        cfg = self.cfg
-        self.splits = build_splits(cfg, load_dataset(cfg))
-        self.samples = {
-            name: build_samples(cfg, getattr(self.splits, name), name, None, None)
-            for name in SPLITS
-        }
-        self.loaders = {
-            name: build_loader(cfg, self.samples[name], name == "train") for name in SPLITS
-        }
+        self.splits, self.samples, self.loaders = image_data(self.cfg)
 
     def build_model(self) -> GazeModel:
         model = build_model(self.cfg)
