@@ -214,6 +214,8 @@ class ModelEncoderConvnetConfig(Protocol):
 
 class ModelInputStageConfig(Protocol):
     NAME: str
+    FIXATIONS: ModelInputStageFixationsConfig
+    FOVEATE: ModelInputStageFoveateConfig
     IDENTITY: ModelInputStageIdentityConfig
     PERIPHERY: ModelInputStagePeripheryConfig
     RANDOM_PATCHES: ModelInputStageRandomPatchesConfig
@@ -234,6 +236,21 @@ class ModelInputStagePeripheryConfig(Protocol):
 
 class ModelInputStageIdentityConfig(Protocol):
     pass
+
+
+class ModelInputStageFoveateConfig(Protocol):
+    RATIO: float
+    LEVELS: int
+    SIGMA: float
+    PIXELS_PER_DEGREE: float
+    ALPHA: float
+
+
+class ModelInputStageFixationsConfig(Protocol):
+    COUNT: int
+    RADIUS: float
+    FILL: Literal["mean", "blur"]
+    BLUR_SIGMA: float
 
 
 class DataConfig(Protocol):
@@ -291,7 +308,9 @@ class DataSamplesSaliencyConfig(Protocol):
 
 
 class DataSamplesImageConfig(Protocol):
-    pass
+    SCANPATHS: bool
+    FOREGROUND_DIR: str | None
+    DROP_WITHOUT_FOREGROUND: bool
 
 
 class DataSegmentsConfig(Protocol):
@@ -326,18 +345,161 @@ class DataDatasetConfig(Protocol):
     NAME: str
     CAT2000: DataDatasetCat2000Config
     COCO_FREEVIEW: DataDatasetCocoFreeviewConfig
+    CONCAT: DataDatasetConcatConfig
     CSV: DataDatasetCsvConfig
     GENERATED: DataDatasetGeneratedConfig
+    IMAGE_FOLDER: DataDatasetImageFolderConfig
     MIT1003: DataDatasetMit1003Config
     OSIE: DataDatasetOsieConfig
     SALICON: DataDatasetSaliconConfig
     SCENE500: DataDatasetScene500Config
+    SPLIT_PART: DataDatasetSplitPartConfig
     STL10: DataDatasetStl10Config
 
 
 class DataDatasetStl10Config(Protocol):
     ROOT: str
     SPLIT: str
+
+
+class DataDatasetSplitPartConfig(Protocol):
+    DATASET: DataDatasetSplitPartDatasetConfig
+    VAL_FRACTION: float
+    TEST_FRACTION: float
+    SEED: int
+    PARTS: list[str]
+
+
+class DataDatasetSplitPartDatasetConfig(Protocol):
+    NAME: str
+    CAT2000: DataDatasetSplitPartDatasetCat2000Config
+    COCO_FREEVIEW: DataDatasetSplitPartDatasetCocoFreeviewConfig
+    CONCAT: DataDatasetSplitPartDatasetConcatConfig
+    CSV: DataDatasetSplitPartDatasetCsvConfig
+    GENERATED: DataDatasetSplitPartDatasetGeneratedConfig
+    IMAGE_FOLDER: DataDatasetSplitPartDatasetImageFolderConfig
+    MIT1003: DataDatasetSplitPartDatasetMit1003Config
+    OSIE: DataDatasetSplitPartDatasetOsieConfig
+    SALICON: DataDatasetSplitPartDatasetSaliconConfig
+    SCENE500: DataDatasetSplitPartDatasetScene500Config
+    SPLIT_PART: DataDatasetSplitPartConfig
+    STL10: DataDatasetSplitPartDatasetStl10Config
+
+
+class DataDatasetSplitPartDatasetStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetSplitPartDatasetScene500Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetSplitPartDatasetOsieConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetMit1003Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetImageFolderConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetGeneratedConfig(Protocol):
+    NUM_IMAGES: int
+    HEIGHT: int
+    WIDTH: int
+    NUM_SUBJECTS: int
+    FIXATIONS_PER_SCANPATH: int
+    SEED: int
+
+
+class DataDatasetSplitPartDatasetCsvConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetConcatConfig(Protocol):
+    DATASETS: DataDatasetSplitPartDatasetConcatDatasetsConfig
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsConfig(Protocol):
+    NAMES: list[str]
+    CAT2000: DataDatasetSplitPartDatasetConcatDatasetsCat2000Config
+    COCO_FREEVIEW: DataDatasetSplitPartDatasetConcatDatasetsCocoFreeviewConfig
+    CONCAT: DataDatasetSplitPartDatasetConcatConfig
+    CSV: DataDatasetSplitPartDatasetConcatDatasetsCsvConfig
+    GENERATED: DataDatasetSplitPartDatasetConcatDatasetsGeneratedConfig
+    IMAGE_FOLDER: DataDatasetSplitPartDatasetConcatDatasetsImageFolderConfig
+    MIT1003: DataDatasetSplitPartDatasetConcatDatasetsMit1003Config
+    OSIE: DataDatasetSplitPartDatasetConcatDatasetsOsieConfig
+    SALICON: DataDatasetSplitPartDatasetConcatDatasetsSaliconConfig
+    SCENE500: DataDatasetSplitPartDatasetConcatDatasetsScene500Config
+    SPLIT_PART: DataDatasetSplitPartConfig
+    STL10: DataDatasetSplitPartDatasetConcatDatasetsStl10Config
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsScene500Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsOsieConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsMit1003Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsImageFolderConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsGeneratedConfig(Protocol):
+    NUM_IMAGES: int
+    HEIGHT: int
+    WIDTH: int
+    NUM_SUBJECTS: int
+    FIXATIONS_PER_SCANPATH: int
+    SEED: int
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsCsvConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetSplitPartDatasetConcatDatasetsCat2000Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetSplitPartDatasetCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetSplitPartDatasetCat2000Config(Protocol):
+    ROOT: str
 
 
 class DataDatasetScene500Config(Protocol):
@@ -357,6 +519,10 @@ class DataDatasetMit1003Config(Protocol):
     ROOT: str
 
 
+class DataDatasetImageFolderConfig(Protocol):
+    ROOT: str
+
+
 class DataDatasetGeneratedConfig(Protocol):
     NUM_IMAGES: int
     HEIGHT: int
@@ -367,6 +533,146 @@ class DataDatasetGeneratedConfig(Protocol):
 
 
 class DataDatasetCsvConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatConfig(Protocol):
+    DATASETS: DataDatasetConcatDatasetsConfig
+
+
+class DataDatasetConcatDatasetsConfig(Protocol):
+    NAMES: list[str]
+    CAT2000: DataDatasetConcatDatasetsCat2000Config
+    COCO_FREEVIEW: DataDatasetConcatDatasetsCocoFreeviewConfig
+    CONCAT: DataDatasetConcatConfig
+    CSV: DataDatasetConcatDatasetsCsvConfig
+    GENERATED: DataDatasetConcatDatasetsGeneratedConfig
+    IMAGE_FOLDER: DataDatasetConcatDatasetsImageFolderConfig
+    MIT1003: DataDatasetConcatDatasetsMit1003Config
+    OSIE: DataDatasetConcatDatasetsOsieConfig
+    SALICON: DataDatasetConcatDatasetsSaliconConfig
+    SCENE500: DataDatasetConcatDatasetsScene500Config
+    SPLIT_PART: DataDatasetConcatDatasetsSplitPartConfig
+    STL10: DataDatasetConcatDatasetsStl10Config
+
+
+class DataDatasetConcatDatasetsStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetConcatDatasetsSplitPartConfig(Protocol):
+    DATASET: DataDatasetConcatDatasetsSplitPartDatasetConfig
+    VAL_FRACTION: float
+    TEST_FRACTION: float
+    SEED: int
+    PARTS: list[str]
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetConfig(Protocol):
+    NAME: str
+    CAT2000: DataDatasetConcatDatasetsSplitPartDatasetCat2000Config
+    COCO_FREEVIEW: DataDatasetConcatDatasetsSplitPartDatasetCocoFreeviewConfig
+    CONCAT: DataDatasetConcatConfig
+    CSV: DataDatasetConcatDatasetsSplitPartDatasetCsvConfig
+    GENERATED: DataDatasetConcatDatasetsSplitPartDatasetGeneratedConfig
+    IMAGE_FOLDER: DataDatasetConcatDatasetsSplitPartDatasetImageFolderConfig
+    MIT1003: DataDatasetConcatDatasetsSplitPartDatasetMit1003Config
+    OSIE: DataDatasetConcatDatasetsSplitPartDatasetOsieConfig
+    SALICON: DataDatasetConcatDatasetsSplitPartDatasetSaliconConfig
+    SCENE500: DataDatasetConcatDatasetsSplitPartDatasetScene500Config
+    SPLIT_PART: DataDatasetConcatDatasetsSplitPartConfig
+    STL10: DataDatasetConcatDatasetsSplitPartDatasetStl10Config
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetScene500Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetOsieConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetMit1003Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetImageFolderConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetGeneratedConfig(Protocol):
+    NUM_IMAGES: int
+    HEIGHT: int
+    WIDTH: int
+    NUM_SUBJECTS: int
+    FIXATIONS_PER_SCANPATH: int
+    SEED: int
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetCsvConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetConcatDatasetsSplitPartDatasetCat2000Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsScene500Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetConcatDatasetsOsieConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsMit1003Config(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsImageFolderConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsGeneratedConfig(Protocol):
+    NUM_IMAGES: int
+    HEIGHT: int
+    WIDTH: int
+    NUM_SUBJECTS: int
+    FIXATIONS_PER_SCANPATH: int
+    SEED: int
+
+
+class DataDatasetConcatDatasetsCsvConfig(Protocol):
+    ROOT: str
+
+
+class DataDatasetConcatDatasetsCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class DataDatasetConcatDatasetsCat2000Config(Protocol):
     ROOT: str
 
 

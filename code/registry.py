@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+from yacs.config import CfgNode
+
 T = TypeVar("T", bound=Callable[..., Any])
 
 
@@ -82,7 +84,8 @@ class Registry:
         """Construct the part a choice node names (``NAME`` + its node) plus the wiring.
 
         A part receives only the wiring parameters its constructor declares; a sub-part it
-        chooses (a parameter typed ``SubPart[REGISTRY]``) arrives as a ``PartFactory``.
+        chooses (a parameter typed ``SubPart[REGISTRY]``) arrives as a ``PartFactory``, the
+        sub-parts it lists (``SubParts[REGISTRY]``) as a list of them.
         """
         return self._construct(choice.NAME, choice.get(choice.NAME.upper(), {}), wiring)
 
@@ -92,10 +95,7 @@ class Registry:
 
     def _construct(self, name: str, node: Any, wiring: dict[str, Any]) -> Any:
         kwargs = {
-            key.lower(): PartFactory(hint.registry, node[key])
-            if isinstance(hint, Choice)
-            else node[key]
-            for key, hint in self.schema(name).items()
+            key.lower(): _configured(hint, node[key]) for key, hint in self.schema(name).items()
         }
         obj = self.get(name)
         declared = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
@@ -139,6 +139,18 @@ class PartFactory:
         return f"{self.registry.kind} {self.name!r}"
 
 
+def _configured(hint: Any, value: Any) -> Any:
+    """A constructor argument from its schema entry and node: sub-parts as factories."""
+    if isinstance(hint, Choice):
+        return PartFactory(hint.registry, value)
+    if isinstance(hint, Chain):
+        return [
+            PartFactory(hint.registry, CfgNode({"NAME": name, name.upper(): value[name.upper()]}))
+            for name in value.NAMES
+        ]
+    return value
+
+
 class _SubPartHint:
     """``SubPart[REGISTRY]``: the type hint of a constructor parameter that chooses a sub-part
     by ``NAME`` under the parameter's node, e.g. ``MODEL.BLOCK.CROSS_ATTENTION.ATTENTION``."""
@@ -148,6 +160,18 @@ class _SubPartHint:
 
 
 SubPart = _SubPartHint()
+
+
+class _SubPartsHint:
+    """``SubParts[REGISTRY]``: the type hint of a constructor parameter listing sub-parts in
+    ``NAMES`` under the parameter's node (each with its own node), e.g. the data sets of
+    ``DATA.DATASET.CONCAT.DATASETS``."""
+
+    def __getitem__(self, registry: Registry) -> Any:
+        return Annotated[list[PartFactory], registry]
+
+
+SubParts = _SubPartsHint()
 
 
 def constructor_schema(obj: Callable[..., Any], wiring: tuple[str, ...]) -> dict[str, Any]:
@@ -172,11 +196,13 @@ def constructor_schema(obj: Callable[..., Any], wiring: tuple[str, ...]) -> dict
 
 
 def _schema_entry(hint: Any) -> Any:
-    """A parameter's type hint as a schema entry: a ``Choice`` for a sub-part, else the type."""
+    """A parameter's type hint as a schema entry: a ``Choice`` for a sub-part, a ``Chain`` for a
+    list of them, else the type."""
     if typing.get_origin(hint) is Annotated:
         registries = [m for m in hint.__metadata__ if isinstance(m, Registry)]
         if registries:
-            return Choice(registries[0])
+            listed = typing.get_origin(typing.get_args(hint)[0]) is list
+            return (Chain if listed else Choice)(registries[0])
         return typing.get_args(hint)[0]
     return hint
 

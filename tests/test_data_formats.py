@@ -10,9 +10,13 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from code.config import load_config
+from code.data.build import load_dataset
 from code.data.loaders.cat2000 import load_cat2000
 from code.data.loaders.coco_freeview import load_coco_freeview
+from code.data.loaders.concat import concatenate
 from code.data.loaders.csv_layout import load_csv_layout
+from code.data.loaders.image_folder import load_image_folder
 from code.data.loaders.mit1003 import load_mit1003
 from code.data.loaders.osie import load_osie
 from code.data.loaders.salicon import load_salicon
@@ -229,17 +233,60 @@ def test_coco_freeview_json(tmp_path):
     assert len(load_coco_freeview(str(tmp_path), "valid").fixations) == 1
 
 
+def write_stl10(root: Path, split: str, images: np.ndarray, labels: list[int] | None) -> None:
+    # The release stores each channel plane column-major: (n, c, col, row).
+    images.transpose(0, 3, 2, 1).tofile(root / f"{split}_X.bin")
+    if labels is not None:
+        np.array(labels, np.uint8).tofile(root / f"{split}_y.bin")
+
+
 def test_stl10_binary(tmp_path):
     images = np.random.default_rng(0).integers(0, 255, (3, 96, 96, 3), dtype=np.uint8)
-    # The release stores each channel plane column-major: (n, c, col, row).
-    images.transpose(0, 3, 2, 1).tofile(tmp_path / "train_X.bin")
-    np.array([1, 10, 4], np.uint8).tofile(tmp_path / "train_y.bin")
-    (tmp_path / "class_names.txt").write_text("\n".join(f"c{i}" for i in range(10)))
+    write_stl10(tmp_path, "train", images, [1, 10, 4])
     data = load_stl10(str(tmp_path), "train")
-    np.testing.assert_array_equal(data.images, images)
-    np.testing.assert_array_equal(data.labels, [0, 9, 3])
-    image, label = data[1]
-    assert image.shape == (96, 96, 3) and label == 9
+    assert [s.label for s in data.stimuli] == [0, 9, 3] and len(data.fixations) == 0
+    for stimulus, image in zip(data.stimuli, images, strict=True):
+        np.testing.assert_array_equal(stimulus.read(), image)
+    part = data.subset([2, 0])  # labels travel with their images
+    assert [s.label for s in part.stimuli] == [3, 0]
+    np.testing.assert_array_equal(part.stimuli[0].read(), images[2])
+    write_stl10(tmp_path, "unlabeled", images[:2], None)
+    assert [s.label for s in load_stl10(str(tmp_path), "unlabeled").stimuli] == [None, None]
+    (tmp_path / "test_X.bin").write_bytes(b"\0" * (3 * 96 * 96 + 5))  # a truncated download
+    with pytest.raises(ValueError, match=r"test_X\.bin: size 27653 bytes is not"):
+        load_stl10(str(tmp_path), "test")
+    write_stl10(tmp_path, "test", images, [1, 2])  # labels of another file
+    with pytest.raises(ValueError, match=r"test_y.bin: expected 3 labels in 1..10"):
+        load_stl10(str(tmp_path), "test")
+
+
+def test_image_folder_and_concatenated_data_sets(tmp_path):
+    write_jpeg(tmp_path / "folder" / "b10.png", 10, 20)
+    write_jpeg(tmp_path / "folder" / "b2.jpg", 30, 40)
+    (tmp_path / "folder" / "notes.txt").write_text("not an image")
+    folder = load_image_folder(str(tmp_path / "folder"))
+    assert [(s.id, s.size) for s in folder.stimuli] == [("b2.jpg", (30, 40)), ("b10.png", (10, 20))]
+    write_osie(tmp_path / "osie", {"1001.jpg": [(10, 5, 100), (30, 7, 90)]})
+    osie = load_osie(str(tmp_path / "osie"))
+    both = concatenate([osie, folder, osie])
+    assert [s.id for s in both.stimuli] == [
+        "osie/1001.jpg",
+        "folder/b2.jpg",
+        "folder/b10.png",
+        "osie/1001.jpg",
+    ]
+    fix = both.fixations
+    assert fix.image.tolist() == [0, 0, 3, 3]
+    assert fix.subject.tolist() == [0, 1, 2, 3]  # no subject shared across data sets
+    assert fix.train.tolist() == [0, 1, 2, 3]
+    # as a config names it: a chain of data sets, each with its own keys
+    opts = ["DATA.DATASET.NAME", "concat",
+            "DATA.DATASET.CONCAT.DATASETS.NAMES", "[osie, image_folder]",
+            "DATA.DATASET.CONCAT.DATASETS.OSIE.ROOT", str(tmp_path / "osie"),
+            "DATA.DATASET.CONCAT.DATASETS.IMAGE_FOLDER.ROOT", str(tmp_path / "folder")]  # fmt: skip
+    loaded = load_dataset(load_config("configs/quickstart.yaml", opts))
+    assert loaded.name == "osie+folder" and len(loaded.stimuli) == 3
+    assert both.name == "osie+folder+osie"
 
 
 def write_csv(root: Path, rows: list[str]) -> None:

@@ -26,6 +26,19 @@ PART_OPTS = {
         "BLUR_SIGMA": "2.0",
     },
     ("INPUT_STAGE", "periphery"): {"RATIO": "0.6", "FILL": "blur", "BLUR_SIGMA": "2.0"},
+    ("INPUT_STAGE", "fixations"): {
+        "COUNT": "2",
+        "RADIUS": "6.0",
+        "FILL": "mean",
+        "BLUR_SIGMA": "1.0",
+    },
+    ("INPUT_STAGE", "foveate"): {
+        "RATIO": "0.7",
+        "LEVELS": "3",
+        "SIGMA": "1.0",
+        "PIXELS_PER_DEGREE": "5.0",
+        "ALPHA": "2.5",
+    },
     ("ENCODER", "convnet"): {"CHANNELS": "[8, 16]"},
     ("ENCODER", "masked_convnet"): {"CHANNELS": "[8, 16]", "BLOCKS": "2", "OUTPUTS": "[0, 1]"},
     ("ENCODER", "dinov2"): {
@@ -108,6 +121,8 @@ def _batch(height: int, width: int) -> Batch:
         history=history.clone(),
         history_mask=history_mask.clone(),
         fixation_rows=torch.tensor([[0, 1], [2, -1]]),
+        scanpaths=history.clone(),  # two scanpaths per image
+        scanpath_mask=history_mask.clone(),
         target=torch.rand(2, 3, height, width),
     )
 
@@ -167,6 +182,8 @@ def test_combination_builds_and_runs(encoder: str, block: str, decoder: str) -> 
                 "8",
                 "DATA.SAMPLES.NAME",
                 "image",
+                *("DATA.SAMPLES.IMAGE.SCANPATHS", "false", "DATA.SAMPLES.IMAGE.FOREGROUND_DIR"),
+                *("null", "DATA.SAMPLES.IMAGE.DROP_WITHOUT_FOREGROUND", "false"),
             ],
             "task 'density' scores .*log-densities; MODEL.DECODER.NAME 'reconstruction' "
             "predicts image",

@@ -145,7 +145,10 @@ def halves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setitem(TASKS._entries, "majority_half", MajorityHalfTask)
     monkeypatch.setitem(DECODERS._entries, "halves", HalvesHead)
     return [*SMALL, "TASK.NAME", "halves", "MODEL.DECODER.NAME", "halves",
-            "DATA.SAMPLES.NAME", "image", "TRAIN.BEST_METRIC", "val_accuracy",
+            "DATA.SAMPLES.NAME", "image", "DATA.SAMPLES.IMAGE.SCANPATHS", "false",
+            "DATA.SAMPLES.IMAGE.FOREGROUND_DIR", "null",
+            "DATA.SAMPLES.IMAGE.DROP_WITHOUT_FOREGROUND", "false",
+            "TRAIN.BEST_METRIC", "val_accuracy",
             "DATA.DATASET.GENERATED.NUM_IMAGES", "80"]  # fmt: skip
 
 

@@ -7,7 +7,9 @@ from code.data import generated, samples, segments  # noqa: F401  (imported to r
 from code.data.loaders import (  # noqa: F401  (imported to register the loaders)
     cat2000,
     coco_freeview,
+    concat,
     csv_layout,
+    image_folder,
     mit1003,
     osie,
     salicon,

@@ -40,6 +40,9 @@ class Batch:
     history: torch.Tensor | None = None  # (B, N, k, 2) float, (x, y), most recent first
     history_mask: torch.Tensor | None = None  # (B, N, k) bool, False where there was none
     fixation_rows: torch.Tensor | None = None  # (B, N) int64 row in the fixation table, -1 pad
+    scanpaths: torch.Tensor | None = None  # (B, S, L, 2) float, (x, y): each scanpath
+    scanpath_mask: torch.Tensor | None = None  # (B, S, L) bool, False on padding
+    foreground: torch.Tensor | None = None  # (B, H, W) float weight of the reconstruction loss
     # (B, 1, H, W) float, 1 where a reconstruction loss applies (set by a masking input stage)
     loss_mask: torch.Tensor | None = None
 
@@ -80,11 +83,12 @@ def stack(arrays: list[np.ndarray], dtype: type | None) -> torch.Tensor:
 
 
 def pad(arrays: list[np.ndarray], fill: float | bool) -> torch.Tensor:
-    """Arrays stacked along a new first axis, their first axis padded to the longest."""
-    longest = max(len(a) for a in arrays)
-    out = np.full((len(arrays), longest, *arrays[0].shape[1:]), fill, dtype=arrays[0].dtype)
+    """Arrays of one rank stacked along a new first axis, each axis padded with ``fill`` to the
+    longest (e.g. fixations (N, 2), or scanpaths (S, L, 2) of different counts and lengths)."""
+    shape = np.max([a.shape for a in arrays], axis=0)
+    out = np.full((len(arrays), *shape), fill, dtype=arrays[0].dtype)
     for i, a in enumerate(arrays):
-        out[i, : len(a)] = a
+        out[(i, *(slice(0, n) for n in a.shape))] = a
     return torch.from_numpy(out)
 
 

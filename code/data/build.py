@@ -23,7 +23,7 @@ from code.data.samples import FixationSamples, ImageSamples
 from code.data.segments import SegmentedSamples, Segmenter
 from code.data.splits import Split, kfold_by_image, split_indices
 from code.data.transforms import EpochIndexedBatches, TransformedSamples, build_transforms
-from code.registry import DATASETS, SAMPLES
+from code.registry import DATASETS, SAMPLES, Chain, Choice
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -39,18 +39,18 @@ class DataSplits:
     test: Any
 
 
-def load_dataset(cfg: CfgNode) -> Any:
-    """The data set ``DATA.DATASET`` names: eye-tracking data, or images alone."""
+def load_dataset(cfg: CfgNode) -> GazeDataset:
+    """The data set ``DATA.DATASET`` names: eye-tracking data, or images alone (no fixations)."""
     return DATASETS.build(cfg.DATA.DATASET)
 
 
 def gaze_dataset(cfg: CfgNode) -> GazeDataset:
     """``load_dataset``, refusing data without fixations (for tasks that need them)."""
     dataset = load_dataset(cfg)
-    if not isinstance(dataset, GazeDataset):
-        raise TypeError(
-            f"DATA.DATASET.NAME {cfg.DATA.DATASET.NAME!r} gives {type(dataset).__name__}, "
-            "not eye-tracking data; it cannot train or score a gaze model"
+    if len(dataset.fixations) == 0:
+        raise ValueError(
+            f"DATA.DATASET.NAME {cfg.DATA.DATASET.NAME!r} gives {dataset.name}, images without "
+            "fixations; it cannot train or score a gaze model"
         )
     return dataset
 
@@ -196,9 +196,14 @@ def add_dataset_options(parser: argparse.ArgumentParser, argv: list[str]) -> Non
     """``--dataset NAME`` plus the chosen loader's own parameters as required options.
 
     The options are the keys a config sets under ``DATA.DATASET.<NAME>`` (``--root``,
-    ``--split``, ...), typed as the loader declares them.
+    ``--split``, ...), typed as the loader declares them. Data sets made of other data sets
+    (``concat``) need a config.
     """
-    names = DATASETS.names()
+    names = [
+        name
+        for name in DATASETS.names()
+        if not any(isinstance(hint, Choice | Chain) for hint in DATASETS.schema(name).values())
+    ]
     parser.add_argument("--dataset", required=True, choices=names, help="registered data set")
     chosen = next((b for a, b in itertools.pairwise(argv) if a == "--dataset"), None)
     if chosen not in names:

@@ -32,6 +32,7 @@ class Stimulus:
     true_log_density: Callable[[], np.ndarray] | None = field(
         default=None, compare=False, repr=False
     )
+    label: int | None = None  # the image's class, for data sets that label them (STL-10)
 
     def read(self) -> np.ndarray:
         if self.generate is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,12 @@ from code.data.batch import (
     Sample,
     images,
     lengths_mask,
+    pad,
     padded,
     stacked,
     with_fields,
 )
-from code.data.gaze import GazeDataset
+from code.data.gaze import GazeDataset, Stimulus
 from code.registry import SAMPLES
 from code.utils.logging import get_logger
 
@@ -39,6 +41,11 @@ FIXATIONS = (
     BatchField("fixation_mask", "fixations", lengths_mask),
     stacked("centerbias", "centerbias", None),
 )
+SCANPATHS = (
+    padded("scanpaths", "scanpaths", 0.0),
+    padded("scanpath_mask", "scanpath_mask", False),
+)
+FOREGROUND = stacked("foreground", "foreground", None)
 HISTORY = (
     padded("history", "history", 0.0),
     padded("history_mask", "history_mask", False),
@@ -156,12 +163,140 @@ def saliency_samples(images: torch.utils.data.Dataset) -> torch.utils.data.Datas
 
 @SAMPLES.register("image")
 class ImageTargets(Added):
-    """One item per image, the image also its ``target`` (no fixations needed)."""
+    """One item per image, the image also its ``target`` (no fixations needed).
 
-    provides = (TARGET,)
+    ``scanpaths``: add every scanpath recorded on the image (``scanpaths``, (S, L, 2) in resized
+    pixels, with ``scanpath_mask``), for masks at real fixations; images without one are left
+    out and counted. ``foreground_dir``: add ``foreground``, a weight in [0, 1] per pixel read
+    from ``<dir>/<stem>.png`` or ``.npy`` (any resolution; resized) that scales the
+    reconstruction loss; ``drop_without_foreground`` leaves out (and counts) images without a
+    file, else their weight is 1 everywhere.
+    """
+
+    provides = (TARGET, *SCANPATHS, FOREGROUND)  # all it can add; ``fields``: what it does
+
+    def __init__(
+        self,
+        images: torch.utils.data.Dataset,
+        dataset: GazeDataset,
+        scanpaths: bool,
+        foreground_dir: str | None,
+        drop_without_foreground: bool,
+    ) -> None:
+        self.provides = (
+            TARGET,
+            *(SCANPATHS if scanpaths else ()),
+            *((FOREGROUND,) if foreground_dir is not None else ()),
+        )
+        super().__init__(images)
+        self.dataset = dataset
+        keep = np.ones(len(dataset.stimuli), dtype=bool)
+        self._scanpaths: list[list[np.ndarray]] | None = None
+        if scanpaths:
+            self._scanpaths = scanpath_rows(dataset)
+            keep &= np.array([len(rows) > 0 for rows in self._scanpaths])
+            _log_left_out(dataset, "image(s) without a scanpath", int((~keep).sum()))
+        self._foreground: list[Path | None] | None = None
+        if foreground_dir is not None:
+            self._foreground = foreground_files(Path(foreground_dir), dataset)
+            has_file = np.array([path is not None for path in self._foreground])
+            missing = int((keep & ~has_file).sum())
+            if drop_without_foreground:
+                keep &= has_file
+                _log_left_out(dataset, f"image(s) without a foreground file in {foreground_dir}",
+                              missing)  # fmt: skip
+            elif missing:
+                get_logger().info("%s: %d image(s) without a foreground file in %s weigh 1 "
+                                  "everywhere", dataset.name, missing, foreground_dir)  # fmt: skip
+        if not keep.any():
+            raise ValueError(f"{dataset.name}: DATA.SAMPLES.IMAGE leaves no image to use")
+        self._images = np.flatnonzero(keep)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        sizes = self.images.sizes
+        return [sizes[i] for i in self._images]
 
     def __getitem__(self, index: int) -> Sample:
-        return self.images[index]
+        image = int(self._images[index])
+        sample = dict(self.images[image])
+        stimulus = self.dataset.stimuli[image]
+        height, width = sample["image"].shape[:2]
+        if self._scanpaths is not None:
+            fix = self.dataset.fixations
+            scale = np.array([width / stimulus.width, height / stimulus.height])
+            paths = [np.stack([fix.x[rows], fix.y[rows]], axis=1) * scale
+                     for rows in self._scanpaths[image]]  # fmt: skip
+            sample["scanpaths"] = pad([p.astype(np.float32) for p in paths], 0.0).numpy()
+            sample["scanpath_mask"] = lengths_mask(paths).numpy()
+        if self._foreground is not None:
+            path = self._foreground[image]
+            sample["foreground"] = (
+                np.ones((height, width), np.float32)
+                if path is None
+                else read_foreground(path, stimulus, height, width)
+            )
+        return sample
+
+
+def scanpath_rows(dataset: GazeDataset) -> list[list[np.ndarray]]:
+    """Per image, the fixation rows of each of its scanpaths, in temporal order."""
+    fix = dataset.fixations
+    order = np.lexsort((fix.index, fix.train))
+    bounds = np.flatnonzero(np.diff(fix.train[order])) + 1
+    per_image: list[list[np.ndarray]] = [[] for _ in dataset.stimuli]
+    for rows in np.split(order, bounds) if len(order) else []:
+        per_image[int(fix.image[rows[0]])].append(rows)
+    return per_image
+
+
+def foreground_files(folder: Path, dataset: GazeDataset) -> list[Path | None]:
+    """Per stimulus, ``folder/<stem>.png`` or ``.npy`` if there is one (an error if both)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"DATA.SAMPLES.IMAGE.FOREGROUND_DIR: no folder {folder}")
+    files = []
+    for stimulus in dataset.stimuli:
+        stem = Path(stimulus.id).stem
+        found = [
+            path for path in (folder / f"{stem}.png", folder / f"{stem}.npy") if path.is_file()
+        ]
+        if len(found) > 1:
+            raise ValueError(f"{stimulus.id}: two foreground files, {found[0]} and {found[1]}")
+        files.append(found[0] if found else None)
+    return files
+
+
+def read_foreground(path: Path, stimulus: Stimulus, height: int, width: int) -> np.ndarray:
+    """A foreground file as (height, width) float32 weights in [0, 1]: a ``.png`` (grey levels
+    / 255) or an ``.npy`` (values as they are), of the image's aspect ratio, resized bilinearly."""
+    if path.suffix == ".npy":
+        weights = np.load(path).astype(np.float32)
+    else:
+        with Image.open(path) as picture:
+            weights = np.asarray(picture.convert("L"), dtype=np.float32) / 255
+    if (
+        weights.ndim != 2
+        or not np.isfinite(weights).all()
+        or weights.min() < 0
+        or weights.max() > 1
+    ):
+        raise ValueError(f"{path}: a foreground must be one channel of weights in [0, 1]")
+    aspect, image_aspect = weights.shape[1] / weights.shape[0], stimulus.width / stimulus.height
+    if abs(aspect / image_aspect - 1) > 0.02:
+        raise ValueError(
+            f"{path}: {weights.shape[1]}x{weights.shape[0]} does not have the aspect of its image "
+            f"{stimulus.id!r} ({stimulus.width}x{stimulus.height}): the file of another image?"
+        )
+    resized = Image.fromarray(weights).resize((width, height), Image.BILINEAR)
+    return np.clip(np.asarray(resized), 0, 1).astype(np.float32)
+
+
+def _log_left_out(dataset: GazeDataset, what: str, count: int) -> None:
+    if count:
+        get_logger().warning("%s: %d %s left out", dataset.name, count, what)
 
 
 @SAMPLES.register("scanpath")

@@ -8,24 +8,16 @@ from typing import Any
 import numpy as np
 
 from code.data.gaze import GazeDataset
-from code.data.loaders.stl10 import STL10Images
 
 
-def summarize(dataset: GazeDataset | STL10Images) -> dict[str, Any]:
-    """A JSON-ready summary of a loaded data set."""
-    if isinstance(dataset, STL10Images):
-        counts = Counter(int(label) for label in dataset.labels)
-        return {
-            "name": dataset.name,
-            "images": len(dataset),
-            "image_size": [96, 96],
-            "labels": {str(k): v for k, v in sorted(counts.items())},
-        }
+def summarize(dataset: GazeDataset) -> dict[str, Any]:
+    """A JSON-ready summary of a loaded data set (with image counts per label if labelled)."""
     fix = dataset.fixations
     sizes = Counter((s.height, s.width) for s in dataset.stimuli)
     areas = sorted(sizes, key=lambda hw: (hw[0] * hw[1], hw))
     (common, common_count) = sizes.most_common(1)[0]
     with_fixations = len(np.unique(fix.image))
+    labelled = [s for s in dataset.stimuli if s.label is not None]
     return {
         "name": dataset.name,
         "images": len(dataset.stimuli),
@@ -43,6 +35,7 @@ def summarize(dataset: GazeDataset | STL10Images) -> dict[str, Any]:
             "most_common_hw": list(common),
             "most_common_count": common_count,
         },
+        "labels": dict(sorted(Counter(str(s.label) for s in labelled).items())),
         "skipped": dict(dataset.skipped),
         "adjusted": dict(dataset.adjusted),
     }

@@ -25,7 +25,9 @@ from code.data.batch import Sample
 from code.registry import TRANSFORMS
 
 # Sample entries on the image grid, in pixels of the image: (H, W, ...) maps or (..., 2) points.
-SPATIAL_ENTRIES = frozenset({"image", "segments", "centerbias", "fixations", "history"})
+SPATIAL_ENTRIES = frozenset(
+    {"image", "segments", "centerbias", "foreground", "fixations", "history", "scanpaths"}
+)
 
 
 class Transform:
@@ -62,16 +64,17 @@ class HorizontalFlip(Transform):
             return sample
         width = sample["image"].shape[1]
         out = dict(sample)
-        for key in ("image", "segments", "centerbias"):
+        for key in ("image", "segments", "centerbias", "foreground"):
             if key in sample:
                 out[key] = np.ascontiguousarray(sample[key][:, ::-1])
         if "fixations" in sample:
             out["fixations"] = mirror_x(sample["fixations"], width)
-        if "history" in sample:
-            # entries before a scanpath's start are zeros under a False mask: keep them so
-            out["history"] = np.where(
-                sample["history_mask"][..., None], mirror_x(sample["history"], width), 0.0
-            ).astype(sample["history"].dtype)
+        for points, mask in (("history", "history_mask"), ("scanpaths", "scanpath_mask")):
+            if points in sample:
+                # padding entries are zeros under a False mask: keep them so
+                out[points] = np.where(
+                    sample[mask][..., None], mirror_x(sample[points], width), 0.0
+                ).astype(sample[points].dtype)
         return out
 
 
@@ -81,10 +84,11 @@ class RandomResizedCrop(Transform):
     resized back to the image's size (bilinear; segments nearest), as torchvision's.
 
     Fixations would leave the crop: samples with fixations are refused (use it on items without
-    gaze, e.g. ``DATA.SAMPLES.NAME: image``).
+    gaze, e.g. ``DATA.SAMPLES.NAME: image``). Scanpaths move with the crop, their points outside
+    it masked out (``scanpath_mask``); foreground weights are cropped and resized like the image.
     """
 
-    moves = frozenset({"image", "segments"})
+    moves = frozenset({"image", "segments", "foreground", "scanpaths"})
 
     def __init__(self, scale: list[float], ratio: list[float]) -> None:
         if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
@@ -132,6 +136,19 @@ class RandomResizedCrop(Transform):
             rows = top + ((np.arange(height) + 0.5) * h / height).astype(int)
             cols = left + ((np.arange(width) + 0.5) * w / width).astype(int)
             out["segments"] = sample["segments"][rows[:, None], cols[None, :]]
+        if "foreground" in sample:
+            weights = Image.fromarray(sample["foreground"][top : top + h, left : left + w])
+            out["foreground"] = np.asarray(weights.resize((width, height), Image.BILINEAR))
+        if "scanpaths" in sample:
+            points = sample["scanpaths"]
+            inside = (
+                (points[..., 0] >= left) & (points[..., 0] < left + w)
+                & (points[..., 1] >= top) & (points[..., 1] < top + h)
+            )  # fmt: skip
+            mask = sample["scanpath_mask"] & inside
+            moved = (points - [left, top]) * [width / w, height / h]
+            out["scanpaths"] = np.where(mask[..., None], moved, 0.0).astype(points.dtype)
+            out["scanpath_mask"] = mask
         return out
 
 

@@ -6,7 +6,8 @@ input stage masks them (``MODEL.INPUT_STAGE``: ``random_patches``, ``periphery``
 ``identity``, the plain autoencoder) and its decoder reconstructs the image, trained by the
 squared error where the mask is 1. Validation: ``val_loss`` (that masked error) beside
 ``val_fill_mse``, the error of the fill itself (what a model that reconstructs nothing scores);
-the test report gives both, and overlays show input, mask, reconstruction and target.
+the test report gives both, with the code's sparsity and decorrelation; overlays show input,
+mask, reconstruction and target.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from code.data.batch import Batch
 from code.data.samples import resize_rgb
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import hwc, save_panels
+from code.metrics.representation import CodeStatistics
 from code.metrics.scoring import stimulus_stem
 from code.models.build import GazeModel, build_model
 from code.models.decoders.reconstruction import masked_squared_error
@@ -34,22 +36,45 @@ from code.utils.logging import get_logger
 
 class MaskedErrorScorer(ValidationScorer):
     """``val_fill_mse``: the masked squared error of the model's input (the fill) as if it were
-    the reconstruction; ``val_loss`` is the model's own, so the two compare directly."""
+    the reconstruction; ``val_loss`` is the model's own, so the two compare directly. Beside
+    them the sparsity and decorrelation of the encoder's code (``code.metrics.representation``),
+    logged, not optimised."""
 
-    def __init__(self) -> None:
-        self.higher_is_better = {"val_fill_mse": False}
+    def __init__(self, model: GazeModel, image_size: tuple[int, int]) -> None:
+        directions = {"fill_mse": False, "unit_sparsity": True, "population_sparsity": True,
+                      "decorrelation": False}  # fmt: skip
+        self.higher_is_better = {f"val_{name}": up for name, up in directions.items()}
+        self.code = CodeProbe(model, image_size)
         self.sums = torch.zeros(2, dtype=torch.float64)  # Σ e²·m of the fill, Σ m
 
     def update(self, prediction: torch.Tensor, batch: Batch) -> None:
         total, count = masked_squared_error(batch.input, batch)
         self.sums += torch.stack([total.double().cpu(), count.double().cpu()])
+        self.code.update(batch)
 
     def state(self) -> torch.Tensor:
-        return self.sums
+        return torch.cat([self.sums, self.code.statistics.state()])
 
     def compute(self, state: torch.Tensor) -> dict[str, float]:
-        total, count = state.tolist()
-        return {"val_fill_mse": total / count}
+        total, count = state[:2].tolist()
+        code = self.code.statistics.compute(state[2:])
+        return {"val_fill_mse": total / count, **{f"val_{k}": v for k, v in code.items()}}
+
+
+class CodeProbe:
+    """The code (the encoder's deepest map) of the images a model sees, into ``statistics``."""
+
+    def __init__(self, model: GazeModel, image_size: tuple[int, int]) -> None:
+        self.encoder = model.encoder
+        self.name = list(self.encoder.output_shapes)[-1]
+        device = next(self.encoder.parameters()).device
+        with torch.no_grad():  # the code's size for an input of the run's size
+            code = self.encoder(torch.zeros(1, 3, *image_size, device=device))[self.name]
+        self.statistics = CodeStatistics(*code.shape[1:])
+
+    @torch.no_grad()
+    def update(self, seen: Batch) -> None:
+        self.statistics.update(self.encoder(seen.input)[self.name])
 
 
 @TASKS.register("mim_pretrain")
@@ -76,23 +101,30 @@ class MaskedImageModellingTask(Task):
         return model
 
     def validation(self, model: GazeModel) -> ValidationScorer:
-        return MaskedErrorScorer()
+        return MaskedErrorScorer(model, tuple(self.cfg.DATA.IMAGE_SIZE))
 
     @torch.no_grad()
     def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict | None:
         model.eval()
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # model, fill, Σ m
+        code = CodeProbe(model, tuple(self.cfg.DATA.IMAGE_SIZE))
         for batch in self.loaders["test"]:
             prediction, seen = model(batch.to(device))
             total, count = masked_squared_error(prediction, seen)
             fill, _ = masked_squared_error(seen.input, seen)
             sums += torch.stack([total.double(), fill.double(), count.double()])
+            code.update(seen)
         model_sum, fill_sum, count = dist.all_reduce_sum(sums).tolist()
+        code_state = dist.all_reduce_sum(code.statistics.state().to(device)).cpu()
         if not dist.is_main():
             return None
         return {
-            "metrics": {"masked_mse": model_sum / count, "fill_mse": fill_sum / count},
-            "n_images": len(self.splits.test.stimuli),
+            "metrics": {
+                "masked_mse": model_sum / count,
+                "fill_mse": fill_sum / count,
+                **code.statistics.compute(code_state),
+            },
+            "n_images": len(self.samples["test"]),
             "input_stage": self.cfg.MODEL.INPUT_STAGE.NAME,
         }
 
@@ -102,7 +134,9 @@ class MaskedImageModellingTask(Task):
         share = f", {m['masked_mse'] / m['fill_mse']:.1%} of it" if m["fill_mse"] > 0 else ""
         return (
             f"masked MSE {m['masked_mse']:.5f} (the fill's: {m['fill_mse']:.5f}{share}) on "
-            f"{report['n_images']} test images, input stage {report['input_stage']}"
+            f"{report['n_images']} test images, input stage {report['input_stage']}; code: unit "
+            f"sparsity {m['unit_sparsity']:.3f}, population sparsity "
+            f"{m['population_sparsity']:.3f}, decorrelation {m['decorrelation']:.4f}"
         )
 
     @torch.no_grad()
@@ -121,13 +155,19 @@ class MaskedImageModellingTask(Task):
             if seen.loss_mask is not None:
                 panels = {"mask (loss)": seen.loss_mask[0].expand(3, -1, -1), **panels}
             pictures = {name: hwc(image) for name, image in panels.items()}
-            stem = stimulus_stem(self.splits.test.stimuli[index])
+            stem = stimulus_stem(self.splits.test.stimuli[int(seen.image_index[0])])
             save_panels(folder / f"{stem}_reconstruction.png", pictures, stem)
         get_logger().info("reconstructions written to %s", folder)
 
     def predictor(
         self, model: GazeModel, device: torch.device, options: argparse.Namespace
     ) -> Predictor:
+        if model.input_stage.requires:
+            raise ConfigError(
+                f"MODEL.INPUT_STAGE.NAME {self.cfg.MODEL.INPUT_STAGE.NAME!r} reads "
+                f"{', '.join(sorted(model.input_stage.requires))} of the data; code.predict "
+                "has the images alone"
+            )
         return ReconstructionPredictor(model, tuple(self.cfg.DATA.IMAGE_SIZE), device)
 
 

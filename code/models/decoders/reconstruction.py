@@ -54,10 +54,13 @@ def masked_squared_error(
     prediction: torch.Tensor, batch: Batch
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(Σ e²·m, Σ m) over pixels and channels, e = prediction − ``batch.target`` and m the
-    ``batch.loss_mask`` (1 everywhere without one): their ratio is the mean squared error where
-    the loss applies."""
+    ``batch.loss_mask`` times the ``batch.foreground`` weights (each 1 everywhere when absent):
+    their ratio is the mean squared error where, and as much as, the loss applies."""
     error = (prediction.float() - batch.target.float()) ** 2
-    if batch.loss_mask is None:
-        return error.sum(), torch.tensor(error.numel(), device=error.device)
-    mask = batch.loss_mask.float().expand_as(error)
-    return (error * mask).sum(), mask.sum()
+    weight = torch.ones_like(error[:, :1])
+    if batch.loss_mask is not None:
+        weight = weight * batch.loss_mask.float()
+    if batch.foreground is not None:
+        weight = weight * batch.foreground.float()[:, None]
+    weight = weight.expand_as(error)
+    return (error * weight).sum(), weight.sum()

@@ -74,7 +74,9 @@ class MaskedConvNetEncoder(Encoder):
 
     @log_shapes
     def forward(self, image: torch.Tensor) -> Features:
-        features, x = {}, image
+        # Batches arrive channels-last (a permuted uint8 array); in that layout this network's
+        # backward corrupts the heap on CPU (torch 2.15), in the standard one it does not.
+        features, x = {}, image.contiguous()
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if f"stage{i}" in self.output_shapes:
