@@ -120,6 +120,7 @@ class ModelConfig(Protocol):
 class ModelDecoderConfig(Protocol):
     NAME: str
     CONV_RECONSTRUCTION: ModelDecoderConvReconstructionConfig
+    LINEAR_PROBE: ModelDecoderLinearProbeConfig
     RECONSTRUCTION: ModelDecoderReconstructionConfig
     SALIENCY: ModelDecoderSaliencyConfig
     SCANPATH: ModelDecoderScanpathConfig
@@ -144,6 +145,11 @@ class ModelDecoderSaliencyConfig(Protocol):
 
 class ModelDecoderReconstructionConfig(Protocol):
     HIDDEN_CHANNELS: int
+
+
+class ModelDecoderLinearProbeConfig(Protocol):
+    CLASSES: int
+    CODE_SIZE: list[int]
 
 
 class ModelDecoderConvReconstructionConfig(Protocol):
@@ -294,6 +300,7 @@ class DataTransformsHflipConfig(Protocol):
 class DataSamplesConfig(Protocol):
     NAME: str
     IMAGE: DataSamplesImageConfig
+    LABELLED: DataSamplesLabelledConfig
     SALIENCY: DataSamplesSaliencyConfig
     SCANPATH: DataSamplesScanpathConfig
 
@@ -304,6 +311,10 @@ class DataSamplesScanpathConfig(Protocol):
 
 
 class DataSamplesSaliencyConfig(Protocol):
+    pass
+
+
+class DataSamplesLabelledConfig(Protocol):
     pass
 
 
@@ -692,11 +703,360 @@ class DistConfig(Protocol):
 class TaskConfig(Protocol):
     NAME: str
     DENSITY: TaskDensityConfig
+    LINEAR_PROBE: TaskLinearProbeConfig
     MIM_PRETRAIN: TaskMimPretrainConfig
 
 
 class TaskMimPretrainConfig(Protocol):
     pass
+
+
+class TaskLinearProbeConfig(Protocol):
+    TEST_DATASET: TaskLinearProbeTestDatasetConfig
+
+
+class TaskLinearProbeTestDatasetConfig(Protocol):
+    NAME: str
+    CAT2000: TaskLinearProbeTestDatasetCat2000Config
+    COCO_FREEVIEW: TaskLinearProbeTestDatasetCocoFreeviewConfig
+    CONCAT: TaskLinearProbeTestDatasetConcatConfig
+    CSV: TaskLinearProbeTestDatasetCsvConfig
+    GENERATED: TaskLinearProbeTestDatasetGeneratedConfig
+    IMAGE_FOLDER: TaskLinearProbeTestDatasetImageFolderConfig
+    MIT1003: TaskLinearProbeTestDatasetMit1003Config
+    OSIE: TaskLinearProbeTestDatasetOsieConfig
+    SALICON: TaskLinearProbeTestDatasetSaliconConfig
+    SCENE500: TaskLinearProbeTestDatasetScene500Config
+    SPLIT_PART: TaskLinearProbeTestDatasetSplitPartConfig
+    STL10: TaskLinearProbeTestDatasetStl10Config
+
+
+class TaskLinearProbeTestDatasetStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartConfig(Protocol):
+    DATASET: TaskLinearProbeTestDatasetSplitPartDatasetConfig
+    VAL_FRACTION: float
+    TEST_FRACTION: float
+    SEED: int
+    PARTS: list[str]
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConfig(Protocol):
+    NAME: str
+    CAT2000: TaskLinearProbeTestDatasetSplitPartDatasetCat2000Config
+    COCO_FREEVIEW: TaskLinearProbeTestDatasetSplitPartDatasetCocoFreeviewConfig
+    CONCAT: TaskLinearProbeTestDatasetSplitPartDatasetConcatConfig
+    CSV: TaskLinearProbeTestDatasetSplitPartDatasetCsvConfig
+    GENERATED: TaskLinearProbeTestDatasetSplitPartDatasetGeneratedConfig
+    IMAGE_FOLDER: TaskLinearProbeTestDatasetSplitPartDatasetImageFolderConfig
+    MIT1003: TaskLinearProbeTestDatasetSplitPartDatasetMit1003Config
+    OSIE: TaskLinearProbeTestDatasetSplitPartDatasetOsieConfig
+    SALICON: TaskLinearProbeTestDatasetSplitPartDatasetSaliconConfig
+    SCENE500: TaskLinearProbeTestDatasetSplitPartDatasetScene500Config
+    SPLIT_PART: TaskLinearProbeTestDatasetSplitPartConfig
+    STL10: TaskLinearProbeTestDatasetSplitPartDatasetStl10Config
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetScene500Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetOsieConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetMit1003Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetImageFolderConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetGeneratedConfig(Protocol):
+    NUM_IMAGES: int
+    HEIGHT: int
+    WIDTH: int
+    NUM_SUBJECTS: int
+    FIXATIONS_PER_SCANPATH: int
+    SEED: int
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetCsvConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatConfig(Protocol):
+    DATASETS: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsConfig
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsConfig(Protocol):
+    NAMES: list[str]
+    CAT2000: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsCat2000Config
+    COCO_FREEVIEW: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsCocoFreeviewConfig
+    CONCAT: TaskLinearProbeTestDatasetSplitPartDatasetConcatConfig
+    CSV: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsCsvConfig
+    GENERATED: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsGeneratedConfig
+    IMAGE_FOLDER: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsImageFolderConfig
+    MIT1003: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsMit1003Config
+    OSIE: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsOsieConfig
+    SALICON: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsSaliconConfig
+    SCENE500: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsScene500Config
+    SPLIT_PART: TaskLinearProbeTestDatasetSplitPartConfig
+    STL10: TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsStl10Config
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsScene500Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsOsieConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsMit1003Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsImageFolderConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsGeneratedConfig(Protocol):
+    NUM_IMAGES: int
+    HEIGHT: int
+    WIDTH: int
+    NUM_SUBJECTS: int
+    FIXATIONS_PER_SCANPATH: int
+    SEED: int
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsCsvConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsCat2000Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetSplitPartDatasetCat2000Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetScene500Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetOsieConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetMit1003Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetImageFolderConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetGeneratedConfig(Protocol):
+    NUM_IMAGES: int
+    HEIGHT: int
+    WIDTH: int
+    NUM_SUBJECTS: int
+    FIXATIONS_PER_SCANPATH: int
+    SEED: int
+
+
+class TaskLinearProbeTestDatasetCsvConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatConfig(Protocol):
+    DATASETS: TaskLinearProbeTestDatasetConcatDatasetsConfig
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsConfig(Protocol):
+    NAMES: list[str]
+    CAT2000: TaskLinearProbeTestDatasetConcatDatasetsCat2000Config
+    COCO_FREEVIEW: TaskLinearProbeTestDatasetConcatDatasetsCocoFreeviewConfig
+    CONCAT: TaskLinearProbeTestDatasetConcatConfig
+    CSV: TaskLinearProbeTestDatasetConcatDatasetsCsvConfig
+    GENERATED: TaskLinearProbeTestDatasetConcatDatasetsGeneratedConfig
+    IMAGE_FOLDER: TaskLinearProbeTestDatasetConcatDatasetsImageFolderConfig
+    MIT1003: TaskLinearProbeTestDatasetConcatDatasetsMit1003Config
+    OSIE: TaskLinearProbeTestDatasetConcatDatasetsOsieConfig
+    SALICON: TaskLinearProbeTestDatasetConcatDatasetsSaliconConfig
+    SCENE500: TaskLinearProbeTestDatasetConcatDatasetsScene500Config
+    SPLIT_PART: TaskLinearProbeTestDatasetConcatDatasetsSplitPartConfig
+    STL10: TaskLinearProbeTestDatasetConcatDatasetsStl10Config
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartConfig(Protocol):
+    DATASET: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetConfig
+    VAL_FRACTION: float
+    TEST_FRACTION: float
+    SEED: int
+    PARTS: list[str]
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetConfig(Protocol):
+    NAME: str
+    CAT2000: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetCat2000Config
+    COCO_FREEVIEW: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetCocoFreeviewConfig
+    CONCAT: TaskLinearProbeTestDatasetConcatConfig
+    CSV: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetCsvConfig
+    GENERATED: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetGeneratedConfig
+    IMAGE_FOLDER: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetImageFolderConfig
+    MIT1003: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetMit1003Config
+    OSIE: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetOsieConfig
+    SALICON: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetSaliconConfig
+    SCENE500: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetScene500Config
+    SPLIT_PART: TaskLinearProbeTestDatasetConcatDatasetsSplitPartConfig
+    STL10: TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetStl10Config
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetStl10Config(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetScene500Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetOsieConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetMit1003Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetImageFolderConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetGeneratedConfig(Protocol):
+    NUM_IMAGES: int
+    HEIGHT: int
+    WIDTH: int
+    NUM_SUBJECTS: int
+    FIXATIONS_PER_SCANPATH: int
+    SEED: int
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetCsvConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetCat2000Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsScene500Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsSaliconConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsOsieConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsMit1003Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsImageFolderConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsGeneratedConfig(Protocol):
+    NUM_IMAGES: int
+    HEIGHT: int
+    WIDTH: int
+    NUM_SUBJECTS: int
+    FIXATIONS_PER_SCANPATH: int
+    SEED: int
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsCsvConfig(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetConcatDatasetsCat2000Config(Protocol):
+    ROOT: str
+
+
+class TaskLinearProbeTestDatasetCocoFreeviewConfig(Protocol):
+    ROOT: str
+    SPLIT: str
+
+
+class TaskLinearProbeTestDatasetCat2000Config(Protocol):
+    ROOT: str
 
 
 class TaskDensityConfig(Protocol):

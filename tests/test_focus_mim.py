@@ -17,6 +17,7 @@ from code.data.batch import Batch, Collate
 from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 from code.data.samples import ImageSamples, ImageTargets
 from code.data.transforms import RandomResizedCrop
+from code.engine.checkpoint import load_checkpoint
 from code.main import main
 from code.metrics.representation import CodeStatistics
 from code.models.decoders.conv_reconstruction import ConvReconstructionDecoder
@@ -327,3 +328,92 @@ def test_a_random_resized_crop_moves_scanpaths_and_foreground_with_the_image() -
             assert bright == spot
             assert abs(x - (bright[1] + 0.5)) <= 60 / w and abs(y - (bright[0] + 0.5)) <= 40 / h
     assert 0 < seen_inside < 20  # both cases were drawn
+
+
+def _write_stl10(root: Path) -> None:
+    """STL-10 binaries in the release's layout: class 0 images darker on the left, class 1 on
+    the right (labels 1 and 2 on disk), plus unlabeled images."""
+    rng = np.random.default_rng(0)
+
+    def images(labels: np.ndarray) -> np.ndarray:
+        pixels = rng.integers(60, 200, (len(labels), 96, 96, 3)).astype(np.int64)
+        for i, label in enumerate(labels):
+            side = slice(0, 48) if label == 0 else slice(48, 96)
+            pixels[i, :, side] //= 3
+        return pixels.astype(np.uint8)
+
+    root.mkdir()
+    for split, count in (("train", 60), ("test", 40), ("unlabeled", 48)):
+        labels = rng.integers(0, 2, count)
+        # column-major planes, as the release stores them: (n, c, col, row)
+        images(labels).transpose(0, 3, 2, 1).tofile(root / f"{split}_X.bin")
+        if split != "unlabeled":
+            (labels + 1).astype(np.uint8).tofile(root / f"{split}_y.bin")
+
+
+SMALL_MIM = ["MODEL.ENCODER.MASKED_CONVNET.CHANNELS", "[8, 16, 16]",
+             "MODEL.ENCODER.MASKED_CONVNET.BLOCKS", "1",
+             "MODEL.DECODER.NAME", "linear_probe",  # replaced below for pretraining
+             "TRACKING.WANDB.ENABLED", "false", "DATA.NUM_WORKERS", "0",
+             "DATA.BATCH_SIZE", "16", "TRAIN.PRECISION", "fp32"]  # fmt: skip
+
+
+def test_the_stl10_pretraining_and_linear_probe_configs_run_and_the_probe_learns(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "stl10_binary"
+    _write_stl10(root)
+    data = ["DATA.DATASET.STL10.ROOT", str(root), "TRAIN.EPOCHS", "1"]
+    pretrain = [*SMALL_MIM[:4], *SMALL_MIM[6:], *data, "OUTPUT_DIR", str(tmp_path / "mim"),
+                "MODEL.DECODER.CONV_RECONSTRUCTION.CHANNELS", "[16, 16, 8]",
+                "MODEL.DECODER.CONV_RECONSTRUCTION.BLOCKS", "1",
+                "DATA.SPLIT.VAL_FRACTION", "0.1", "DATA.SPLIT.TEST_FRACTION", "0.1"]  # fmt: skip
+    report = main(["--cfg", "configs/04_focus_mim/stl10/random_patches.yaml", "--opts", *pretrain])
+    assert report["input_stage"] == "random_patches"
+    probe = [*SMALL_MIM, *data, "TASK.LINEAR_PROBE.TEST_DATASET.STL10.ROOT", str(root),
+             "MODEL.DECODER.LINEAR_PROBE.CODE_SIZE", "[12, 12]",
+             "TRAIN.INIT.CHECKPOINT", str(tmp_path / "mim" / "best.pt")]  # fmt: skip
+    for config, name in (("probe", "probe"), ("finetune", "finetune")):
+        report = main(["--cfg", f"configs/04_focus_mim/stl10/{config}.yaml", "--opts", *probe,
+                       "OUTPUT_DIR", str(tmp_path / name), "TRAIN.LR", "1e-2",
+                       "TRAIN.EPOCHS", "20"])  # fmt: skip
+        assert report["n_images"] == 40 and report["test_dataset"] == "stl10-test"
+        assert report["metrics"]["accuracy"] > 0.75, report  # chance: 0.5
+    encoder = {k: v for k, v in load_checkpoint(tmp_path / "probe" / "best.pt")["model"].items()
+               if k.startswith("encoder.")}  # fmt: skip
+    pretrained = load_checkpoint(tmp_path / "mim" / "best.pt")["model"]
+    assert all(torch.equal(v, pretrained[k]) for k, v in encoder.items())  # frozen as loaded
+
+
+def test_the_probe_stops_early_when_the_validation_loss_stops_improving(tmp_path: Path) -> None:
+    root = tmp_path / "stl10_binary"
+    _write_stl10(root)
+    report = main(["--cfg", "configs/04_focus_mim/stl10/probe.yaml", "--opts", *SMALL_MIM,
+                   "DATA.DATASET.STL10.ROOT", str(root),
+                   "TASK.LINEAR_PROBE.TEST_DATASET.STL10.ROOT", str(root),
+                   "OUTPUT_DIR", str(tmp_path / "probe"), "TRAIN.LR", "0.0",
+                   "TRAIN.EPOCHS", "20", "TRAIN.PATIENCE", "2"])  # fmt: skip
+    epochs = [json.loads(line) for line in (tmp_path / "probe" / "metrics.jsonl").open()]
+    epochs = [row for row in epochs if row["kind"] == "epoch"]
+    assert len(epochs) == 3  # the first sets the best; two more without improvement end it
+    assert report["metrics"]["accuracy"] >= 0
+
+
+def test_the_saliency_probe_pipeline_reads_out_the_pretrained_encoder_frozen(
+    tmp_path: Path,
+) -> None:
+    small = [*GENERATED[:18], "DATA.DATASET.GENERATED.NUM_IMAGES", "60",
+             "TRACKING.WANDB.ENABLED", "false", "EVAL.NUM_OVERLAYS", "0",
+             "TRACKING.VAL_OVERLAYS", "0", "EVAL.CENTERBIAS_FOLDS", "3",
+             "TRAIN.EPOCHS", "1",
+             "MODEL.ENCODER.MASKED_CONVNET.CHANNELS", "[8, 16, 16]"]  # fmt: skip
+    out = tmp_path / "probe"
+    main(["--cfg", "configs/04_focus_mim/saliency_probe.yaml", "--opts",
+          "PIPELINE.OUTPUT_DIR", str(out), *small])  # fmt: skip
+    pretrained = load_checkpoint(out / "periphery" / "best.pt")["model"]
+    readout = load_checkpoint(out / "readout" / "best.pt")["model"]
+    encoder = [key for key in readout if key.startswith("encoder.")]
+    assert encoder and all(torch.equal(readout[k], pretrained[k]) for k in encoder)
+    assert any(key.startswith("decoder.") and key not in pretrained for key in readout)
+    metrics = json.loads((out / "readout" / "metrics.json").read_text())["metrics"]
+    assert math.isfinite(metrics["IG"])

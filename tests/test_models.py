@@ -64,6 +64,7 @@ PART_OPTS = {
     },
     ("DECODER", "reconstruction"): {"HIDDEN_CHANNELS": "8"},
     ("DECODER", "conv_reconstruction"): {"CHANNELS": "[16, 8]", "BLOCKS": "1"},
+    ("DECODER", "linear_probe"): {"CLASSES": "3", "CODE_SIZE": "[2, 3]"},
     ("DECODER", "scanpath"): {
         "SALIENCY_CHANNELS": "[8]",
         "HISTORY_LENGTH": "2",
@@ -123,6 +124,7 @@ def _batch(height: int, width: int) -> Batch:
         fixation_rows=torch.tensor([[0, 1], [2, -1]]),
         scanpaths=history.clone(),  # two scanpaths per image
         scanpath_mask=history_mask.clone(),
+        label=torch.tensor([0, 2]),
         target=torch.rand(2, 3, height, width),
     )
 
@@ -150,6 +152,7 @@ def test_combination_builds_and_runs(encoder: str, block: str, decoder: str) -> 
         PredictionKind.LOG_DENSITY: (2, 45, 61),
         PredictionKind.CONDITIONAL_LOG_DENSITY: (2, 2, 45, 61),  # one density per fixation
         PredictionKind.IMAGE: (2, 3, 45, 61),
+        PredictionKind.CLASS_LOGITS: (2, 3),
     }
     assert prediction.shape == shapes[model.prediction]
     if model.prediction.is_density:

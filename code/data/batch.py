@@ -43,6 +43,7 @@ class Batch:
     scanpaths: torch.Tensor | None = None  # (B, S, L, 2) float, (x, y): each scanpath
     scanpath_mask: torch.Tensor | None = None  # (B, S, L) bool, False on padding
     foreground: torch.Tensor | None = None  # (B, H, W) float weight of the reconstruction loss
+    label: torch.Tensor | None = None  # (B,) int64 class of each image
     # (B, 1, H, W) float, 1 where a reconstruction loss applies (set by a masking input stage)
     loss_mask: torch.Tensor | None = None
 

@@ -208,7 +208,7 @@ class ImageTargets(Added):
             elif missing:
                 get_logger().info("%s: %d image(s) without a foreground file in %s weigh 1 "
                                   "everywhere", dataset.name, missing, foreground_dir)  # fmt: skip
-        if not keep.any():
+        if len(keep) and not keep.any():
             raise ValueError(f"{dataset.name}: DATA.SAMPLES.IMAGE leaves no image to use")
         self._images = np.flatnonzero(keep)
 
@@ -297,6 +297,27 @@ def read_foreground(path: Path, stimulus: Stimulus, height: int, width: int) -> 
 def _log_left_out(dataset: GazeDataset, what: str, count: int) -> None:
     if count:
         get_logger().warning("%s: %d %s left out", dataset.name, count, what)
+
+
+@SAMPLES.register("labelled")
+class LabelledImages(Added):
+    """One item per image with its class (``label``, e.g. STL-10's): classification probes.
+    Every image must have one (STL-10's ``unlabeled`` split has none)."""
+
+    provides = (stacked("label", "label", np.int64),)
+
+    def __init__(self, images: torch.utils.data.Dataset, dataset: GazeDataset) -> None:
+        super().__init__(images)
+        self.labels = [s.label for s in dataset.stimuli]
+        unlabelled = [s.id for s in dataset.stimuli if s.label is None]
+        if unlabelled:
+            raise ValueError(
+                f"DATA.SAMPLES 'labelled': {len(unlabelled)} image(s) of {dataset.name} have no "
+                f"label (first: {unlabelled[0]!r})"
+            )
+
+    def __getitem__(self, index: int) -> Sample:
+        return {**self.images[index], "label": np.array(self.labels[index], dtype=np.int64)}
 
 
 @SAMPLES.register("scanpath")

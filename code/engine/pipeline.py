@@ -125,7 +125,8 @@ def run_pipeline(pipeline: Pipeline, run_stage: Callable[[CfgNode, bool], dict])
 
 
 def summarise(reports: dict[str, list[dict]]) -> dict:
-    """Per stage: mean, std and per-fold values of the model's and the baselines' metrics."""
+    """Per stage: mean, std and per-fold values of the model's and the baselines' metrics (the
+    numbers of its ``metrics.json``)."""
 
     def stats(values: list[float]) -> dict:
         return {"mean": float(np.mean(values)), "std": float(np.std(values)), "folds": values}
@@ -133,7 +134,9 @@ def summarise(reports: dict[str, list[dict]]) -> dict:
     summary: dict = {}
     for stage, runs in reports.items():
         models = {"model": [r["metrics"] for r in runs]}
-        models.update({name: [r["baselines"][name] for r in runs] for name in runs[0]["baselines"]})
+        # a stage of another task (e.g. pretraining) may report no baselines
+        baselines = runs[0].get("baselines", {})
+        models.update({name: [r["baselines"][name] for r in runs] for name in baselines})
         summary[stage] = {
             model: {metric: stats([s[metric] for s in scores]) for metric in scores[0]}
             for model, scores in models.items()

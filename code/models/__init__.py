@@ -5,6 +5,7 @@ from code.models import attention, segmenters  # noqa: F401
 from code.models.blocks import cross_attention, identity, spade  # noqa: F401
 from code.models.decoders import (  # noqa: F401
     conv_reconstruction,
+    linear_probe,
     reconstruction,
     saliency,
     scanpath,

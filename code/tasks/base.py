@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ from code.data.build import (
     load_dataset,
 )
 from code.engine.trainer import ValidationScorer
-from code.models.build import GazeModel
+from code.models.build import GazeModel, build_model
+from code.models.shapes import PredictionKind
 from code.registry import TASKS, Chain, Choice, ConfigError
 
 
@@ -103,6 +104,20 @@ def build_task(cfg: CfgNode) -> Task:
     return TASKS.build(cfg.TASK, cfg=cfg)
 
 
+def checked_model(cfg: CfgNode, fields: Fields, predicts: Callable[[PredictionKind], bool],
+                  what: str) -> GazeModel:  # fmt: skip
+    """The configured model, refused unless its prediction is one ``predicts`` accepts (the
+    task ``what``: e.g. "reconstructs images") and the data provides the fields it reads."""
+    model = build_model(cfg)
+    if not predicts(model.prediction):
+        raise ConfigError(
+            f"task {cfg.TASK.NAME!r} {what}; MODEL.DECODER.NAME {cfg.MODEL.DECODER.NAME!r} "
+            f"predicts {model.prediction.value}"
+        )
+    check_batch_fields(model, fields, cfg)
+    return model
+
+
 def check_batch_fields(model: GazeModel, fields: Fields, cfg: CfgNode) -> None:
     """Refuse a model whose parts read batch fields the run's data does not provide, naming the
     parts and the configuration choices that would provide each field."""
@@ -148,10 +163,13 @@ def input_size(height: int, width: int, trained: tuple[int, int]) -> tuple[int, 
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def image_data(cfg: CfgNode) -> tuple[DataSplits, dict[str, Any], dict[str, Any]]:
+def image_data(
+    cfg: CfgNode, splits: DataSplits | None = None
+) -> tuple[DataSplits, dict[str, Any], dict[str, Any]]:
     """Splits, items and loaders of a task that needs only the images (no centre bias, no
-    segments): what ``prepare`` sets as ``splits``, ``samples`` and ``loaders``."""
-    splits = build_splits(cfg, load_dataset(cfg))
+    segments): what ``prepare`` sets as ``splits``, ``samples`` and ``loaders``. ``splits``:
+    the task's own (by default ``DATA.SPLIT`` of ``DATA.DATASET``)."""
+    splits = splits or build_splits(cfg, load_dataset(cfg))
     samples = {name: build_samples(cfg, getattr(splits, name), name, None, None) for name in SPLITS}
     loaders = {name: build_loader(cfg, samples[name], name == "train") for name in SPLITS}
     return splits, samples, loaders

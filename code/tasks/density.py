@@ -47,11 +47,11 @@ from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_heatmap, save_overlay, save_scanpaths
 from code.metrics.saliency import batch_log_likelihoods
 from code.metrics.scoring import format_table, stimulus_stem
-from code.models.build import GazeModel, build_model, build_segmenter
+from code.models.build import GazeModel, build_segmenter
 from code.models.decoders.scanpath import sample_scanpaths
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, ConfigError
-from code.tasks.base import Predictor, Task, check_batch_fields, input_size
+from code.tasks.base import Predictor, Task, checked_model, input_size
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -135,13 +135,9 @@ class DensityTask(Task):
             )
 
     def build_model(self) -> GazeModel:
-        model = build_model(self.cfg)
-        if not model.prediction.is_density:
-            raise ConfigError(
-                f"task 'density' scores (conditional) log-densities; MODEL.DECODER.NAME "
-                f"{self.cfg.MODEL.DECODER.NAME!r} predicts {model.prediction.value}"
-            )
-        check_batch_fields(model, self.samples["train"].fields, self.cfg)
+        fields = self.samples["train"].fields
+        model = checked_model(self.cfg, fields, lambda kind: kind.is_density,
+                              "scores (conditional) log-densities")  # fmt: skip
         model.set_centerbias(self.centerbias)  # travels in the checkpoint, for code.predict
         return model
 

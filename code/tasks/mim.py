@@ -25,11 +25,11 @@ from code.engine.trainer import ValidationScorer
 from code.engine.visualize import hwc, save_panels
 from code.metrics.representation import CodeStatistics
 from code.metrics.scoring import stimulus_stem
-from code.models.build import GazeModel, build_model
+from code.models.build import GazeModel
 from code.models.decoders.reconstruction import masked_squared_error
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, ConfigError
-from code.tasks.base import Predictor, Task, check_batch_fields, image_data
+from code.tasks.base import Predictor, Task, checked_model, image_data
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -91,14 +91,9 @@ class MaskedImageModellingTask(Task):
         self.splits, self.samples, self.loaders = image_data(self.cfg)
 
     def build_model(self) -> GazeModel:
-        model = build_model(self.cfg)
-        if model.prediction is not PredictionKind.IMAGE:
-            raise ConfigError(
-                f"task 'mim_pretrain' reconstructs images; MODEL.DECODER.NAME "
-                f"{self.cfg.MODEL.DECODER.NAME!r} predicts {model.prediction.value}"
-            )
-        check_batch_fields(model, self.samples["train"].fields, self.cfg)
-        return model
+        reconstructs = lambda kind: kind is PredictionKind.IMAGE  # noqa: E731
+        return checked_model(self.cfg, self.samples["train"].fields, reconstructs,
+                             "reconstructs images")  # fmt: skip
 
     def validation(self, model: GazeModel) -> ValidationScorer:
         return MaskedErrorScorer(model, tuple(self.cfg.DATA.IMAGE_SIZE))
