@@ -300,7 +300,7 @@ def test_image_items_carry_scanpaths_and_foreground_weights_and_count_what_they_
     assert len(weighted) == 3 and weighted[1]["foreground"].min() == 1  # no file: weight 1
     np.save(folder / "im1.npy", np.ones((60, 40), np.float32))  # portrait: another image's
     with pytest.raises(ValueError, match=r"im1\.npy: 40x60 does not have the aspect of its image"):
-        ImageTargets(images, data, False, str(folder), False)[1]
+        ImageTargets(images, data, False, str(folder), False)  # before any item is read
 
 
 def test_a_random_resized_crop_moves_scanpaths_and_foreground_with_the_image() -> None:

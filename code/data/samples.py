@@ -30,7 +30,7 @@ from code.data.batch import (
     stacked,
     with_fields,
 )
-from code.data.gaze import GazeDataset, Stimulus
+from code.data.gaze import Fixations, GazeDataset, Stimulus
 from code.registry import SAMPLES
 from code.utils.logging import get_logger
 
@@ -237,24 +237,29 @@ class ImageTargets(Added):
             sample["foreground"] = (
                 np.ones((height, width), np.float32)
                 if path is None
-                else read_foreground(path, stimulus, height, width)
+                else read_foreground(path, height, width)
             )
         return sample
 
 
-def scanpath_rows(dataset: GazeDataset) -> list[list[np.ndarray]]:
-    """Per image, the fixation rows of each of its scanpaths, in temporal order."""
-    fix = dataset.fixations
+def ordered_scanpaths(fix: Fixations) -> list[np.ndarray]:
+    """The rows of each scanpath (by id), in temporal order."""
     order = np.lexsort((fix.index, fix.train))
     bounds = np.flatnonzero(np.diff(fix.train[order])) + 1
+    return np.split(order, bounds) if len(order) else []
+
+
+def scanpath_rows(dataset: GazeDataset) -> list[list[np.ndarray]]:
+    """Per image, the fixation rows of each of its scanpaths, in temporal order."""
     per_image: list[list[np.ndarray]] = [[] for _ in dataset.stimuli]
-    for rows in np.split(order, bounds) if len(order) else []:
-        per_image[int(fix.image[rows[0]])].append(rows)
+    for rows in ordered_scanpaths(dataset.fixations):
+        per_image[int(dataset.fixations.image[rows[0]])].append(rows)
     return per_image
 
 
 def foreground_files(folder: Path, dataset: GazeDataset) -> list[Path | None]:
-    """Per stimulus, ``folder/<stem>.png`` or ``.npy`` if there is one (an error if both)."""
+    """Per stimulus, ``folder/<stem>.png`` or ``.npy`` if there is one; refused, before any
+    work, if both are there or the file's shape has not its image's aspect (another image's)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"DATA.SAMPLES.IMAGE.FOREGROUND_DIR: no folder {folder}")
     files = []
@@ -265,31 +270,41 @@ def foreground_files(folder: Path, dataset: GazeDataset) -> list[Path | None]:
         ]
         if len(found) > 1:
             raise ValueError(f"{stimulus.id}: two foreground files, {found[0]} and {found[1]}")
+        if found:
+            check_aspect(found[0], foreground_shape(found[0]), stimulus)
         files.append(found[0] if found else None)
     return files
 
 
-def read_foreground(path: Path, stimulus: Stimulus, height: int, width: int) -> np.ndarray:
+def foreground_shape(path: Path) -> tuple[int, ...]:
+    """(height, width) of a foreground file, from its header."""
+    if path.suffix == ".npy":
+        return np.load(path, mmap_mode="r").shape
+    with Image.open(path) as picture:
+        return picture.height, picture.width
+
+
+def check_aspect(path: Path, shape: tuple[int, ...], stimulus: Stimulus) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"{path}: a foreground must be one channel, got shape {shape}")
+    aspect, image_aspect = shape[1] / shape[0], stimulus.width / stimulus.height
+    if abs(aspect / image_aspect - 1) > 0.02:
+        raise ValueError(
+            f"{path}: {shape[1]}x{shape[0]} does not have the aspect of its image "
+            f"{stimulus.id!r} ({stimulus.width}x{stimulus.height}): the file of another image?"
+        )
+
+
+def read_foreground(path: Path, height: int, width: int) -> np.ndarray:
     """A foreground file as (height, width) float32 weights in [0, 1]: a ``.png`` (grey levels
-    / 255) or an ``.npy`` (values as they are), of the image's aspect ratio, resized bilinearly."""
+    / 255) or an ``.npy`` (values as they are), resized bilinearly."""
     if path.suffix == ".npy":
         weights = np.load(path).astype(np.float32)
     else:
         with Image.open(path) as picture:
             weights = np.asarray(picture.convert("L"), dtype=np.float32) / 255
-    if (
-        weights.ndim != 2
-        or not np.isfinite(weights).all()
-        or weights.min() < 0
-        or weights.max() > 1
-    ):
-        raise ValueError(f"{path}: a foreground must be one channel of weights in [0, 1]")
-    aspect, image_aspect = weights.shape[1] / weights.shape[0], stimulus.width / stimulus.height
-    if abs(aspect / image_aspect - 1) > 0.02:
-        raise ValueError(
-            f"{path}: {weights.shape[1]}x{weights.shape[0]} does not have the aspect of its image "
-            f"{stimulus.id!r} ({stimulus.width}x{stimulus.height}): the file of another image?"
-        )
+    if not np.isfinite(weights).all() or weights.min() < 0 or weights.max() > 1:
+        raise ValueError(f"{path}: foreground weights must be finite and in [0, 1]")
     resized = Image.fromarray(weights).resize((width, height), Image.BILINEAR)
     return np.clip(np.asarray(resized), 0, 1).astype(np.float32)
 
@@ -346,10 +361,8 @@ class ScanpathSamples(torch.utils.data.Dataset):
         self.history_length = history_length
         self.fields = with_fields(images.fields, *self.provides)
         fix = dataset.fixations
-        order = np.lexsort((fix.index, fix.train))
-        bounds = np.flatnonzero(np.diff(fix.train[order])) + 1
         first_target = 0 if include_first else 1
-        self._trains = [rows for rows in np.split(order, bounds) if len(rows) > first_target]
+        self._trains = [rows for rows in ordered_scanpaths(fix) if len(rows) > first_target]
         self._first_target = first_target
         skipped = len(np.unique(fix.train)) - len(self._trains)
         if skipped:
