@@ -7,9 +7,12 @@ Masks are drawn per item: in training from torch's generator (seeded and restore
 the engine); in evaluation from one seeded by the image's index, so a validation or test loss
 is the same number at every epoch and for every model.
 
+The masks: ``random_patches`` and ``periphery`` (the seed's), ``foveate`` (the seed's foveation:
+a Gaussian pyramid beyond a central disc) and ``fixations`` (discs at real human fixations).
 The fill replaces the masked pixels: ``mean`` (the image's mean colour) or ``blur`` (the image
-blurred with ``BLUR_SIGMA`` px, so coarse content survives). Unlike the seed, where the mean fill
-runs after the blur and overwrites it in two modes, the blur fill here is what the encoder sees.
+blurred with ``BLUR_SIGMA`` px, so coarse content survives); ``foveate`` fills with its pyramid.
+Unlike the seed, where the mean fill runs after the blur and overwrites it in two modes, the
+blur fill here is what the encoder sees.
 """
 
 from __future__ import annotations
