@@ -149,6 +149,8 @@ def test_mim_pretraining_runs_through_the_entry_point(tmp_path: Path) -> None:
     report = _pretrain(tmp_path, images=40, epochs=1)
     assert report["input_stage"] == "random_patches" and report["n_images"] == 8
     assert report["metrics"]["masked_mse"] > 0 and report["metrics"]["fill_mse"] > 0
+    # the mean fill is the image's mean colour: the two baselines agree
+    assert report["metrics"]["mean_colour_mse"] == pytest.approx(report["metrics"]["fill_mse"])
     epochs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert "val_fill_mse" in next(r for r in epochs if r["kind"] == "epoch")
     assert len(list((tmp_path / "run" / "overlays").glob("*_reconstruction.png"))) == 2

@@ -6,8 +6,9 @@ input stage masks them (``MODEL.INPUT_STAGE``: ``random_patches``, ``periphery``
 ``identity``, the plain autoencoder) and its decoder reconstructs the image, trained by the
 squared error where the mask is 1. Validation: ``val_loss`` (that masked error) beside
 ``val_fill_mse``, the error of the fill itself (what a model that reconstructs nothing scores);
-the test report gives both, with the code's sparsity and decorrelation; overlays show input,
-mask, reconstruction and target.
+the test report gives both, and the error of the image's mean colour (the same as the fill's
+for mean fills; the baseline for fills that keep content, as foveation's), with the code's
+sparsity and decorrelation; overlays show input, mask, reconstruction and target.
 """
 
 from __future__ import annotations
@@ -101,15 +102,17 @@ class MaskedImageModellingTask(Task):
     @torch.no_grad()
     def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict | None:
         model.eval()
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # model, fill, Σ m
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # model, fill, mean, Σ m
         code = CodeProbe(model, tuple(self.cfg.DATA.IMAGE_SIZE))
         for batch in self.loaders["test"]:
             prediction, seen = model(batch.to(device))
             total, count = masked_squared_error(prediction, seen)
             fill, _ = masked_squared_error(seen.input, seen)
-            sums += torch.stack([total.double(), fill.double(), count.double()])
+            colour = seen.target.mean(dim=(2, 3), keepdim=True).expand_as(seen.target)
+            mean, _ = masked_squared_error(colour, seen)
+            sums += torch.stack([total, fill, mean, count]).double()
             code.update(seen)
-        model_sum, fill_sum, count = dist.all_reduce_sum(sums).tolist()
+        model_sum, fill_sum, mean_sum, count = dist.all_reduce_sum(sums).tolist()
         code_state = dist.all_reduce_sum(code.statistics.state().to(device)).cpu()
         if not dist.is_main():
             return None
@@ -117,6 +120,7 @@ class MaskedImageModellingTask(Task):
             "metrics": {
                 "masked_mse": model_sum / count,
                 "fill_mse": fill_sum / count,
+                "mean_colour_mse": mean_sum / count,
                 **code.statistics.compute(code_state),
             },
             "n_images": len(self.samples["test"]),
@@ -128,7 +132,8 @@ class MaskedImageModellingTask(Task):
         # without a mask nothing is filled: the input is the target, its error 0
         share = f", {m['masked_mse'] / m['fill_mse']:.1%} of it" if m["fill_mse"] > 0 else ""
         return (
-            f"masked MSE {m['masked_mse']:.5f} (the fill's: {m['fill_mse']:.5f}{share}) on "
+            f"masked MSE {m['masked_mse']:.5f} (the fill's: {m['fill_mse']:.5f}{share}; the "
+            f"image's mean colour's: {m['mean_colour_mse']:.5f}) on "
             f"{report['n_images']} test images, input stage {report['input_stage']}; code: unit "
             f"sparsity {m['unit_sparsity']:.3f}, population sparsity "
             f"{m['population_sparsity']:.3f}, decorrelation {m['decorrelation']:.4f}"
