@@ -32,6 +32,7 @@ from code.models.input_stages.masking import (
     outside_central_disc,
 )
 from code.models.layers.gaussian_blur import GaussianBlur
+from code.predict import main as predict
 
 
 def _batch(image: torch.Tensor, mask: torch.Tensor | None = None) -> Batch:
@@ -385,6 +386,20 @@ def test_the_stl10_pretraining_and_linear_probe_configs_run_and_the_probe_learns
                if k.startswith("encoder.")}  # fmt: skip
     pretrained = load_checkpoint(tmp_path / "mim" / "best.pt")["model"]
     assert all(torch.equal(v, pretrained[k]) for k, v in encoder.items())  # frozen as loaded
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for side in ("left", "right"):  # dark on that side: class 0, class 1
+        pixels = np.full((96, 96, 3), 150, np.uint8)
+        (pixels[:, :48] if side == "left" else pixels[:, 48:])[:] = 40
+        Image.fromarray(pixels).save(pictures / f"{side}.png")
+    predict(["--checkpoint", str(tmp_path / "probe" / "best.pt"), "--input", str(pictures),
+             "--output", str(tmp_path / "classes")])  # fmt: skip
+    rows = (tmp_path / "classes" / "classes.csv").read_text().splitlines()
+    assert rows[0] == "image,class," + ",".join(f"p{k}" for k in range(10))
+    assert [row.split(",")[:2] for row in sorted(rows[1:])] == [
+        ["left.png", "0"],
+        ["right.png", "1"],
+    ]
 
 
 def test_the_probe_stops_early_when_the_validation_loss_stops_improving(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import torch
 from yacs.config import CfgNode
 
 from code.config import SCHEMA
-from code.data.batch import Fields
+from code.data.batch import Batch, Fields
 from code.data.build import (
     SPLITS,
     DataSplits,
@@ -155,6 +155,16 @@ def _part_nodes(schema: dict, prefix: str) -> Iterator[tuple[str, Choice | Chain
             yield prefix + key, value
         elif isinstance(value, dict):
             yield from _part_nodes(value, f"{prefix}{key}.")
+
+
+def image_batch(resized: np.ndarray, original_size: tuple[int, int]) -> Batch:
+    """A batch of one image for ``code.predict``: ``resized`` (H, W, 3 uint8, at the model's
+    input size) as ``input``, with the image's ``original_size`` (height, width)."""
+    return Batch(
+        input=torch.tensor(resized).permute(2, 0, 1)[None].float().div(255),
+        image_index=torch.zeros(1, dtype=torch.int64),
+        original_size=torch.tensor([original_size]),
+    )
 
 
 def input_size(height: int, width: int, trained: tuple[int, int]) -> tuple[int, int]:

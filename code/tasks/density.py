@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -51,7 +52,7 @@ from code.models.build import GazeModel, build_segmenter
 from code.models.decoders.scanpath import sample_scanpaths
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, ConfigError
-from code.tasks.base import Predictor, Task, checked_model, input_size
+from code.tasks.base import Predictor, Task, checked_model, image_batch, input_size
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -265,10 +266,8 @@ class DensityPredictor(Predictor):
         # History for a scanpath model's density: the centre, then nothing (masked).
         k = self.model.decoder.history_length if self.conditional else 1
         history_mask = torch.arange(k).view(1, 1, k) == 0
-        return Batch(
-            input=torch.tensor(resized).permute(2, 0, 1)[None].float().div(255),
-            image_index=torch.zeros(1, dtype=torch.int64),
-            original_size=torch.tensor([image.shape[:2]]),
+        return dataclasses.replace(
+            image_batch(resized, image.shape[:2]),
             fixations=centre,
             fixation_mask=torch.ones(1, 1, dtype=torch.bool),
             centerbias=torch.from_numpy(self.centerbias.log_density(height, width)).float()[None],

@@ -14,6 +14,7 @@ sparsity and decorrelation; overlays show input, mask, reconstruction and target
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from code.models.build import GazeModel
 from code.models.decoders.reconstruction import masked_squared_error
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, ConfigError
-from code.tasks.base import Predictor, Task, checked_model, image_data
+from code.tasks.base import Predictor, Task, checked_model, image_batch, image_data
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -180,13 +181,8 @@ class ReconstructionPredictor(Predictor):
 
     @torch.no_grad()
     def predict(self, image: np.ndarray, name: str, output: Path) -> None:
-        pixels = torch.tensor(resize_rgb(image, *self.size)).permute(2, 0, 1)[None].float() / 255
-        batch = Batch(
-            input=pixels,
-            image_index=torch.zeros(1, dtype=torch.int64),
-            original_size=torch.tensor([image.shape[:2]]),
-            target=pixels.clone(),
-        )
+        batch = image_batch(resize_rgb(image, *self.size), image.shape[:2])
+        batch = dataclasses.replace(batch, target=batch.input.clone())
         prediction, seen = self.model(batch.to(self.device))
         panels = {"input": seen.input[0], "reconstruction": prediction[0]}
         folder = output / "reconstructions"

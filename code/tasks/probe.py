@@ -28,7 +28,7 @@ from code.engine.trainer import ValidationScorer
 from code.models.build import GazeModel
 from code.models.shapes import PredictionKind
 from code.registry import DATASETS, TASKS, ConfigError, SubPart
-from code.tasks.base import Predictor, Task, checked_model, image_data
+from code.tasks.base import Predictor, Task, checked_model, image_batch, image_data
 from code.utils import distributed as dist
 
 
@@ -126,8 +126,7 @@ class ClassPredictor(Predictor):
 
     @torch.no_grad()
     def predict(self, image: np.ndarray, name: str, output: Path) -> None:
-        pixels = torch.tensor(resize_rgb(image, *self.size)).permute(2, 0, 1)[None].float() / 255
-        batch = Batch(pixels, torch.zeros(1, dtype=torch.int64), torch.tensor([image.shape[:2]]))
+        batch = image_batch(resize_rgb(image, *self.size), image.shape[:2])
         logits, _ = self.model(batch.to(self.device))
         probabilities = logits.float().softmax(dim=1)[0].cpu()
         self.rows.append([name, int(probabilities.argmax()), *probabilities.tolist()])
