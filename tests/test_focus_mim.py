@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from code.config import load_config
 from code.data.batch import Batch, Collate
 from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 from code.data.samples import ImageSamples, ImageTargets
@@ -434,3 +435,32 @@ def test_the_saliency_probe_pipeline_reads_out_the_pretrained_encoder_frozen(
     assert any(key.startswith("decoder.") and key not in pretrained for key in readout)
     metrics = json.loads((out / "readout" / "metrics.json").read_text())["metrics"]
     assert math.isfinite(metrics["IG"])
+
+
+def _flat(node: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs/04_focus_mim/stl10/grid").glob("*.yaml")))
+def test_each_stl10_grid_file_changes_only_the_fill_and_crop_of_its_mask_file(path: Path) -> None:
+    mask = next(m for m in ("random_patches", "periphery", "foveate", "none")
+                if path.stem.startswith(m))  # fmt: skip
+    corner = _flat(load_config(Path("configs/04_focus_mim/stl10") / f"{mask}.yaml", []))
+    cell = _flat(load_config(path, []))
+    changed = {key for key in corner.keys() | cell.keys() if corner.get(key) != cell.get(key)}
+    fill = f"MODEL.INPUT_STAGE.{mask.upper()}.FILL"
+    expected = {"OUTPUT_DIR"}
+    if "_blur" in path.stem:
+        assert cell[fill] == "blur" and corner[fill] == "mean"
+        expected.add(fill)
+    if path.stem.endswith("_no_crop"):
+        assert cell["DATA.TRANSFORMS.NAMES"] == [] and corner["DATA.TRANSFORMS.NAMES"]
+        expected |= {"DATA.TRANSFORMS.NAMES"}
+        expected |= {key for key in corner if key.startswith("DATA.TRANSFORMS.RANDOM_RESIZED")}
+    assert changed == expected
