@@ -305,6 +305,10 @@ def test_image_items_carry_scanpaths_and_foreground_weights_and_count_what_they_
     np.save(folder / "im1.npy", np.ones((60, 40), np.float32))  # portrait: another image's
     with pytest.raises(ValueError, match=r"im1\.npy: 40x60 does not have the aspect of its image"):
         ImageTargets(images, data, False, str(folder), False)  # before any item is read
+    upsampled = ImageSamples(data, (40, 61))  # one pixel wider than the 60x40 images
+    with pytest.raises(ValueError, match=r"3 image\(s\) of viewed are smaller than "
+                       r"DATA.IMAGE_SIZE \[40, 61\] \(first: 'im0.png', 60x40\)"):  # fmt: skip
+        ImageTargets(upsampled, data, False, None, False)
 
 
 def test_a_random_resized_crop_moves_scanpaths_and_foreground_with_the_image() -> None:

@@ -190,6 +190,7 @@ class ImageTargets(Added):
         )
         super().__init__(images)
         self.dataset = dataset
+        _refuse_upsampled(dataset, images.sizes)
         keep = np.ones(len(dataset.stimuli), dtype=bool)
         self._scanpaths: list[list[np.ndarray]] | None = None
         if scanpaths:
@@ -307,6 +308,21 @@ def read_foreground(path: Path, height: int, width: int) -> np.ndarray:
         raise ValueError(f"{path}: foreground weights must be finite and in [0, 1]")
     resized = Image.fromarray(weights).resize((width, height), Image.BILINEAR)
     return np.clip(np.asarray(resized), 0, 1).astype(np.float32)
+
+
+def _refuse_upsampled(dataset: GazeDataset, sizes: list[tuple[int, int]]) -> None:
+    """Images smaller than their input size would be upsampled, and a reconstruction model
+    would learn the interpolation: refused, naming the first."""
+    small = [(s, size) for s, size in zip(dataset.stimuli, sizes, strict=True)
+             if s.height < size[0] or s.width < size[1]]  # fmt: skip
+    if small:
+        stimulus, (height, width) = small[0]
+        where = f"{stimulus.path}, " if stimulus.path is not None else ""
+        raise ValueError(
+            f"DATA.SAMPLES.IMAGE: {len(small)} image(s) of {dataset.name} are smaller than "
+            f"DATA.IMAGE_SIZE [{height}, {width}] (first: {stimulus.id!r}, {where}"
+            f"{stimulus.width}x{stimulus.height}); lower DATA.IMAGE_SIZE or remove them"
+        )
 
 
 def _log_left_out(dataset: GazeDataset, what: str, count: int) -> None:
