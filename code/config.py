@@ -74,7 +74,9 @@ SCHEMA: dict[str, Any] = {
             "UNIFORM_WEIGHT": float,
         },
         "BATCH_SIZE": int,
-        "NUM_WORKERS": int,
+        "NUM_WORKERS": int,  # loader processes; 0: load in the training process
+        "PIN_MEMORY": bool,  # page-locked batches, for faster copies to a GPU
+        "PERSISTENT_WORKERS": bool,  # keep the workers between epochs (when NUM_WORKERS > 0)
         "CACHE": {
             "DIR": str | None,
             "REBUILD": bool,
@@ -103,6 +105,8 @@ SCHEMA: dict[str, Any] = {
             "STRICT": bool,  # false: load the keys both have, keep the rest as initialised
         },
         "PRECISION": Literal["fp32", "bf16", "fp16"],
+        "COMPILE": Literal["default", "reduce-overhead", "max-autotune"] | None,  # torch.compile
+        "CHANNELS_LAST": bool,  # the model's weights (and so its convolutions) channels-last
         "ACCUMULATION_STEPS": int,
         "CLIP_GRAD_NORM": float | None,
         "BEST_METRIC": str,  # val_loss or a validation metric of the task (e.g. val_ig)

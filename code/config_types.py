@@ -52,6 +52,8 @@ class TrainConfig(Protocol):
     FREEZE: list[str]
     INIT: TrainInitConfig
     PRECISION: Literal["fp32", "bf16", "fp16"]
+    COMPILE: Literal["default", "reduce-overhead", "max-autotune"] | None
+    CHANNELS_LAST: bool
     ACCUMULATION_STEPS: int
     CLIP_GRAD_NORM: float | None
     BEST_METRIC: str
@@ -269,6 +271,8 @@ class DataConfig(Protocol):
     CENTERBIAS: DataCenterbiasConfig
     BATCH_SIZE: int
     NUM_WORKERS: int
+    PIN_MEMORY: bool
+    PERSISTENT_WORKERS: bool
     CACHE: DataCacheConfig
 
 

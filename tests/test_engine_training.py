@@ -1,5 +1,6 @@
 """Training options: bf16 on CPU, fp16 refused on CPU, LR recipe and early stopping, freezing and
-parameter groups, initialising from and evaluating a checkpoint."""
+parameter groups, initialising from and evaluating a checkpoint, channels-last and compiled
+models."""
 
 from __future__ import annotations
 
@@ -142,3 +143,28 @@ def test_split_sizes_are_checked_before_training(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"EVAL\.SCANPATH_IMAGES \(2\) cannot fill"):
         _run(tmp_path / "scanpaths", "EVAL.SCANPATH_IMAGES", "2")
     assert not any(tmp_path.rglob("*.pt")) and not any(tmp_path.rglob("metrics.jsonl"))
+
+
+def test_channels_last_weights_train_as_the_default_layout(tmp_path: Path) -> None:
+    default = _run(tmp_path / "default", "TRAIN.EPOCHS", "1")
+    channels_last = _run(tmp_path / "channels_last", "TRAIN.EPOCHS", "1",
+                         "TRAIN.CHANNELS_LAST", "true")  # fmt: skip
+    # the same computation in another memory layout: equal up to the order of float sums
+    assert channels_last["metrics"]["IG"] == pytest.approx(default["metrics"]["IG"], abs=1e-4)
+    weights = torch.load(tmp_path / "channels_last" / "best.pt", weights_only=False)["model"]
+    assert any(w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last)
+               and not w.is_contiguous() for w in weights.values())  # fmt: skip
+
+
+@pytest.mark.slow  # compiling takes minutes on 2 cores
+def test_a_compiled_model_trains_and_its_checkpoints_load_into_an_eager_one_and_back(
+    tmp_path: Path,
+) -> None:
+    compiled = _run(tmp_path / "compiled", "TRAIN.EPOCHS", "1", "TRAIN.COMPILE", "default")
+    best = tmp_path / "compiled" / "best.pt"
+    eager = main(["--cfg", QUICKSTART, "--opts", *SMALL, "OUTPUT_DIR", str(tmp_path / "compiled"),
+                  "--eval-only", "--checkpoint", str(best)])  # fmt: skip
+    assert eager["metrics"]["IG"] == pytest.approx(compiled["metrics"]["IG"], abs=1e-5)
+    again = _run(tmp_path / "recompiled", "TRAIN.EPOCHS", "1", "TRAIN.LR", "0.0",
+                 "TRAIN.COMPILE", "default", "TRAIN.INIT.CHECKPOINT", str(best))  # fmt: skip
+    assert again["metrics"]["IG"] == pytest.approx(compiled["metrics"]["IG"], abs=1e-5)

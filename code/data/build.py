@@ -188,7 +188,8 @@ def build_loader(
         # Its own generator: creating an iterator then draws no number from torch's global one,
         # so a run resumed mid-epoch draws the same random numbers as an uninterrupted run.
         generator=torch.Generator().manual_seed(cfg.SEED),
-        persistent_workers=cfg.DATA.NUM_WORKERS > 0,
+        persistent_workers=cfg.DATA.PERSISTENT_WORKERS and cfg.DATA.NUM_WORKERS > 0,
+        pin_memory=cfg.DATA.PIN_MEMORY,
     )
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from tqdm import tqdm
 from yacs.config import CfgNode
 
@@ -110,6 +111,12 @@ class Trainer:
         if frozen:
             get_logger().info("frozen: %.2fM parameters (%s)", frozen / 1e6, train.FREEZE)
         model.to(device)
+        if train.CHANNELS_LAST:
+            model.to(memory_format=torch.channels_last)
+        if train.COMPILE is not None:
+            # In place: the parameters keep their names, so checkpoints of compiled and eager
+            # models load into each other.
+            model.compile(mode=train.COMPILE)
         self.ddp = (
             DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
             if dist.world_size() > 1
@@ -156,19 +163,27 @@ class Trainer:
 
     def fit(self) -> Path:
         """Train until ``TRAIN.EPOCHS``, early stopping or ``TRAIN.STOP_LR``; returns best.pt."""
-        self.tracker = Tracker(self.cfg, self.output_dir, self.resumed_at, self.info)
-        try:
+        with self.tracking():
             while self.state.epoch < self.cfg.TRAIN.EPOCHS and self.state.stopped is None:
-                train_loss = self._train_epoch()
+                train_loss = self.train_epoch()
                 self._end_epoch(train_loss, self._validate())
-        finally:
-            self.tracker.close()
         if self.state.stopped:
             get_logger().info("stopped after epoch %d: %s", self.state.epoch, self.state.stopped)
         dist.barrier()  # best.pt is complete before any rank reads it
         return self.output_dir / "best.pt"
 
-    def _train_epoch(self) -> float:
+    @contextlib.contextmanager
+    def tracking(self) -> Iterator[None]:
+        """The run's tracker (metrics.jsonl, wandb) open for the epochs trained inside."""
+        self.tracker = Tracker(self.cfg, self.output_dir, self.resumed_at, self.info)
+        try:
+            yield
+        finally:
+            self.tracker.close()
+
+    def train_epoch(self) -> float:
+        """One pass over (the rest of) the training loader, inside ``tracking()``; returns the
+        epoch's mean training loss. The phases of each step are labelled for profilers."""
         state, accumulation = self.state, self.cfg.TRAIN.ACCUMULATION_STEPS
         self.model.train()
         self.train_loader.batch_sampler.set_epoch(state.epoch)
@@ -186,7 +201,8 @@ class Trainer:
             bar.update()
             if not last_micro_step:
                 continue
-            loss = self._optimizer_step(window)
+            with record_function("optimizer"):
+                loss = self._optimizer_step(window)
             window.zero_()
             speed = images / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{speed:.0f}")
@@ -194,7 +210,8 @@ class Trainer:
                 lr = self.optimizer.param_groups[-1]["lr"]
                 record = {"kind": "step", "step": state.step, "epoch": state.epoch, "loss": loss,
                           "lr": lr, "images_per_s": speed}  # fmt: skip
-                self.tracker.log(record)
+                with record_function("logging"):
+                    self.tracker.log(record)
             every = self.cfg.TRAIN.CHECKPOINT_EVERY
             if every and state.step % every == 0 and state.batches_consumed < total:
                 self._save(best=False)
@@ -209,11 +226,13 @@ class Trainer:
         # Under DDP, gradients are all-reduced only on the last micro-step of a window.
         no_sync = self.ddp.no_sync() if self.ddp is not None and not sync else None
         with no_sync or contextlib.nullcontext():
-            with self.precision.autocast():
+            with self.precision.autocast(), record_function("forward"):
                 prediction, batch = forward(batch)
-            loss_sum, count = self.model.loss(prediction, batch)
+            with record_function("loss"):
+                loss_sum, count = self.model.loss(prediction, batch)
             # A fixed divisor keeps fp16 gradients in range; the step rescales by the true count.
-            self.precision.scaler.scale(loss_sum / self.cfg.DATA.BATCH_SIZE).backward()
+            with record_function("backward"):
+                self.precision.scaler.scale(loss_sum / self.cfg.DATA.BATCH_SIZE).backward()
         return torch.stack([loss_sum.detach().double(), count.detach().double()])
 
     def _optimizer_step(self, window: torch.Tensor) -> float:
