@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The README's masked-image-modelling results on OSIE (CPU, one run at a time):
 #   [SEED=1] scripts/focus_mim_osie.sh [STEP ...]
-# steps (default: all, in this order): periphery random_frozen fixations scratch random_patches
-# none report. A mask step runs the saliency-probe pipeline with that mask (pretraining on OSIE
-# train + val and Scene500 stimuli, then the frozen encoder's readout on OSIE); random_frozen
-# and scratch train the readout model without pretraining. SEED
+# steps (default, in this order): random_patches_no_crop none_no_crop random_frozen scratch
+# periphery_no_crop fixations_no_crop report. A mask step (any file stem of
+# configs/04_focus_mim/cpu_osie/, e.g. periphery: with the seed's random crops) runs the
+# saliency-probe pipeline with that mask (pretraining on OSIE train + val and Scene500 stimuli,
+# then the frozen encoder's readout on OSIE); random_frozen and scratch train the readout model
+# without pretraining. SEED
 # (default 0) seeds every run; runs of seed s > 0 go to folders ending in _seed<s>. Results:
 # output/04_focus_mim/saliency_probe/<step>[_seed<s>]/ (a pipeline's stages in its
 # <stage>/ folders); report tabulates every finished run of every seed into
@@ -16,7 +18,8 @@ seed=${SEED:-0}
 suffix=""
 [ "$seed" = 0 ] || suffix="_seed$seed"
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(periphery random_frozen fixations scratch random_patches none report)
+[ ${#steps[@]} -gt 0 ] || steps=(random_patches_no_crop none_no_crop random_frozen scratch
+  periphery_no_crop fixations_no_crop report)
 for step in "${steps[@]}"; do
   run="$out/$step$suffix"
   case "$step" in
