@@ -1,20 +1,24 @@
 """Run a trained model on your own images.
 
-    python -m code.predict --checkpoint RUN/best.pt --input IMAGE_OR_DIR --output DIR [TASK OPTIONS]
+    python -m code.predict --checkpoint RUN/best.pt --input IMAGE_OR_DIR --output DIR
+                           [--batch-size N] [--sync-writes] [TASK OPTIONS]
 
 The model and its task are rebuilt from the configuration stored in the checkpoint (no config
 file needed); the task says what is written, named after each image's stem, and may add
-options (``--help`` with ``--checkpoint`` lists them). For the ``density`` task, in the layouts
-``code.evaluate`` reads:
+options (``--help`` with ``--checkpoint`` lists them). Images whose model inputs have one size
+(after the task's resize) go through the model together, ``--batch-size`` at a time; the files
+are written on a writer thread meanwhile (``--sync-writes``: each batch's before the next is
+predicted). For the ``density`` task, in the layouts ``code.evaluate`` reads:
 
 - ``densities/<stem>.npy``: the log-density (natural log, float32) at the image's original size
   (``code.evaluate saliency --predictions OUT/densities``). For a scanpath model: the density of
   the next fixation given a first fixation at the image centre.
-- ``overlays/<stem>_overlay.png``: the image with the density as a heat map.
+- ``overlays/<stem>_overlay.png``: the image with the density as a heat map (not with
+  ``--no-overlays``, which writes no pictures).
 - scanpath models, ``--scanpaths K``: ``scanpaths.csv`` (the generic fixation layout, subject =
   sample 0..K-1; ``code.evaluate scanpaths --predictions OUT/scanpaths.csv``), and per image
   ``scanpaths/<stem>_scanpaths.npy``, (K, L, 2) fixations (x, y) in original pixels, and
-  ``scanpaths/<stem>_scanpaths.png``, drawn on the image.
+  ``scanpaths/<stem>_scanpaths.png``, drawn on the image (not with ``--no-overlays``).
 
 Images that cannot be read are reported by name and skipped; the exit status is then 3 (0 when
 every image was written). An input without any image is an error.
@@ -27,16 +31,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 from yacs.config import CfgNode
 
 from code.config import load_config
+from code.data.batch import Batch
 from code.data.gaze import read_rgb
 from code.data.loaders.common import IMAGE_SUFFIXES
 from code.engine.checkpoint import load_checkpoint, load_model_state
 from code.models.build import GazeModel, build_model
-from code.tasks.base import build_task
+from code.tasks.base import Predictor, build_task
+from code.utils.parallel import BackgroundWriter
 
 
 def load_model(checkpoint: Path, device: torch.device) -> tuple[GazeModel, CfgNode]:
@@ -52,6 +59,12 @@ def load_model(checkpoint: Path, device: torch.device) -> tuple[GazeModel, CfgNo
 
 
 EXIT_SKIPPED = 3  # exit status when some images could not be read
+# Images read but waiting for others of their input size: at most this many batches' worth,
+# then the fullest size goes through the model (a folder of many sizes stays bounded in memory).
+WAITING_BATCHES = 4
+# Writes that may wait for the writer thread, per image of a batch: with a density and an
+# overlay per image, the next batch is predicted while the last one's files are written.
+PENDING_PER_IMAGE = 2
 
 
 def list_inputs(path: Path) -> list[Path]:
@@ -67,6 +80,14 @@ def list_inputs(path: Path) -> list[Path]:
     return images
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m code.predict", description=__doc__.split("\n")[0]
@@ -74,11 +95,60 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, required=True, help="a run's best.pt / last.pt")
     parser.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
     parser.add_argument("--output", type=Path, required=True, help="folder for the results")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="images of one input size predicted together (default 8)")  # fmt: skip
+    parser.add_argument("--sync-writes", action="store_true",
+                        help="write each batch's files before predicting the next, without a "
+                        "writer thread (as code.predict did before it had one)")  # fmt: skip
     return parser
 
 
+class Batcher:
+    """Images grouped by the size of their model input, each group predicted once it holds
+    ``batch_size`` images (or the fullest one when too many wait), its writes handed to
+    ``writer``."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        device: torch.device,
+        output: Path,
+        batch_size: int,
+        writer: BackgroundWriter,
+        progress: tqdm,
+    ) -> None:
+        self.predictor, self.device, self.output = predictor, device, output
+        self.batch_size, self.writer, self.progress = batch_size, writer, progress
+        self.groups: dict[tuple[int, ...], list[tuple[Batch, np.ndarray, str]]] = {}
+
+    def add(self, image: np.ndarray, name: str) -> None:
+        batch = self.predictor.batch(image, name)
+        size = tuple(batch.input.shape[1:])
+        group = self.groups.setdefault(size, [])
+        group.append((batch, image, name))
+        if len(group) == self.batch_size:
+            self.run(size)
+        elif sum(map(len, self.groups.values())) >= WAITING_BATCHES * self.batch_size:
+            self.run(max(self.groups, key=lambda key: len(self.groups[key])))
+
+    def run(self, size: tuple[int, ...]) -> None:
+        batches, images, names = zip(*self.groups.pop(size), strict=True)
+        with torch.no_grad():
+            batch = Batch.cat(batches).to(self.device)
+            writes = self.predictor.predict(batch, list(images), list(names), self.output)
+        for write in writes:
+            self.writer.submit(write)
+        self.progress.update(len(names))
+
+    def flush(self) -> None:
+        """Predict the images still waiting."""
+        while self.groups:
+            self.run(next(iter(self.groups)))
+
+
 def main(argv: list[str] | None = None) -> dict[str, list[str]]:
-    """Predict for every input image; returns {"written": [...], "skipped": [...]} by name."""
+    """Predict for every input image; returns {"written": [...], "skipped": [...]} by name, in
+    input order."""
     argv = sys.argv[1:] if argv is None else argv
     parser = make_parser()
     known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
@@ -91,16 +161,22 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     predictor = task.predictor(model, device, args)
     args.output.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
-    for path in tqdm(inputs, desc="predict", unit="img", disable=len(inputs) < 2):
-        try:
-            image = read_rgb(path)
-        except OSError as err:
-            tqdm.write(f"skipped {path.name}: {err}", file=sys.stderr)
-            skipped.append(path.name)
-            continue
-        predictor.predict(image, path.name, args.output)
-        written.append(path.name)
-    predictor.finish(args.output)
+    pending = 0 if args.sync_writes else PENDING_PER_IMAGE * args.batch_size
+    progress = tqdm(total=len(inputs), desc="predict", unit="img", disable=len(inputs) < 2)
+    with progress, BackgroundWriter(pending) as writer:
+        batcher = Batcher(predictor, device, args.output, args.batch_size, writer, progress)
+        for path in inputs:
+            try:
+                image = read_rgb(path)
+            except OSError as err:
+                progress.write(f"skipped {path.name}: {err}", file=sys.stderr)
+                skipped.append(path.name)
+                progress.update()
+                continue
+            batcher.add(image, path.name)
+            written.append(path.name)
+        batcher.flush()
+    predictor.finish(args.output, written)
     print(
         f"{len(written)} image(s) written to {args.output}; {len(skipped)} unreadable skipped"
         + (f": {', '.join(skipped)}" if skipped else "")

@@ -192,7 +192,8 @@ def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
     main(["--cfg", str(config), "--opts", *_tiny_opts(config, tmp_path)])
     images = tmp_path / "images"
     images.mkdir()
-    sizes = {"wide.png": (30, 70), "tall.jpg": (64, 40), "tiny.png": (9, 11)}
+    # wide and wide2 have one input size: the model sees them in one batch
+    sizes = {"wide.png": (30, 70), "tall.jpg": (64, 40), "tiny.png": (9, 11), "wide2.png": (30, 70)}
     rng = np.random.default_rng(0)
     for name, (h, w) in sizes.items():
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(images / name)

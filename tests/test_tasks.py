@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from code.models.shapes import FeatureShapes, PredictionKind
 from code.predict import main as predict
 from code.registry import DECODERS, TASKS
 from code.tasks.base import Predictor, Task, check_batch_fields, image_data
+from code.utils.parallel import Write
 from tests.small_run import QUICKSTART, SMALL
 
 
@@ -73,18 +75,23 @@ class AccuracyScorer(ValidationScorer):
 
 
 class HalvesPredictor(Predictor):
-    def __init__(self, model: GazeModel, cfg: CfgNode, device: torch.device) -> None:
-        self.model, self.cfg, self.device = model, cfg, device
+    def __init__(self, model: GazeModel, cfg: CfgNode) -> None:
+        self.model, self.cfg = model, cfg
 
-    @torch.no_grad()
-    def predict(self, image: np.ndarray, name: str, output: Path) -> None:
+    def batch(self, image: np.ndarray, name: str) -> Batch:
         size = tuple(self.cfg.DATA.IMAGE_SIZE)
         pixels = torch.tensor(image).permute(2, 0, 1)[None].float().div(255)
         pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False)
-        batch = Batch(pixels, torch.zeros(1, dtype=torch.int64), torch.tensor([image.shape[:2]]))
-        logits, _ = self.model(batch.to(self.device))
-        side = ["left", "right"][int(logits.argmax(1))]
-        (output / f"{Path(name).stem}.json").write_text(json.dumps({"brighter": side}))
+        return Batch(pixels, torch.zeros(1, dtype=torch.int64), torch.tensor([image.shape[:2]]))
+
+    def predict(
+        self, batch: Batch, images: list[np.ndarray], names: list[str], output: Path
+    ) -> list[Write]:
+        logits, _ = self.model(batch)
+        sides = [["left", "right"][int(k)] for k in logits.argmax(1)]
+        return [functools.partial((output / f"{Path(name).stem}.json").write_text,
+                                  json.dumps({"brighter": side}))
+                for name, side in zip(names, sides, strict=True)]  # fmt: skip
 
 
 class HalvesTask(Task):
@@ -122,7 +129,7 @@ class HalvesTask(Task):
     def predictor(
         self, model: GazeModel, device: torch.device, options: argparse.Namespace
     ) -> Predictor:
-        return HalvesPredictor(model, self.cfg, device)
+        return HalvesPredictor(model, self.cfg)
 
 
 class MajorityHalfTask(HalvesTask):
@@ -172,10 +179,12 @@ def test_a_task_defined_outside_the_framework_trains_evaluates_and_predicts(
     from PIL import Image
 
     Image.fromarray(bright_right).save(images / "right.png")
+    Image.fromarray(bright_right[:, ::-1]).save(images / "left.png")  # one batch with right.png
     result = predict(["--checkpoint", str(run / "best.pt"), "--input", str(images),
                       "--output", str(tmp_path / "out")])  # fmt: skip
-    assert result["written"] == ["right.png"]
-    assert json.loads((tmp_path / "out" / "right.json").read_text()) == {"brighter": "right"}
+    assert result["written"] == ["left.png", "right.png"]
+    for side in ("left", "right"):
+        assert json.loads((tmp_path / "out" / f"{side}.json").read_text()) == {"brighter": side}
 
 
 def test_a_task_without_training_runs_through_the_same_entry_point(

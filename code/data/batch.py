@@ -11,7 +11,7 @@ model refuses to build when the data does not provide it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -53,6 +53,21 @@ class Batch:
     def first(self, count: int) -> Batch:
         """The batch of its first ``count`` items."""
         return self.map(lambda value: value[:count])
+
+    def item(self, index: int) -> Batch:
+        """The batch of item ``index`` alone."""
+        return self.map(lambda value: value[index : index + 1])
+
+    @staticmethod
+    def cat(batches: Sequence[Batch]) -> Batch:
+        """Batches of one image size (holding the same fields) as one, item after item."""
+        return Batch(
+            **{
+                f.name: None if values[0] is None else torch.cat(values)
+                for f in fields(Batch)
+                for values in [[getattr(batch, f.name) for batch in batches]]
+            }
+        )
 
     def map(self, function: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
         """``function`` applied to every tensor the batch holds."""

@@ -37,17 +37,36 @@ from code.engine.trainer import ValidationScorer
 from code.models.build import GazeModel, build_model
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, Chain, Choice, ConfigError
+from code.utils.parallel import Write
 
 
 class Predictor:
-    """What ``code.predict`` does with one image for a trained model of its task."""
+    """What ``code.predict`` does for a trained model of its task.
 
-    def predict(self, image: np.ndarray, name: str, output: Path) -> None:
-        """Write the outputs for ``image`` (H, W, 3 uint8, file ``name``) into ``output``."""
+    ``code.predict`` reads each image, makes its model input with ``batch`` and predicts the
+    images whose inputs have one size together: ``predict`` gets their batches concatenated, on
+    the model's device, under ``torch.no_grad``, and returns the writes that save their outputs;
+    ``code.predict`` runs those (on a writer thread by default) and, once every image's are done,
+    calls ``finish``.
+    """
+
+    def batch(self, image: np.ndarray, name: str) -> Batch:
+        """The model's input for ``image`` (H, W, 3 uint8, file ``name``): a batch of one, on
+        the CPU (e.g. ``image_batch`` of the image resized to the task's size). The batches of
+        inputs of one size must hold the same fields in the same shapes, to be concatenated."""
         raise NotImplementedError
 
-    def finish(self, output: Path) -> None:
-        """Write what gathers every image's outputs (e.g. one table), once all are predicted."""
+    def predict(
+        self, batch: Batch, images: list[np.ndarray], names: list[str], output: Path
+    ) -> list[Write]:
+        """Run the model on ``batch``, item i made from ``images[i]`` (file ``names[i]``); return
+        the writes of their outputs into ``output`` (make the folders here). A write may run
+        later on another thread: it must own what it saves (no array changed afterwards)."""
+        raise NotImplementedError
+
+    def finish(self, output: Path, names: list[str]) -> None:
+        """Write what gathers every image's outputs (e.g. one table, a row per image in the
+        input order of ``names``), once all are predicted and written; nothing by default."""
 
 
 class Task:
@@ -96,7 +115,7 @@ class Task:
     def predictor(
         self, model: GazeModel, device: torch.device, options: argparse.Namespace
     ) -> Predictor:
-        """What ``code.predict`` runs on each image."""
+        """What ``code.predict`` runs on the images (``options``: its parsed command line)."""
         raise NotImplementedError
 
 

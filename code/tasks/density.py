@@ -19,6 +19,7 @@ import argparse
 import csv
 import dataclasses
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ from code.registry import TASKS, ConfigError
 from code.tasks.base import Predictor, Task, checked_model, image_batch, input_size
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
+from code.utils.parallel import Write
 
 
 class InformationGainScorer(ValidationScorer):
@@ -218,13 +220,16 @@ class DensityTask(Task):
             "--scanpath-length", type=int, default=10, help="fixations per scanpath"
         )
         parser.add_argument("--seed", type=int, default=0, help="seed of the scanpath sampling")
+        parser.add_argument("--no-overlays", dest="overlays", action="store_false",
+                            help="write no pictures (heat-map overlays, scanpath drawings), only "
+                            "the densities and scanpaths")  # fmt: skip
 
     def predictor(
         self, model: GazeModel, device: torch.device, options: argparse.Namespace
     ) -> Predictor:
         if options.scanpaths and model.prediction is not PredictionKind.CONDITIONAL_LOG_DENSITY:
             raise SystemExit(f"{options.checkpoint}: not a scanpath model; --scanpaths needs one")
-        return DensityPredictor(model, self.cfg, device, options)
+        return DensityPredictor(model, self.cfg, options)
 
 
 class DensityPredictor(Predictor):
@@ -236,15 +241,13 @@ class DensityPredictor(Predictor):
     for a scanpath model, of the fixation after one at the image centre),
     ``overlays/<stem>_overlay.png`` and, with ``--scanpaths K``, ``scanpaths.csv`` (the generic
     layout; subject = sample 0..K-1, durations unknown), ``scanpaths/<stem>_scanpaths.npy``
-    ((K, L, 2) fixations (x, y) in original pixels) and ``scanpaths/<stem>_scanpaths.png``.
+    ((K, L, 2) fixations (x, y) in original pixels) and ``scanpaths/<stem>_scanpaths.png``;
+    no pictures with ``--no-overlays``.
     """
 
-    def __init__(
-        self, model: GazeModel, cfg: CfgNode, device: torch.device, options: argparse.Namespace
-    ) -> None:
+    def __init__(self, model: GazeModel, cfg: CfgNode, options: argparse.Namespace) -> None:
         self.model = model
         self.cfg = cfg
-        self.device = device
         self.options = options
         self.centerbias = model.centerbias(
             cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT
@@ -253,7 +256,8 @@ class DensityPredictor(Predictor):
         self.conditional = model.prediction is PredictionKind.CONDITIONAL_LOG_DENSITY
         # Trained without first fixations (they follow a central fixation cross): start there.
         self.first_at_centre = not predicts_first_fixation(cfg.DATA.SAMPLES)
-        self.scanpath_rows: list[tuple] = []  # scanpaths.csv: image, subject, fix_index, x, y
+        # scanpaths.csv, by image: (image, subject, fix_index, x, y)
+        self.scanpath_rows: dict[str, list[tuple]] = {}
 
     def batch(self, image: np.ndarray, name: str) -> Batch:
         height, width = input_size(*image.shape[:2], tuple(self.cfg.DATA.IMAGE_SIZE))
@@ -274,14 +278,7 @@ class DensityPredictor(Predictor):
             segments=segments,
             history=centre[:, :, None] * history_mask[..., None],
             history_mask=history_mask,
-        ).to(self.device)
-
-    @torch.no_grad()
-    def log_density(self, batch: Batch, size: tuple[int, int]) -> np.ndarray:
-        prediction = self.model(batch)[0][0]
-        if self.conditional:  # the one fixation of the batch
-            prediction = prediction[0]
-        return to_original_size(prediction, size).cpu().numpy().astype(np.float32)
+        )
 
     def scanpaths(self, batch: Batch, count: int, length: int, seed: int) -> np.ndarray:
         """(count, length, 2) sampled fixations (x, y) in the original image's pixels."""
@@ -291,31 +288,53 @@ class DensityPredictor(Predictor):
         original_h, original_w = batch.original_size[0].tolist()
         return (xy.cpu() * torch.tensor([original_w / width, original_h / height])).numpy()
 
-    def predict(self, image: np.ndarray, name: str, output: Path) -> None:
-        stem = Path(name).stem
-        batch = self.batch(image, name)
-        log_density = self.log_density(batch, image.shape[:2])
-        for folder in ("densities", "overlays"):
-            (output / folder).mkdir(exist_ok=True)
-        np.save(output / "densities" / f"{stem}.npy", log_density)
-        save_heatmap(output / "overlays" / f"{stem}_overlay.png", image, log_density)
+    def predict(
+        self, batch: Batch, images: list[np.ndarray], names: list[str], output: Path
+    ) -> list[Write]:
+        prediction = self.model(batch)[0]
+        if self.conditional:  # the one fixation of each image
+            prediction = prediction[:, 0]
         options = self.options
-        if options.scanpaths:
-            scanpaths = self.scanpaths(
-                batch, options.scanpaths, options.scanpath_length, options.seed
-            )
-            (output / "scanpaths").mkdir(exist_ok=True)
-            np.save(output / "scanpaths" / f"{stem}_scanpaths.npy", scanpaths)
-            save_scanpaths(output / "scanpaths" / f"{stem}_scanpaths.png", image, scanpaths)
-            self.scanpath_rows += [
-                (name, sample, index, x, y)
-                for sample, path in enumerate(scanpaths.tolist())
-                for index, (x, y) in enumerate(path)
-            ]
+        folders = {"densities": True, "overlays": options.overlays,
+                   "scanpaths": bool(options.scanpaths)}  # fmt: skip
+        for folder in (name for name, used in folders.items() if used):
+            (output / folder).mkdir(exist_ok=True)
+        writes: list[Write] = []
+        for item, (image, name) in enumerate(zip(images, names, strict=True)):
+            stem = Path(name).stem
+            log_density = to_original_size(prediction[item], image.shape[:2])
+            log_density = log_density.cpu().numpy().astype(np.float32)
+            writes.append(partial(np.save, output / "densities" / f"{stem}.npy", log_density))
+            if options.overlays:
+                path = output / "overlays" / f"{stem}_overlay.png"
+                writes.append(partial(save_heatmap, path, image, log_density))
+            if options.scanpaths:
+                writes += self.scanpath_writes(batch.item(item), image, name, output)
+        return writes
 
-    def finish(self, output: Path) -> None:
+    def scanpath_writes(
+        self, batch: Batch, image: np.ndarray, name: str, output: Path
+    ) -> list[Write]:
+        """Sample the scanpaths of one image (``batch``), keep their rows for ``scanpaths.csv``
+        and return the writes of their array and drawing."""
+        options = self.options
+        scanpaths = self.scanpaths(batch, options.scanpaths, options.scanpath_length, options.seed)
+        self.scanpath_rows[name] = [
+            (name, sample, index, x, y)
+            for sample, path in enumerate(scanpaths.tolist())
+            for index, (x, y) in enumerate(path)
+        ]
+        folder, stem = output / "scanpaths", Path(name).stem
+        writes: list[Write] = [partial(np.save, folder / f"{stem}_scanpaths.npy", scanpaths)]
+        if options.overlays:
+            picture = folder / f"{stem}_scanpaths.png"
+            writes.append(partial(save_scanpaths, picture, image, scanpaths))
+        return writes
+
+    def finish(self, output: Path, names: list[str]) -> None:
         if self.options.scanpaths:
             with (output / "scanpaths.csv").open("w", newline="") as file:
                 table = csv.writer(file)
                 table.writerow(FIXATION_COLUMNS)
-                table.writerows((*row, "", "") for row in self.scanpath_rows)
+                rows = (row for name in names for row in self.scanpath_rows[name])
+                table.writerows((*row, "", "") for row in rows)

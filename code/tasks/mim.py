@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from code.registry import TASKS, ConfigError
 from code.tasks.base import Predictor, Task, checked_model, image_batch, image_data
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
+from code.utils.parallel import Write
 
 
 class MaskedErrorScorer(ValidationScorer):
@@ -169,23 +171,29 @@ class MaskedImageModellingTask(Task):
                 f"{', '.join(sorted(model.input_stage.requires))} of the data; code.predict "
                 "has the images alone"
             )
-        return ReconstructionPredictor(model, tuple(self.cfg.DATA.IMAGE_SIZE), device)
+        return ReconstructionPredictor(model, tuple(self.cfg.DATA.IMAGE_SIZE))
 
 
 class ReconstructionPredictor(Predictor):
     """``reconstructions/<stem>_reconstruction.png``: the image at the trained size, masked by
     the model's input stage (its evaluation mask), and the model's reconstruction of it."""
 
-    def __init__(self, model: GazeModel, size: tuple[int, int], device: torch.device) -> None:
-        self.model, self.size, self.device = model, size, device
+    def __init__(self, model: GazeModel, size: tuple[int, int]) -> None:
+        self.model, self.size = model, size
 
-    @torch.no_grad()
-    def predict(self, image: np.ndarray, name: str, output: Path) -> None:
+    def batch(self, image: np.ndarray, name: str) -> Batch:
         batch = image_batch(resize_rgb(image, *self.size), image.shape[:2])
-        batch = dataclasses.replace(batch, target=batch.input.clone())
-        prediction, seen = self.model(batch.to(self.device))
-        panels = {"input": seen.input[0], "reconstruction": prediction[0]}
+        return dataclasses.replace(batch, target=batch.input.clone())
+
+    def predict(
+        self, batch: Batch, images: list[np.ndarray], names: list[str], output: Path
+    ) -> list[Write]:
+        prediction, seen = self.model(batch)
         folder = output / "reconstructions"
         folder.mkdir(exist_ok=True)
-        pictures = {key: hwc(value) for key, value in panels.items()}
-        save_panels(folder / f"{Path(name).stem}_reconstruction.png", pictures, name)
+        writes: list[Write] = []
+        for item, name in enumerate(names):
+            pictures = {"input": hwc(seen.input[item]), "reconstruction": hwc(prediction[item])}
+            path = folder / f"{Path(name).stem}_reconstruction.png"
+            writes.append(partial(save_panels, path, pictures, name))
+        return writes

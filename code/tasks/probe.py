@@ -30,6 +30,7 @@ from code.models.shapes import PredictionKind
 from code.registry import DATASETS, TASKS, ConfigError, SubPart
 from code.tasks.base import Predictor, Task, checked_model, image_batch, image_data
 from code.utils import distributed as dist
+from code.utils.parallel import Write
 
 
 class AccuracyScorer(ValidationScorer):
@@ -114,26 +115,31 @@ class LinearProbeTask(Task):
     def predictor(
         self, model: GazeModel, device: torch.device, options: argparse.Namespace
     ) -> Predictor:
-        return ClassPredictor(model, tuple(self.cfg.DATA.IMAGE_SIZE), device)
+        return ClassPredictor(model, tuple(self.cfg.DATA.IMAGE_SIZE))
 
 
 class ClassPredictor(Predictor):
     """``classes.csv``: per image, the predicted class and every class's probability."""
 
-    def __init__(self, model: GazeModel, size: tuple[int, int], device: torch.device) -> None:
-        self.model, self.size, self.device = model, size, device
-        self.rows: list[list] = []
+    def __init__(self, model: GazeModel, size: tuple[int, int]) -> None:
+        self.model, self.size = model, size
+        self.rows: dict[str, list] = {}  # by image name
 
-    @torch.no_grad()
-    def predict(self, image: np.ndarray, name: str, output: Path) -> None:
-        batch = image_batch(resize_rgb(image, *self.size), image.shape[:2])
-        logits, _ = self.model(batch.to(self.device))
-        probabilities = logits.float().softmax(dim=1)[0].cpu()
-        self.rows.append([name, int(probabilities.argmax()), *probabilities.tolist()])
+    def batch(self, image: np.ndarray, name: str) -> Batch:
+        return image_batch(resize_rgb(image, *self.size), image.shape[:2])
 
-    def finish(self, output: Path) -> None:
-        classes = len(self.rows[0]) - 2 if self.rows else 0
+    def predict(
+        self, batch: Batch, images: list[np.ndarray], names: list[str], output: Path
+    ) -> list[Write]:
+        logits, _ = self.model(batch)
+        for name, probabilities in zip(names, logits.float().softmax(dim=1).cpu(), strict=True):
+            self.rows[name] = [name, int(probabilities.argmax()), *probabilities.tolist()]
+        return []  # the table is written by finish
+
+    def finish(self, output: Path, names: list[str]) -> None:
+        rows = [self.rows[name] for name in names]
+        classes = len(rows[0]) - 2 if rows else 0
         with (output / "classes.csv").open("w", newline="") as file:
             writer = csv.writer(file)
             writer.writerow(["image", "class", *(f"p{k}" for k in range(classes))])
-            writer.writerows(self.rows)
+            writer.writerows(rows)
