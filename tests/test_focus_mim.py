@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from code.config import load_config
+from code.config import ConfigError, load_config
 from code.data.batch import Batch, Collate
 from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 from code.data.samples import ImageSamples, ImageTargets
@@ -158,6 +158,10 @@ def test_mim_pretraining_runs_through_the_entry_point(tmp_path: Path) -> None:
     assert len(list((tmp_path / "run" / "overlays").glob("*_reconstruction.png"))) == 2
     plain = _pretrain(tmp_path / "plain", images=40, epochs=1, stage="identity")
     assert plain["metrics"]["fill_mse"] == 0  # nothing hidden: the loss is over the whole image
+    # too few images for a validation split: refused, naming the key, before any training
+    with pytest.raises(ConfigError, match=r"the val split is empty; raise DATA\.SPLIT\.VAL_"):
+        _pretrain(tmp_path / "few", images=5, epochs=1)
+    assert not (tmp_path / "few" / "run" / "last.pt").exists()
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from code.data.samples import FixationSamples, ImageSamples
 from code.data.segments import SegmentedSamples, Segmenter
 from code.data.splits import Split, kfold_by_image, split_indices
 from code.data.transforms import EpochIndexedBatches, TransformedSamples, build_transforms
-from code.registry import DATASETS, SAMPLES, Chain, Choice
+from code.registry import DATASETS, SAMPLES, Chain, Choice, ConfigError
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -71,6 +71,19 @@ def build_splits(cfg: CfgNode, dataset: Any) -> DataSplits:
     for reason, count in {**dataset.skipped, **dataset.adjusted}.items():
         get_logger().info("data set %s: %d x %s", dataset.name, count, reason)
     return DataSplits(**parts)
+
+
+def split_sizes(splits: DataSplits) -> dict[str, int]:
+    """Images per split, refused (naming the split and the key that fixes it) if one is empty:
+    before any training, not when its first batch is wanted."""
+    sizes = {name: len(getattr(splits, name).stimuli) for name in SPLITS}
+    where = f"DATA.SPLIT gives {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test"
+    for name, size in sizes.items():
+        if size == 0:
+            key = {"val": "VAL_FRACTION", "test": "TEST_FRACTION (or FOLDS)"}.get(name)
+            fix = f"raise DATA.SPLIT.{key}" if key else "lower the val and test fractions"
+            raise ConfigError(f"{where} images: the {name} split is empty; {fix}")
+    return sizes
 
 
 def fit_centerbias(cfg: CfgNode, train: GazeDataset) -> CenterBias:

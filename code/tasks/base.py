@@ -32,6 +32,7 @@ from code.data.build import (
     build_samples,
     build_splits,
     load_dataset,
+    split_sizes,
 )
 from code.engine.trainer import ValidationScorer
 from code.models.build import GazeModel, build_model
@@ -199,6 +200,7 @@ def image_data(
     segments): what ``prepare`` sets as ``splits``, ``samples`` and ``loaders``. ``splits``:
     the task's own (by default ``DATA.SPLIT`` of ``DATA.DATASET``)."""
     splits = splits or build_splits(cfg, load_dataset(cfg))
+    split_sizes(splits)
     samples = {name: build_samples(cfg, getattr(splits, name), name, None, None) for name in SPLITS}
     loaders = {name: build_loader(cfg, samples[name], name == "train") for name in SPLITS}
     return splits, samples, loaders

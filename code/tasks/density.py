@@ -34,6 +34,7 @@ from code.data.build import (
     build_splits,
     fit_centerbias,
     gaze_dataset,
+    split_sizes,
 )
 from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import FIXATION_COLUMNS
@@ -122,13 +123,8 @@ class DensityTask(Task):
 
     def _check_split_sizes(self) -> None:
         """What the split must hold for training and evaluation, checked before either."""
-        sizes = {name: len(getattr(self.splits, name).stimuli) for name in SPLITS}
+        sizes = split_sizes(self.splits)
         where = f"DATA.SPLIT gives {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test"
-        for name, size in sizes.items():
-            if size == 0:
-                key = {"val": "VAL_FRACTION", "test": "TEST_FRACTION (or FOLDS)"}.get(name)
-                fix = f"raise DATA.SPLIT.{key}" if key else "lower the val and test fractions"
-                raise ConfigError(f"{where} images: the {name} split is empty; {fix}")
         folds = self.cfg.EVAL.CENTERBIAS_FOLDS
         if sizes["test"] < folds:
             raise ConfigError(
