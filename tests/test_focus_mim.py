@@ -143,7 +143,7 @@ def _pretrain(tmp_path: Path, images: int, epochs: int, stage: str = "random_pat
         opts += ["MODEL.INPUT_STAGE.NAME", "identity"]
     return main(
         ["--cfg", "configs/04_focus_mim/cpu_osie/random_patches.yaml", "--opts", *opts,
-         "OUTPUT_DIR", str(tmp_path / "run"), "TRAIN.EPOCHS", str(epochs), "TRAIN.LR", "2e-3"]
+         "OUTPUT_DIR", str(tmp_path / "run"), "TRAIN.EPOCHS", str(epochs)]
     )  # fmt: skip
 
 
@@ -166,7 +166,8 @@ def test_mim_pretraining_runs_through_the_entry_point(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_mim_pretraining_reconstructs_hidden_patches_better_than_the_fill(tmp_path: Path) -> None:
-    metrics = _pretrain(tmp_path, images=200, epochs=12)["metrics"]
+    # at the config's LR (the seed's 5e-4); 2e-3 leaves this small model at the mean colour
+    metrics = _pretrain(tmp_path, images=200, epochs=30)["metrics"]
     assert metrics["masked_mse"] < 0.85 * metrics["fill_mse"], metrics  # it learned
 
 
