@@ -92,6 +92,7 @@ def framework_phases(trainer: Trainer) -> dict[str, float]:
 
 
 def plain_loop(task: Task) -> tuple[GazeModel, torch.optim.Optimizer]:
+    """A freshly built model of ``task`` in training mode, and its configured optimizer."""
     seed_everything(task.cfg.SEED)
     model = task.build_model().train()
     return model, build_optimizer(task.cfg, model)

@@ -77,13 +77,18 @@ def split_sizes(splits: DataSplits) -> dict[str, int]:
     """Images per split, refused (naming the split and the key that fixes it) if one is empty:
     before any training, not when its first batch is wanted."""
     sizes = {name: len(getattr(splits, name).stimuli) for name in SPLITS}
-    where = f"DATA.SPLIT gives {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test"
+    where = split_summary(sizes)
     for name, size in sizes.items():
         if size == 0:
             key = {"val": "VAL_FRACTION", "test": "TEST_FRACTION (or FOLDS)"}.get(name)
             fix = f"raise DATA.SPLIT.{key}" if key else "lower the val and test fractions"
             raise ConfigError(f"{where} images: the {name} split is empty; {fix}")
     return sizes
+
+
+def split_summary(sizes: dict[str, int]) -> str:
+    """What the split gives, for error messages."""
+    return f"DATA.SPLIT gives {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test"
 
 
 def fit_centerbias(cfg: CfgNode, train: GazeDataset) -> CenterBias:

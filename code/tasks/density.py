@@ -35,6 +35,7 @@ from code.data.build import (
     fit_centerbias,
     gaze_dataset,
     split_sizes,
+    split_summary,
 )
 from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import FIXATION_COLUMNS
@@ -124,7 +125,7 @@ class DensityTask(Task):
     def _check_split_sizes(self) -> None:
         """What the split must hold for training and evaluation, checked before either."""
         sizes = split_sizes(self.splits)
-        where = f"DATA.SPLIT gives {sizes['train']}/{sizes['val']}/{sizes['test']} train/val/test"
+        where = split_summary(sizes)
         folds = self.cfg.EVAL.CENTERBIAS_FOLDS
         if sizes["test"] < folds:
             raise ConfigError(
