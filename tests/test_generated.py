@@ -17,6 +17,16 @@ def test_deterministic_from_seed_and_image_index() -> None:
     assert a.stimuli[4].read().shape == (40, 50, 3) and a.stimuli[4].read().dtype == np.uint8
 
 
+def test_images_are_rendered_once_and_shared_read_only() -> None:
+    """Reading an image twice renders it once (the loader reads every image each epoch); the
+    shared array cannot be changed by one reader under another."""
+    data = generated_dataset(3, 40, 50, 3, 5, seed=7)
+    first = data.stimuli[1].read()
+    assert data.stimuli[1].read() is first
+    assert not first.flags.writeable
+    assert np.array_equal(first, render_image(7, 1, 40, 50))
+
+
 def test_layout_of_scanpaths() -> None:
     data = generated_dataset(4, 40, 50, 3, 5, seed=0)
     fix = data.fixations
