@@ -51,11 +51,12 @@ from PIL import Image
 
 from code.data.batch import Batch
 from code.data.gaze import read_rgb
+from code.engine.checkpoint import load_model
 from code.engine.evaluator import to_original_size
 from code.engine.visualize import DENSITY_CMAP, HEATMAP_OPACITY, save_heatmap
 from code.main import main as train
-from code.predict import load_model, make_parser
 from code.predict import main as predict
+from code.predict import make_parser
 from code.tasks.base import build_task
 from code.utils.parallel import available_cpus
 

@@ -709,6 +709,29 @@ class TaskConfig(Protocol):
     DENSITY: TaskDensityConfig
     LINEAR_PROBE: TaskLinearProbeConfig
     MIM_PRETRAIN: TaskMimPretrainConfig
+    SCANPATH_GENERATION: TaskScanpathGenerationConfig
+
+
+class TaskScanpathGenerationConfig(Protocol):
+    DOWNSTREAM: str
+    CRITERION: Literal["reconstruction", "classification", "embedding", "saliency"]
+    GENERATOR: Literal["sequential", "joint", "attention_network"]
+    LENGTH: int
+    STEPS: int
+    LR: float
+    JITTER: float
+    FOVEA_SIGMA: float
+    AMPLITUDE: float
+    BLUR_KERNEL: int
+    BLUR_SIGMA: float
+    FORGETTING: float
+    ATTENTION_CHANNELS: list[int]
+    ATTENTION_EPOCHS: int
+    ATTENTION_LR: float
+    SALIENCY_CHECKPOINT: str | None
+    IOR_SIGMA: float
+    GRID: list[int]
+    SCANMATCH_THRESHOLD: float
 
 
 class TaskMimPretrainConfig(Protocol):

@@ -28,35 +28,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
-from yacs.config import CfgNode
 
-from code.config import load_config
 from code.data.batch import Batch
 from code.data.gaze import read_rgb
 from code.data.loaders.common import IMAGE_SUFFIXES
-from code.engine.checkpoint import load_checkpoint, load_model_state
-from code.models.build import GazeModel, build_model
+from code.engine.checkpoint import load_model
 from code.tasks.base import Predictor, build_task
 from code.utils.parallel import BackgroundWriter
-
-
-def load_model(checkpoint: Path, device: torch.device) -> tuple[GazeModel, CfgNode]:
-    """The model and its configuration, both from the checkpoint alone."""
-    state = load_checkpoint(checkpoint)
-    with tempfile.TemporaryDirectory() as tmp:  # validated like any config file
-        path = Path(tmp) / "config.yaml"
-        path.write_text(state["config"])
-        cfg = load_config(path, [])
-    model = build_model(cfg)
-    load_model_state(model, state["model"], checkpoint)
-    return model.to(device).eval(), cfg
-
 
 EXIT_SKIPPED = 3  # exit status when some images could not be read
 # Images read but waiting for others of their input size: at most this many batches' worth,

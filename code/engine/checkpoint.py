@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from yacs.config import CfgNode
+
+from code.config import load_config
+from code.models.build import GazeModel, build_model
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -21,6 +26,24 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def checkpoint_config(state: dict[str, Any]) -> CfgNode:
+    """The configuration a checkpoint was trained with, validated like any config file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(state["config"])
+        return load_config(path, [])
+
+
+def load_model(checkpoint: Path, device: torch.device) -> tuple[GazeModel, CfgNode]:
+    """The model (in eval mode, on ``device``) and its configuration, both from the checkpoint
+    alone."""
+    state = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(state)
+    model = build_model(cfg)
+    load_model_state(model, state["model"], checkpoint)
+    return model.to(device).eval(), cfg
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

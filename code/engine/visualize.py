@@ -4,7 +4,7 @@ fixations, a reconstruction beside its input and target, heat maps and scanpaths
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -89,8 +89,9 @@ def save_heatmap(path: Path, image: np.ndarray, log_density: np.ndarray) -> None
     Image.fromarray(np.rint(blended).astype(np.uint8)).save(path, **HEATMAP_PNG)
 
 
-def save_scanpaths(path: Path, image: np.ndarray, scanpaths: np.ndarray) -> None:
-    """Scanpaths as numbered fixations joined by lines, one colour per scanpath."""
+def save_scanpaths(path: Path, image: np.ndarray, scanpaths: Sequence[np.ndarray]) -> None:
+    """Scanpaths ((L, 2) arrays of x, y) as numbered fixations joined by lines, one colour per
+    scanpath."""
     height, width = image.shape[:2]
     fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
@@ -103,6 +104,23 @@ def save_scanpaths(path: Path, image: np.ndarray, scanpaths: np.ndarray) -> None
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.axis("off")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_utility_plot(path: Path, curves: dict[str, dict[str, list[float]]], title: str) -> None:
+    """A loss after each fixation, one line (mean ± s.e. band) per scanpath generator."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, curve in curves.items():
+        mean, error = np.asarray(curve["mean"]), np.nan_to_num(np.asarray(curve["se"]))
+        steps = np.arange(1, len(mean) + 1)
+        ax.plot(steps, mean, "-o", ms=3, label=name)
+        ax.fill_between(steps, mean - error, mean + error, alpha=0.2)
+    ax.set_xlabel("fixations")
+    ax.set_ylabel("downstream loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

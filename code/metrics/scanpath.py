@@ -240,28 +240,44 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
+def human_pairs(
+    dataset: GazeDataset, params: ScanMatchParams, images: set[int]
+) -> dict[int, list[dict[str, float]]]:
+    """Per image of ``images``: every human scanpath compared with every other human's scanpath
+    of the same image (each unordered pair once; the metrics are symmetric except MultiMatch's
+    alignment, which is symmetric in its distances)."""
+    by_image = scanpaths_by_image(dataset)
+    pairs = {}
+    for image in tqdm(sorted(images & set(by_image)), desc="human ceiling", unit="img"):
+        stim = dataset.stimuli[image]
+        pairs[image] = [
+            compare(a, b, stim.height, stim.width, params)
+            for a, b in combinations(by_image[image].values(), 2)
+        ]
+    return pairs
+
+
 def human_ceiling(
     dataset: GazeDataset, params: ScanMatchParams, images: set[int]
 ) -> dict[str, float]:
-    """Leave-one-subject-out agreement on ``images``: every human scanpath compared with every
-    other human's scanpath of the same image (each unordered pair once; the metrics are
-    symmetric except MultiMatch's alignment, which is symmetric in its distances), averaged
-    over pairs."""
-    rows = []
-    by_image = scanpaths_by_image(dataset)
-    for image in tqdm(sorted(images & set(by_image)), desc="human ceiling", unit="img"):
-        by_subject = by_image[image]
-        stim = dataset.stimuli[image]
-        for a, b in combinations(by_subject.values(), 2):
-            rows.append(compare(a, b, stim.height, stim.width, params))
-    return _mean(rows)
+    """Leave-one-subject-out agreement on ``images``: ``human_pairs`` averaged over pairs."""
+    return _mean([row for rows in human_pairs(dataset, params, images).values() for row in rows])
 
 
 def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchParams) -> dict:
+    """``score_scanpaths`` beside the human ceiling on the same images (those with predicted
+    and human scanpaths)."""
+    result = score_scanpaths(dataset, predictions, params)
+    scored = set(result["per_image"]["image"])
+    images = {i for i, stimulus in enumerate(dataset.stimuli) if stimulus.id in scored}
+    return {**result, "human_ceiling": human_ceiling(dataset, params, images)}
+
+
+def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchParams) -> dict:
     """Compare each predicted scanpath with every human scanpath of its image (mean over
-    pairs), beside the human ceiling on the same images. ``predictions``: a table in the generic
-    ``fixations.csv`` layout (:mod:`code.data.loaders.csv_layout`, checked like it); ``image`` is
-    the stimulus file name or stem, ``subject`` may name the model that made the scanpath."""
+    pairs). ``predictions``: a table in the generic ``fixations.csv`` layout
+    (:mod:`code.data.loaders.csv_layout`, checked like it); ``image`` is the stimulus file name
+    or stem, ``subject`` may name the model that made the scanpath."""
     table = read_fixation_table(predictions, dataset.stimuli, str(predictions))
     # Models that say where, not how long (e.g. code.predict's samples): scored without
     # durations, which only ScanMatch's temporal bins and MultiMatch's duration need.
@@ -288,7 +304,6 @@ def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatc
         "metrics": metrics,
         "n_pairs": len(rows),
         "n_images": len(predicted),
-        "human_ceiling": human_ceiling(dataset, params, set(predicted)),
         "durations": timed,
         "per_image": {  # each image's mean over its (predicted, human) pairs
             "image": [dataset.stimuli[image].id for image in means],

@@ -1,3 +1,3 @@
 """What a run does (``TASK.NAME``); importing this package registers every task."""
 
-from code.tasks import density, mim, probe  # noqa: F401
+from code.tasks import density, mim, probe, scanpath_generation  # noqa: F401

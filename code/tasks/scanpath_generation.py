@@ -1,0 +1,433 @@
+"""The ``scanpath_generation`` task: NeVA scanpaths (Schwinn et al., 2022) from any model the
+framework trained, scored against human scanpaths beside baselines.
+
+The run's model is the *downstream* model, frozen: ``MODEL`` must be the architecture of the
+checkpoint ``DOWNSTREAM`` (e.g. ``_BASE_`` its training config), whose weights it loads. For
+every test image the generator (``code.models.neva``) places ``LENGTH`` fixations where the
+model, seeing the image through the foveation, best does its task (``CRITERION``). Beside it
+the same number of fixations from baselines: ``random`` (uniform), ``centre`` (drawn from the
+centre bias of the training fixations), ``wta`` (winner-take-all with inhibition of return on
+the density of the saliency model ``SALIENCY_CHECKPOINT``, when one is given), and the humans'
+own scanpaths (their first ``LENGTH`` fixations). Outputs:
+
+- ``scanpaths/<generator>.csv`` (the generic ``fixations.csv`` layout: image, subject = the
+  generator, fix_index, x, y in original pixels; no durations) and ``<generator>.npy``
+  ((images, LENGTH, 2), the test images in order);
+- ``metrics.json``: per generator, the scanpath metrics against every human scanpath of the
+  image (each image's mean over its humans, then mean ± s.e. over images) and the human
+  ceiling (each human against the others); the downstream loss after t = 1..LENGTH fixations
+  (mean ± s.e. over images; humans: over their scanpaths long enough), as ``utility``;
+- ``utility.png`` (that loss against t) and ``overlays/<image>_scanpaths.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from yacs.config import CfgNode
+
+from code.data.batch import Batch
+from code.data.build import fit_centerbias
+from code.data.loaders.csv_layout import FIXATION_COLUMNS
+from code.data.samples import resize_rgb
+from code.engine.checkpoint import (
+    checkpoint_config,
+    load_checkpoint,
+    load_model,
+    load_model_state,
+)
+from code.engine.visualize import save_scanpaths, save_utility_plot
+from code.metrics.scanpath import (
+    Grid,
+    ScanMatchParams,
+    human_pairs,
+    scanpaths_by_image,
+    score_scanpaths,
+)
+from code.metrics.scoring import stimulus_stem
+from code.models.build import GazeModel, build_model
+from code.models.layers.foveation import Foveation, from_pixels, to_pixels
+from code.models.neva import (
+    CRITERIA,
+    AttentionNetwork,
+    Criterion,
+    Downstream,
+    Search,
+    joint_scanpaths,
+    learned_scanpaths,
+    scanpath_losses,
+    sequential_scanpaths,
+)
+from code.models.scanpath_baselines import density_scanpaths, random_scanpaths, winner_take_all
+from code.registry import TASKS, ConfigError
+from code.tasks.base import (
+    Predictor,
+    Task,
+    check_batch_fields,
+    image_batch,
+    image_data,
+    input_size,
+)
+from code.utils.logging import get_logger
+
+KEY = "TASK.SCANPATH_GENERATION"
+HUMANS = "humans"
+# The metrics of the table: which way is better (MultiMatch's duration is left out: generated
+# scanpaths say where, not how long).
+TABLE_METRICS = {
+    "ScanMatch": True,
+    "MM_vector": True,
+    "MM_direction": True,
+    "MM_length": True,
+    "MM_position": True,
+    "string_edit_distance": False,
+    "sequence_score": True,
+}
+
+
+@TASKS.register("scanpath_generation")
+class ScanpathGenerationTask(Task):
+    """Generate scanpaths with a frozen downstream model; score them against the humans'."""
+
+    trains = False
+
+    def __init__(
+        self,
+        cfg: CfgNode,
+        downstream: str,
+        criterion: Literal["reconstruction", "classification", "embedding", "saliency"],
+        generator: Literal["sequential", "joint", "attention_network"],
+        length: int,
+        steps: int,
+        lr: float,
+        jitter: float,
+        fovea_sigma: float,
+        amplitude: float,
+        blur_kernel: int,
+        blur_sigma: float,
+        forgetting: float,
+        attention_channels: list[int],
+        attention_epochs: int,
+        attention_lr: float,
+        saliency_checkpoint: str | None,
+        ior_sigma: float,
+        grid: list[int],
+        scanmatch_threshold: float,
+    ) -> None:
+        self.cfg = cfg
+        self.downstream_path = Path(downstream)
+        self.criterion = CRITERIA[criterion]
+        self.criterion_name = criterion
+        self.generator = generator
+        self.length = length
+        self.search = (steps, lr, jitter)
+        self.foveation_args = (fovea_sigma, amplitude, blur_kernel, blur_sigma, forgetting)
+        self.attention = (attention_channels, attention_epochs, attention_lr)
+        self.saliency_path = None if saliency_checkpoint is None else Path(saliency_checkpoint)
+        self.ior_sigma = ior_sigma
+        self.grid = grid
+        self.scanmatch_threshold = scanmatch_threshold
+
+    def check(self) -> None:
+        """Every key, both checkpoints and the criterion's fit to the model, before any data."""
+        if self.length < 1:
+            raise ConfigError(f"{KEY}.LENGTH must be at least 1, got {self.length}")
+        if len(self.grid) != 2 or min(self.grid) < 1:
+            raise ConfigError(f"{KEY}.GRID must be two positive bin counts, got {self.grid}")
+        if self.ior_sigma <= 0:
+            raise ConfigError(f"{KEY}.IOR_SIGMA must be positive, got {self.ior_sigma}")
+        channels, epochs, lr = self.attention
+        if not channels or min(channels) < 1 or epochs < 1 or lr <= 0:
+            raise ConfigError(
+                f"{KEY}.ATTENTION_CHANNELS must be positive widths, ATTENTION_EPOCHS >= 1 and "
+                f"ATTENTION_LR > 0; got {channels}, {epochs}, {lr}"
+            )
+        try:
+            self.foveation = Foveation(*self.foveation_args)
+            self.searcher = Search(*self.search)
+        except ValueError as err:
+            raise ConfigError(f"{KEY}: {err}") from err
+        self._check_checkpoint_model()
+        if self.saliency_path is not None:
+            saliency, _ = load_model(self.saliency_path, torch.device("cpu"))
+            if not saliency.prediction.is_density:
+                raise ConfigError(
+                    f"{KEY}.SALIENCY_CHECKPOINT {self.saliency_path} predicts "
+                    f"{saliency.prediction.value}; winner-take-all needs a density model"
+                )
+
+    def _check_checkpoint_model(self) -> None:
+        """Build the downstream model: refuse a checkpoint trained with another ``MODEL`` than
+        the run's, and a prediction the criterion cannot compare."""
+        state = load_checkpoint(self.downstream_path)
+        trained = checkpoint_config(state).MODEL
+        if trained.dump(sort_keys=True) != self.cfg.MODEL.dump(sort_keys=True):
+            raise ConfigError(
+                f"{KEY}.DOWNSTREAM {self.downstream_path} was trained with another MODEL than "
+                "this run's: base the run on that checkpoint's training config (_BASE_), so "
+                f"MODEL matches; its MODEL is:\n{trained.dump()}"
+            )
+        self.model = build_model(self.cfg)
+        accepts = self.criterion.accepts
+        if accepts is not None and self.model.prediction not in accepts:
+            compares = " or ".join(kind.value for kind in accepts)
+            raise ConfigError(
+                f"{KEY}.CRITERION {self.criterion_name!r} compares {compares}; "
+                f"MODEL.DECODER.NAME {self.cfg.MODEL.DECODER.NAME!r} predicts "
+                f"{self.model.prediction.value}"
+            )
+        load_model_state(self.model, state["model"], self.downstream_path)
+
+    def prepare(self) -> None:
+        self.splits, self.samples, self.loaders = image_data(self.cfg)
+        if "scanpaths" not in self.samples["test"].fields:
+            raise ConfigError(
+                f"task {self.cfg.TASK.NAME!r} compares with the human scanpaths: set "
+                "DATA.SAMPLES.NAME image with IMAGE.SCANPATHS true"
+            )
+        self.centerbias = fit_centerbias(self.cfg, self.splits.train)
+
+    def build_model(self) -> GazeModel:
+        """The downstream model ``check`` built, refused if it reads fields the data lacks."""
+        check_batch_fields(self.model, self.samples["test"].fields, self.cfg)
+        return self.model
+
+    # ------------------------------------------------------------------------ evaluation
+
+    def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict:
+        height, width = self.cfg.DATA.IMAGE_SIZE
+        downstream = Downstream(model, self._downstream_centerbias(model, height, width, device),
+                                f"{KEY}.DOWNSTREAM {self.downstream_path}")  # fmt: skip
+        foveation = self.foveation.to(device)
+        network = self._trained_network(downstream, device) if self.generator == (
+            "attention_network") else None  # fmt: skip
+        saliency = self._saliency_model(device)
+        centre = torch.from_numpy(self.centerbias.log_density(height, width))
+        generator = torch.Generator().manual_seed(self.cfg.SEED)
+        positions: dict[str, list[torch.Tensor]] = {}
+        losses: dict[str, list[torch.Tensor]] = {}
+        for batch in tqdm(self.loaders["test"], desc="scanpaths", unit="batch"):
+            batch = batch.to(device)
+            criterion = self.criterion(downstream, batch.input)
+            count = len(batch)
+            scanpaths = {
+                "NeVA": self._neva(criterion, foveation, network, generator),
+                "random": random_scanpaths(count, self.length, generator).to(device),
+                "centre": density_scanpaths(centre, count, self.length, generator).to(device),
+            }
+            if saliency is not None:
+                scanpaths["wta"] = winner_take_all(
+                    saliency(batch), self.length, self.ior_sigma).to(device)  # fmt: skip
+            with torch.no_grad():
+                for name, xy in scanpaths.items():
+                    positions.setdefault(name, []).append(xy.cpu())
+                    losses.setdefault(name, []).append(
+                        scanpath_losses(criterion, foveation, xy).cpu())  # fmt: skip
+                losses.setdefault(HUMANS, []).append(self._human_losses(criterion, batch))
+        return self._report(
+            {name: torch.cat(xy) for name, xy in positions.items()},
+            {name: torch.cat(loss) for name, loss in losses.items()},
+            output_dir,
+        )
+
+    def _downstream_centerbias(
+        self, model: GazeModel, height: int, width: int, device: torch.device
+    ) -> torch.Tensor | None:
+        """A density model's own centre bias (stored in it) at the images' size."""
+        if not model.prediction.is_density:
+            return None
+        centre = self.cfg.DATA.CENTERBIAS
+        stored = model.centerbias(centre.BANDWIDTH, centre.UNIFORM_WEIGHT)
+        return torch.from_numpy(stored.log_density(height, width)).float().to(device)
+
+    def _neva(
+        self, criterion: Criterion, foveation: Foveation, network: AttentionNetwork | None,
+        generator: torch.Generator,
+    ) -> torch.Tensor:  # fmt: skip
+        if network is not None:
+            with torch.no_grad():
+                return learned_scanpaths(network, criterion, foveation, self.length)[0]
+        search = sequential_scanpaths if self.generator == "sequential" else joint_scanpaths
+        return search(criterion, foveation, self.length, self.searcher, generator)[0]
+
+    def _trained_network(self, downstream: Downstream, device: torch.device) -> AttentionNetwork:
+        """The attention network trained on the training images' downstream loss (mean over
+        the scanpath's fixations)."""
+        channels, epochs, lr = self.attention
+        torch.manual_seed(self.cfg.SEED)
+        network = AttentionNetwork(channels).to(device)
+        optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+        loader = self.loaders["train"]
+        for epoch in range(epochs):
+            loader.batch_sampler.set_epoch(epoch)
+            total, images = 0.0, 0
+            for batch in tqdm(loader, desc=f"attention network, epoch {epoch + 1}", unit="batch"):
+                criterion = self.criterion(downstream, batch.input.to(device))
+                _, loss = learned_scanpaths(network, criterion, self.foveation, self.length)
+                optimizer.zero_grad(set_to_none=True)
+                loss.mean().backward()
+                optimizer.step()
+                total, images = total + float(loss.detach().mean(dim=1).sum()), images + len(batch)
+            get_logger().info("attention network epoch %d: loss %.5f", epoch + 1, total / images)
+        return network.eval()
+
+    def _saliency_model(self, device: torch.device) -> Callable[[Batch], torch.Tensor] | None:
+        """Batch -> (B, h, w) log-density of ``SALIENCY_CHECKPOINT`` on its images, read and
+        resized as that model was trained (about its trained pixel count, the image's aspect),
+        with its own centre bias; None without one."""
+        if self.saliency_path is None:
+            return None
+        model, cfg = load_model(self.saliency_path, device)
+        centre = cfg.DATA.CENTERBIAS
+        stored = model.centerbias(centre.BANDWIDTH, centre.UNIFORM_WEIGHT)
+        reader = Downstream(model, None, f"{KEY}.SALIENCY_CHECKPOINT {self.saliency_path}")
+        stimuli = self.splits.test.stimuli
+
+        @torch.no_grad()
+        def log_density(batch: Batch) -> torch.Tensor:
+            images = []
+            for index in batch.image_index.tolist():
+                image = stimuli[index].read()
+                size = input_size(*image.shape[:2], tuple(cfg.DATA.IMAGE_SIZE))
+                images.append(image_batch(resize_rgb(image, *size), image.shape[:2]).input)
+            inputs = torch.cat(images).to(device)  # the test images share one size
+            bias = stored.log_density(*inputs.shape[-2:])
+            reader.centerbias = torch.from_numpy(bias).float().to(device)
+            return reader.output(inputs)
+
+        return log_density
+
+    def _human_losses(self, criterion: Criterion, batch: Batch) -> torch.Tensor:
+        """(B, S, LENGTH) the loss after each of the first fixations of each human scanpath
+        (NaN past a scanpath's end or for missing scanpaths)."""
+        height, width = batch.input.shape[-2:]
+        paths = batch.scanpaths[:, :, : self.length]
+        valid = batch.scanpath_mask[:, :, : self.length]
+        steps = paths.shape[2]
+        result = torch.full((*paths.shape[:2], self.length), math.nan)
+        with torch.no_grad():
+            for subject in range(paths.shape[1]):
+                xy = from_pixels(paths[:, subject], height, width)
+                loss = scanpath_losses(criterion, self.foveation, xy).cpu()
+                result[:, subject, :steps] = torch.where(valid[:, subject].cpu(), loss, math.nan)
+        return result
+
+    def _report(
+        self, positions: dict[str, torch.Tensor], losses: dict[str, torch.Tensor], out: Path
+    ) -> dict:
+        test = self.splits.test
+        folder = out / "scanpaths"
+        folder.mkdir(exist_ok=True)
+        params = ScanMatchParams(Grid(*self.grid), self.scanmatch_threshold, 0.0, 0.0)
+        scores = {}
+        for name, xy in positions.items():
+            pixels = self._original_pixels(xy)
+            np.save(folder / f"{name}.npy", pixels)
+            table = folder / f"{name}.csv"
+            write_scanpath_table(table, [s.id for s in test.stimuli], name, pixels)
+            per_image = score_scanpaths(test, table, params)["per_image"]["model"]
+            scores[name] = {m: mean_and_error(per_image[m]) for m in TABLE_METRICS}
+        pairs = human_pairs(test, params, set(range(len(test.stimuli))))
+        ceiling = {m: [np.nanmean([r[m] for r in rows]) for rows in pairs.values() if rows]
+                   for m in TABLE_METRICS}  # fmt: skip
+        scores[HUMANS] = {m: mean_and_error(values) for m, values in ceiling.items()}
+        utility = {name: utility_curve(loss) for name, loss in losses.items()}
+        return {
+            "metrics": scores,
+            "utility": utility,
+            "n_images": len(test.stimuli),
+            "length": self.length,
+            "criterion": self.criterion_name,
+            "generator": self.generator,
+            "downstream": str(self.downstream_path),
+        }
+
+    def _original_pixels(self, positions: torch.Tensor) -> np.ndarray:
+        """(images, LENGTH, 2) positions in each test image's original pixels."""
+        stimuli = self.splits.test.stimuli
+        return np.stack([to_pixels(xy.double(), s.height, s.width).numpy()
+                         for xy, s in zip(positions, stimuli, strict=True)])  # fmt: skip
+
+    def summary(self, report: dict) -> str:
+        return format_report(report)
+
+    def save_figures(
+        self, model: GazeModel, device: torch.device, output_dir: Path, report: dict
+    ) -> None:
+        """``utility.png`` and, for the first test images, NeVA's scanpath beside a human's."""
+        title = f"{report['criterion']} loss, {report['n_images']} test images"
+        save_utility_plot(output_dir / "utility.png", report["utility"], title)
+        folder = output_dir / "overlays"
+        folder.mkdir(exist_ok=True)
+        test = self.splits.test
+        neva = np.load(output_dir / "scanpaths" / "NeVA.npy")
+        humans = scanpaths_by_image(test)
+        for index in range(min(self.cfg.EVAL.NUM_OVERLAYS, len(neva))):
+            paths = [neva[index]]
+            if humans.get(index):  # the first subject's scanpath, as long as NeVA's
+                xs, ys, _ = next(iter(humans[index].values()))
+                paths.append(np.stack([xs, ys], axis=1)[: self.length])
+            stimulus = test.stimuli[index]
+            picture = folder / f"{stimulus_stem(stimulus)}_scanpaths.png"
+            save_scanpaths(picture, stimulus.read(), paths)
+        get_logger().info("scanpaths drawn to %s (NeVA blue, a human orange)", folder)
+
+    def predictor(
+        self, model: GazeModel, device: torch.device, options: argparse.Namespace
+    ) -> Predictor:
+        raise ConfigError(
+            "a scanpath_generation run has no model of its own to predict with: run "
+            "code.predict on its DOWNSTREAM checkpoint"
+        )
+
+
+def write_scanpath_table(path: Path, images: list[str], name: str, pixels: np.ndarray) -> None:
+    """One scanpath per image (``pixels`` (images, L, 2)) in the generic ``fixations.csv``
+    layout, ``subject`` = ``name``, without durations."""
+    with path.open("w", newline="") as file:
+        table = csv.writer(file)
+        table.writerow(FIXATION_COLUMNS)
+        for image, path_xy in zip(images, pixels, strict=True):
+            for index, (x, y) in enumerate(path_xy.tolist()):
+                table.writerow((image, name, index, f"{x:.3f}", f"{y:.3f}", "", ""))
+
+
+def mean_and_error(values: list[float]) -> dict[str, float]:
+    """Mean and standard error over images (NaNs, e.g. MultiMatch on too short a scanpath,
+    left out)."""
+    array = np.asarray(values, dtype=np.float64)
+    array = array[np.isfinite(array)]
+    error = array.std(ddof=1) / math.sqrt(len(array)) if len(array) > 1 else math.nan
+    return {"mean": float(array.mean()), "se": float(error), "n": len(array)}
+
+
+def utility_curve(losses: torch.Tensor) -> dict[str, list[float]]:
+    """Mean ± s.e. of the loss after each fixation over images, from (images, T) losses or
+    (images, scanpaths, T) with NaN where a scanpath has ended (each image's mean first)."""
+    if losses.dim() == 3:
+        losses = losses.nanmean(dim=1)
+    rows = [mean_and_error(losses[:, t].tolist()) for t in range(losses.shape[1])]
+    return {"mean": [r["mean"] for r in rows], "se": [r["se"] for r in rows]}
+
+
+def format_report(report: dict) -> str:
+    """The metric table (mean ± s.e. over images) and the loss after each fixation."""
+    names = list(report["metrics"])
+    lines = [f"{'generator':<10}" + "".join(f"{m:>20}" for m in TABLE_METRICS)]
+    for name in names:
+        cells = (report["metrics"][name][m] for m in TABLE_METRICS)
+        lines.append(f"{name:<10}" + "".join(f"{c['mean']:>12.4f} ± {c['se']:.3f}" for c in cells))
+    lines.append(f"\n{report['criterion']} loss after fixation t (mean over images):")
+    steps = len(report["utility"][names[0]]["mean"])
+    lines.append(f"{'generator':<10}" + "".join(f"{t + 1:>9}" for t in range(steps)))
+    for name, curve in report["utility"].items():
+        lines.append(f"{name:<10}" + "".join(f"{v:>9.5f}" for v in curve["mean"]))
+    return "\n".join(lines)

@@ -1,0 +1,263 @@
+"""NeVA: the foveation layer, the position search, the baselines and the scanpath_generation
+task through the entry point."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from code.config import ConfigError
+from code.data.gaze import Stimulus
+from code.data.loaders.csv_layout import read_fixation_table
+from code.main import main
+from code.models.layers.foveation import Foveation, from_pixels, to_pixels
+from code.models.neva import Criterion, Search, joint_scanpaths, sequential_scanpaths
+from code.models.scanpath_baselines import density_scanpaths, winner_take_all
+from code.tasks.scanpath_generation import write_scanpath_table
+
+
+def _textured(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def test_foveation_is_sharp_at_the_fovea_blurred_far_away_and_forgets_exactly() -> None:
+    foveation = Foveation(fovea_sigma=0.05, amplitude=1.0, blur_kernel=9, blur_sigma=3.0,
+                          forgetting=0.5)  # fmt: skip
+    image = _textured(40, 60)
+    blurred = foveation.blur(image)
+    fixation = torch.tensor([[-0.5, 0.0]])  # x = 15 px, y = 20 px
+    memory = torch.zeros(1, 40, 60)
+    perceived, after = foveation(image, fixation, memory)
+    # at the fovea (g = 1 there, up to the half-pixel offset) the image itself ...
+    assert torch.allclose(perceived[..., 19:21, 14:16], image[..., 19:21, 14:16], atol=0.02)
+    # ... far away (g < 1e-30) its blur
+    assert torch.allclose(perceived[..., :, 45:], blurred[..., :, 45:], atol=1e-6)
+    # memory: rho * M + g, and a second fixation sees the first one's sharp region
+    g1 = foveation.fovea(fixation, 40, 60)
+    second = torch.tensor([[0.6, 0.5]])
+    memory2 = foveation.remember(after, second)
+    assert torch.allclose(after, g1)
+    assert torch.allclose(memory2, 0.5 * g1 + foveation.fovea(second, 40, 60))
+    assert not memory2.requires_grad
+    again, _ = foveation(image, second, after)
+    assert torch.allclose(again[..., 19:21, 14:16], image[..., 19:21, 14:16], atol=0.02)
+
+
+def test_the_fovea_is_round_in_pixels_on_a_non_square_image() -> None:
+    foveation = Foveation(0.1, 1.0, 3, 1.0, 0.0)
+    g = foveation.fovea(torch.zeros(1, 2), 40, 80)[0]
+    assert torch.allclose(g[20, 40 + 10], g[20 + 10, 40], atol=1e-6)  # 10 px right = 10 px down
+
+
+def test_the_perceived_image_has_a_gradient_with_respect_to_the_fixation() -> None:
+    foveation = Foveation(0.1, 1.0, 9, 3.0, 0.1)
+    image = _textured(32, 32)
+    fixation = torch.tensor([[0.2, -0.3]], requires_grad=True)
+    perceived, _ = foveation(image, fixation, torch.zeros(1, 32, 32))
+    (perceived - image).pow(2).mean().backward()
+    assert fixation.grad is not None and fixation.grad.abs().min() > 0
+
+
+def test_pixel_coordinates_map_to_normalised_ones_and_back_exactly() -> None:
+    corners = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    assert to_pixels(corners, 600, 800).tolist() == [[0, 0], [800, 600], [400, 300]]
+    points = torch.tensor([[123.25, 456.5], [0.5, 599.5]], dtype=torch.float64)
+    assert torch.allclose(to_pixels(from_pixels(points, 600, 800), 600, 800), points,
+                          rtol=0, atol=1e-12)  # fmt: skip
+    # the centre of pixel (col 10, row 20) of a 96x128 image, in the 600x800 original
+    centre = from_pixels(torch.tensor([[10.5, 20.5]], dtype=torch.float64), 96, 128)
+    expected = torch.tensor([[10.5 * 800 / 128, 20.5 * 600 / 96]], dtype=torch.float64)
+    assert torch.allclose(to_pixels(centre, 600, 800), expected, rtol=0, atol=1e-12)
+
+
+class SharpnessAt(Criterion):
+    """A toy downstream task with a known optimum: the squared error of the perceived image to
+    the clean one, which only a bright textured patch has (the rest is flat grey)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __call__(self, perceived: torch.Tensor) -> torch.Tensor:
+        return (perceived - self.images).pow(2).mean(dim=(1, 2, 3))
+
+
+def _patch_images() -> tuple[torch.Tensor, list[tuple[float, float]]]:
+    images = torch.full((2, 3, 48, 64), 0.5)
+    texture = _textured(10, 10, seed=3)[0]
+    images[0, :, 6:16, 44:54] = texture  # centre x = 49 px, y = 11 px
+    images[1, :, 30:40, 8:18] = texture  # centre x = 13 px, y = 35 px
+    return images, [(49.0, 11.0), (13.0, 35.0)]
+
+
+@pytest.mark.parametrize("search", [sequential_scanpaths, joint_scanpaths])
+def test_the_position_search_finds_the_one_informative_patch(search) -> None:
+    images, centres = _patch_images()
+    foveation = Foveation(0.05, 1.0, 9, 4.0, 0.0)
+    positions, losses = search(SharpnessAt(images), foveation, 1,
+                               Search(steps=40, lr=0.05, jitter=0.05),
+                               torch.Generator().manual_seed(0))  # fmt: skip
+    found = to_pixels(positions[:, 0], 48, 64)
+    for item, (x, y) in enumerate(centres):
+        assert math.dist(found[item].tolist(), (x, y)) < 4.0, (item, found[item])
+    # the loss at the position found is the lowest the criterion gives on a grid of positions
+    grid = torch.stack(
+        torch.meshgrid(
+            torch.linspace(-0.95, 0.95, 20), torch.linspace(-0.95, 0.95, 20), indexing="xy"
+        ),
+        -1,
+    )
+    memory = torch.zeros(2, 48, 64)
+    residual = foveation.residual(images)
+    on_grid = torch.stack([SharpnessAt(images)(foveation.perceive(
+        images, residual, memory, p.expand(2, 2))) for p in grid.view(-1, 2)])  # fmt: skip
+    assert (losses[:, 0] <= on_grid.min(dim=0).values + 1e-6).all()
+
+
+def test_a_sequential_scanpath_does_not_return_where_memory_keeps_it_sharp() -> None:
+    images, _ = _patch_images()
+    images[:, :, 30:40, 44:54] = _textured(10, 10, seed=4)[0]  # a second patch: x 49, y 35
+    # a fovea that sees a whole patch sharp (3 g > 1 within 8 px), remembered for good
+    foveation = Foveation(0.1, 3.0, 9, 4.0, forgetting=1.0)
+    positions, losses = sequential_scanpaths(SharpnessAt(images), foveation, 2,
+                                             Search(40, 0.05, 0.05),
+                                             torch.Generator().manual_seed(0))  # fmt: skip
+    found = to_pixels(positions, 48, 64)
+    assert math.dist(found[0, 0].tolist(), found[0, 1].tolist()) > 10  # the other patch next
+    assert (losses[:, 1] < losses[:, 0]).all()
+
+
+def test_winner_take_all_visits_the_peaks_in_order_and_inhibits_return() -> None:
+    log_density = torch.full((1, 30, 40), -10.0)
+    log_density[0, 5, 30] = -1.0  # the highest peak
+    log_density[0, 20, 10] = -2.0
+    fixations = to_pixels(winner_take_all(log_density, 2, ior_sigma=0.2), 30, 40)
+    assert fixations[0].tolist() == [[30.5, 5.5], [10.5, 20.5]]
+
+
+def test_density_scanpaths_fall_in_the_pixels_the_density_allows() -> None:
+    log_density = torch.full((10, 20), -math.inf)
+    log_density[3, 7] = 0.0
+    xy = to_pixels(density_scanpaths(log_density, 4, 5, torch.Generator().manual_seed(0)), 10, 20)
+    assert ((xy[..., 0] >= 7) & (xy[..., 0] < 8) & (xy[..., 1] >= 3) & (xy[..., 1] < 4)).all()
+
+
+def test_scanpath_tables_round_trip_through_the_generic_csv_loader(tmp_path: Path) -> None:
+    stimuli = [Stimulus("a.jpg", 600, 800, None), Stimulus("b.jpg", 600, 800, None)]
+    pixels = np.array([[[10.0, 20.0], [799.5, 0.25], [400.0, 300.0]],
+                       [[1.125, 2.5], [3.0, 4.0], [5.0, 599.0]]])  # fmt: skip
+    write_scanpath_table(tmp_path / "NeVA.csv", ["a.jpg", "b.jpg"], "NeVA", pixels)
+    table = read_fixation_table(tmp_path / "NeVA.csv", stimuli, "predictions")
+    for image in range(2):
+        fix = table.fixations_of(image)
+        order = np.argsort(fix.index)
+        assert np.allclose(np.stack([fix.x[order], fix.y[order]], axis=1), pixels[image])
+        assert np.isnan(fix.duration_ms).all()
+
+
+# ------------------------------------------------------------------------ the task end to end
+
+GENERATED = [
+    "DATA.DATASET.NAME", "generated",
+    "DATA.DATASET.GENERATED.NUM_IMAGES", "40",
+    "DATA.DATASET.GENERATED.HEIGHT", "48",
+    "DATA.DATASET.GENERATED.WIDTH", "64",
+    "DATA.DATASET.GENERATED.NUM_SUBJECTS", "3",
+    "DATA.DATASET.GENERATED.FIXATIONS_PER_SCANPATH", "4",
+    "DATA.DATASET.GENERATED.SEED", "0",
+    "DATA.CACHE.DIR", "null",
+    "DATA.IMAGE_SIZE", "[48, 64]",
+    "DATA.BATCH_SIZE", "8",
+    "MODEL.ENCODER.MASKED_CONVNET.CHANNELS", "[8, 16, 16]",
+    "MODEL.ENCODER.MASKED_CONVNET.BLOCKS", "1",
+    "MODEL.DECODER.CONV_RECONSTRUCTION.CHANNELS", "[16, 16, 8]",
+    "TRACKING.WANDB.ENABLED", "false",
+]  # fmt: skip
+SMALL_NEVA = [
+    "TASK.SCANPATH_GENERATION.LENGTH", "3",
+    "TASK.SCANPATH_GENERATION.STEPS", "3",
+    "TASK.SCANPATH_GENERATION.BLUR_KERNEL", "9",
+    "TASK.SCANPATH_GENERATION.BLUR_SIGMA", "3.0",
+    "TASK.SCANPATH_GENERATION.SALIENCY_CHECKPOINT", "null",
+    "TASK.SCANPATH_GENERATION.ATTENTION_CHANNELS", "[4, 8]",
+    "TASK.SCANPATH_GENERATION.ATTENTION_EPOCHS", "1",
+    "EVAL.NUM_OVERLAYS", "2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def autoencoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain autoencoder trained one epoch on generated images (a real checkpoint)."""
+    out = tmp_path_factory.mktemp("autoencoder") / "run"
+    main(["--cfg", "configs/04_focus_mim/cpu_osie/none_no_crop.yaml", "--opts", *GENERATED,
+          "OUTPUT_DIR", str(out), "TRAIN.EPOCHS", "1"])  # fmt: skip
+    return out / "best.pt"
+
+
+def _neva(tmp_path: Path, checkpoint: Path, *opts: str) -> dict:
+    return main(["--cfg", "configs/05_neva/reconstruction.yaml", "--opts", *GENERATED,
+                 *SMALL_NEVA, "TASK.SCANPATH_GENERATION.DOWNSTREAM", str(checkpoint),
+                 "OUTPUT_DIR", str(tmp_path / "neva"), *opts])  # fmt: skip
+
+
+def test_the_task_writes_scored_scanpaths_of_every_generator(
+    tmp_path: Path, autoencoder: Path
+) -> None:
+    report = _neva(tmp_path, autoencoder)
+    out = tmp_path / "neva"
+    generators = {"NeVA", "random", "centre"}
+    assert set(report["metrics"]) == generators | {"humans"}
+    assert set(report["utility"]) == generators | {"humans"}
+    assert report["n_images"] == 8 and len(report["utility"]["NeVA"]["mean"]) == 3
+    for name in generators:
+        pixels = np.load(out / "scanpaths" / f"{name}.npy")
+        assert pixels.shape == (8, 3, 2)
+        assert ((pixels >= 0) & (pixels <= [64, 48])).all()  # the generated images' own size
+        assert 0 <= report["metrics"][name]["ScanMatch"]["mean"] <= 1
+    assert report["metrics"]["humans"]["ScanMatch"]["n"] == 8
+    # NeVA's loss after each fixation is what its search found: never above the random one's
+    # on average, from the first fixation on
+    neva, random = report["utility"]["NeVA"]["mean"], report["utility"]["random"]["mean"]
+    assert all(n <= r for n, r in zip(neva, random, strict=True))
+    assert json.loads((out / "metrics.json").read_text())["criterion"] == "reconstruction"
+    assert (out / "utility.png").is_file()
+    assert len(list((out / "overlays").glob("*_scanpaths.png"))) == 2
+
+
+def test_the_joint_search_and_the_attention_network_generate_too(
+    tmp_path: Path, autoencoder: Path
+) -> None:
+    joint = _neva(tmp_path / "joint", autoencoder, "TASK.SCANPATH_GENERATION.GENERATOR", "joint")
+    assert len(joint["utility"]["NeVA"]["mean"]) == 3
+    learned = _neva(tmp_path / "learned", autoencoder,
+                    "TASK.SCANPATH_GENERATION.GENERATOR", "attention_network")  # fmt: skip
+    assert np.isfinite(learned["utility"]["NeVA"]["mean"]).all()
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (["TASK.SCANPATH_GENERATION.LENGTH", "0"], r"LENGTH must be at least 1"),
+        (["TASK.SCANPATH_GENERATION.FOVEA_SIGMA", "0.0"], r"FOVEA_SIGMA must be positive"),
+        (["TASK.SCANPATH_GENERATION.BLUR_SIGMA", "-1.0"], r"BLUR_SIGMA must be positive"),
+        (["TASK.SCANPATH_GENERATION.CRITERION", "classification"],
+         r"CRITERION 'classification' compares class logits; .* predicts image"),
+        (["MODEL.ENCODER.MASKED_CONVNET.CHANNELS", "[8, 16, 32]"],
+         r"DOWNSTREAM .* was trained with another MODEL"),
+    ],
+)  # fmt: skip
+def test_bad_settings_are_refused_before_any_data_is_read(
+    tmp_path: Path, autoencoder: Path, opts: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _neva(tmp_path, autoencoder, *opts)
+    assert not (tmp_path / "neva" / "scanpaths").exists()
+
+
+def test_a_missing_downstream_checkpoint_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*nothing\.pt"):
+        _neva(tmp_path, tmp_path / "nothing.pt")
