@@ -278,11 +278,18 @@ class WindowAttention(Attention):
         # Rolling up and left brings the top rows and left columns to the far end, so the last
         # windows join tokens from both sides of the map; the mask keeps the sides apart.
         qkv = torch.roll(qkv, shifts=(-shift[0], -shift[1]), dims=(3, 4))
-        q, k, v = rearrange(qkv, "t b h (ny wy) (nx wx) d -> t b (ny nx) h (wy wx) d", wy=wh, wx=ww)
-        bias = self._bias(wh, ww).masked_fill(~self._allowed(grid, (wh, ww), shift), -torch.inf)
+        # Windows and heads share one axis, so the 4-d layout of PyTorch's fused kernels holds
+        # and the (windows·heads, T, T) bias and mask broadcast over the batch without a copy.
+        q, k, v = rearrange(qkv, "t b h (ny wy) (nx wx) d -> t b (ny nx h) (wy wx) d", wy=wh, wx=ww)
+        allowed = self._allowed(grid, (wh, ww), shift)
+        bias = self._bias(wh, ww).masked_fill(~allowed, -torch.inf).flatten(0, 1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         out = rearrange(
-            out, "b (ny nx) h (wy wx) d -> b h (ny wy) (nx wx) d", ny=(height + pad_h) // wh, wy=wh
+            out,
+            "b (ny nx h) (wy wx) d -> b h (ny wy) (nx wx) d",
+            ny=(height + pad_h) // wh,
+            nx=(width + pad_w) // ww,
+            wy=wh,
         )
         out = torch.roll(out, shifts=shift, dims=(2, 3))[:, :, :height, :width]
         return rearrange(out, "b h y x d -> b h (y x) d")
