@@ -188,10 +188,36 @@ class ModelBlockCrossAttentionConfig(Protocol):
 
 class ModelBlockCrossAttentionAttentionConfig(Protocol):
     NAME: str
+    CROSS_COVARIANCE: ModelBlockCrossAttentionAttentionCrossCovarianceConfig
     GLOBAL: ModelBlockCrossAttentionAttentionGlobalConfig
+    LINEAR: ModelBlockCrossAttentionAttentionLinearConfig
+    SHIFTED_WINDOW: ModelBlockCrossAttentionAttentionShiftedWindowConfig
+    SPATIAL_REDUCTION: ModelBlockCrossAttentionAttentionSpatialReductionConfig
+    WINDOW: ModelBlockCrossAttentionAttentionWindowConfig
+
+
+class ModelBlockCrossAttentionAttentionWindowConfig(Protocol):
+    WINDOW_SIZE: int
+
+
+class ModelBlockCrossAttentionAttentionSpatialReductionConfig(Protocol):
+    RATIO: int | None
+    POOL_SIZE: int | None
+
+
+class ModelBlockCrossAttentionAttentionShiftedWindowConfig(Protocol):
+    WINDOW_SIZE: int
+
+
+class ModelBlockCrossAttentionAttentionLinearConfig(Protocol):
+    pass
 
 
 class ModelBlockCrossAttentionAttentionGlobalConfig(Protocol):
+    pass
+
+
+class ModelBlockCrossAttentionAttentionCrossCovarianceConfig(Protocol):
     pass
 
 

@@ -117,7 +117,8 @@ def test_a_sub_part_is_chosen_by_name_with_the_same_strictness(tmp_path: Path) -
                      "      ATTENTION:\n        NAME: windowed\n")  # fmt: skip
     message = (
         rf"MODEL.BLOCK.CROSS_ATTENTION.ATTENTION.NAME: 'windowed' is not registered in {wrong}; "
-        "registered attentions: global"
+        "registered attentions: cross_covariance, global, linear, shifted_window, "
+        "spatial_reduction, window"
     )
     with pytest.raises(ConfigError, match=message):
         load_config(wrong, [])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 from torch import nn
 
 from code.data.batch import Batch
@@ -12,17 +11,21 @@ from code.models.base import Block, Features
 from code.models.blocks.spade import memberships
 from code.models.layers.segments import segment_means, segment_present
 from code.models.shapes import FeatureShapes
-from code.registry import ATTENTIONS, BLOCKS, SubPart
+from code.registry import ATTENTIONS, BLOCKS, ConfigError, SubPart
 from code.utils.logging import log_shapes, log_signature
 from code.utils.tensors import bchw_to_bnc, bnc_to_bchw
 
 
 class SegmentCrossAttention(nn.Module):
-    """Pre-norm multi-head cross-attention, residual; the output projection starts at zero."""
+    """Pre-norm multi-head cross-attention, residual; the output projection starts at zero.
 
-    def __init__(self, channels: int, num_heads: int, attention: Attention) -> None:
+    It owns the norms and projections (``attention`` decides how the projected tokens meet),
+    created in this order so that the parameters, their initialisation and their checkpoint
+    names are those of the block before attention mechanisms took tokens.
+    """
+
+    def __init__(self, channels: int, attention: Attention) -> None:
         super().__init__()
-        self.num_heads = num_heads
         self.norm_query = nn.LayerNorm(channels)
         self.norm_context = nn.LayerNorm(channels)
         self.query = nn.Linear(channels, channels)
@@ -33,25 +36,32 @@ class SegmentCrossAttention(nn.Module):
         self.attention = attention
 
     def forward(
-        self, tokens: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        grid: tuple[int, int],
+        context: torch.Tensor,
+        context_mask: torch.Tensor,
     ) -> torch.Tensor:
-        """(B, N, C) tokens, (B, K, C) context, (B, K) bool mask of real context -> (B, N, C)."""
-        heads = self.num_heads
-        q = rearrange(self.query(self.norm_query(tokens)), "b n (h d) -> b h n d", h=heads)
-        k, v = rearrange(
-            self.key_value(self.norm_context(context)),
-            "b k (two h d) -> two b h k d",
-            two=2,
-            h=heads,
+        """(B, N, C) tokens on an (H, W) grid, (B, K, C) context, (B, K) bool mask of real
+        context -> (B, N, C)."""
+        attended = self.attention(
+            self.norm_query(tokens),
+            grid,
+            self.query,
+            self.key_value,
+            context=self.norm_context(context),
+            context_mask=context_mask,
         )
-        attended = self.attention(q, k, v, context_mask)
-        return tokens + self.out(rearrange(attended, "b h n d -> b n (h d)"))
+        return tokens + self.out(attended)
 
 
 @BLOCKS.register("cross_attention")
 class SegmentCrossAttentionBlock(Block):
     """Every map's positions (queries) attend to its segment tokens (mean feature per segment),
-    with the attention mechanism ``attention`` (``global``: every segment)."""
+    with the attention mechanism ``attention``: ``global`` (softmax over every segment) or
+    ``linear``. The segment tokens are a set, not a grid, so the mechanisms that need their keys
+    on the query grid (windows, spatial reduction) or to be the queries (cross-covariance) are
+    refused when the block is built."""
 
     requires = frozenset({"segments"})
 
@@ -60,6 +70,12 @@ class SegmentCrossAttentionBlock(Block):
         self, input_shapes: FeatureShapes, num_heads: int, attention: SubPart[ATTENTIONS]
     ) -> None:
         super().__init__()
+        refusal = ATTENTIONS.get(attention.name).self_attention_only
+        if refusal:
+            raise ConfigError(
+                f"MODEL.BLOCK.CROSS_ATTENTION.ATTENTION.NAME {attention.name!r}: the keys of "
+                f"cross_attention are segment tokens, and {attention.name} {refusal}"
+            )
         for name, spec in input_shapes.items():
             if spec.channels % num_heads:
                 raise ValueError(
@@ -71,9 +87,7 @@ class SegmentCrossAttentionBlock(Block):
         self.attention = nn.ModuleDict(
             {
                 name: SegmentCrossAttention(
-                    spec.channels,
-                    num_heads,
-                    attention(channels=spec.channels, num_heads=num_heads),
+                    spec.channels, attention(channels=spec.channels, num_heads=num_heads)
                 )
                 for name, spec in input_shapes.items()
             }
@@ -85,6 +99,9 @@ class SegmentCrossAttentionBlock(Block):
         out = {}
         for name, x in features.items():
             context = segment_means(x, members[name]).to(x.dtype)
-            tokens = self.attention[name](bchw_to_bnc(x), context, segment_present(members[name]))
-            out[name] = bnc_to_bchw(tokens, *x.shape[-2:])
+            grid = (x.shape[-2], x.shape[-1])
+            tokens = self.attention[name](
+                bchw_to_bnc(x), grid, context, segment_present(members[name])
+            )
+            out[name] = bnc_to_bchw(tokens, *grid)
         return out
