@@ -251,6 +251,7 @@ class ModelInputStageConfig(Protocol):
     FIXATIONS: ModelInputStageFixationsConfig
     FOVEATE: ModelInputStageFoveateConfig
     IDENTITY: ModelInputStageIdentityConfig
+    NEVA_FOVEATION: ModelInputStageNevaFoveationConfig
     PERIPHERY: ModelInputStagePeripheryConfig
     RANDOM_PATCHES: ModelInputStageRandomPatchesConfig
 
@@ -266,6 +267,15 @@ class ModelInputStagePeripheryConfig(Protocol):
     RATIO: float
     FILL: Literal["mean", "blur"]
     BLUR_SIGMA: float
+
+
+class ModelInputStageNevaFoveationConfig(Protocol):
+    COUNT: int
+    FOVEA_SIGMA: float
+    AMPLITUDE: float
+    BLUR_KERNEL: int
+    BLUR_SIGMA: float
+    FORGETTING: float
 
 
 class ModelInputStageIdentityConfig(Protocol):

@@ -32,6 +32,14 @@ PART_OPTS = {
         "FILL": "mean",
         "BLUR_SIGMA": "1.0",
     },
+    ("INPUT_STAGE", "neva_foveation"): {
+        "COUNT": "2",
+        "FOVEA_SIGMA": "0.2",
+        "AMPLITUDE": "1.0",
+        "BLUR_KERNEL": "5",
+        "BLUR_SIGMA": "2.0",
+        "FORGETTING": "0.5",
+    },
     ("INPUT_STAGE", "foveate"): {
         "RATIO": "0.7",
         "LEVELS": "3",

@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from code.config import ConfigError
+from code.data.batch import Batch
 from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import read_fixation_table
 from code.main import main
+from code.models.input_stages.masking import NeVAFoveation
 from code.models.layers.foveation import Foveation, from_pixels, to_pixels
 from code.models.neva import Criterion, Search, joint_scanpaths, sequential_scanpaths
 from code.models.scanpath_baselines import density_scanpaths, winner_take_all
@@ -61,6 +63,30 @@ def test_the_perceived_image_has_a_gradient_with_respect_to_the_fixation() -> No
     perceived, _ = foveation(image, fixation, torch.zeros(1, 32, 32))
     (perceived - image).pow(2).mean().backward()
     assert fixation.grad is not None and fixation.grad.abs().min() > 0
+
+
+def test_the_input_stage_shows_what_the_foveation_shows_after_recorded_fixations() -> None:
+    """``neva_foveation`` as an input stage: the perceived image after the first two fixations
+    of the item's scanpath, exactly as the layer computes it fixation by fixation."""
+    stage = NeVAFoveation(count=2, fovea_sigma=0.1, amplitude=1.0, blur_kernel=7,
+                          blur_sigma=2.0, forgetting=0.5).eval()  # fmt: skip
+    image = _textured(24, 32)
+    pixels = torch.tensor([[[8.0, 6.0], [20.0, 18.0], [1.0, 1.0]]])  # (S=1, L=3, 2)
+    batch = Batch(
+        input=image,
+        image_index=torch.zeros(1, dtype=torch.int64),
+        original_size=torch.tensor([[24, 32]]),
+        target=image,
+        scanpaths=pixels[None],
+        scanpath_mask=torch.ones(1, 1, 3, dtype=torch.bool),
+    )
+    seen = stage(batch)
+    layer = stage.foveation
+    fixations = from_pixels(pixels[0], 24, 32)
+    memory = layer.remember(torch.zeros(1, 24, 32), fixations[:1])
+    expected = layer.perceive(image, layer.residual(image), memory, fixations[1:2])
+    assert torch.allclose(seen.input, expected, atol=1e-6)
+    assert seen.loss_mask.min() < 0.05 and seen.loss_mask.max() > 0.99  # sharp and blurred parts
 
 
 def test_pixel_coordinates_map_to_normalised_ones_and_back_exactly() -> None:

@@ -8,7 +8,8 @@ the engine); in evaluation from one seeded by the image's index, so a validation
 is the same number at every epoch and for every model.
 
 The masks: ``random_patches`` and ``periphery`` (the seed's), ``foveate`` (the seed's foveation:
-a Gaussian pyramid beyond a central disc) and ``fixations`` (discs at real human fixations).
+a Gaussian pyramid beyond a central disc), ``fixations`` (discs at real human fixations) and
+``neva_foveation`` (NeVA's foveation after real human fixations, a soft mask).
 The fill replaces the masked pixels: ``mean`` (the image's mean colour) or ``blur`` (the image
 blurred with ``BLUR_SIGMA`` px, so coarse content survives); ``foveate`` fills with its pyramid.
 Unlike the seed, where the mean fill runs after the blur and overwrites it in two modes, the
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from code.data.batch import Batch
 from code.models.base import InputStage
+from code.models.layers.foveation import Foveation, from_pixels
 from code.models.layers.gaussian_blur import GaussianBlur
 from code.registry import INPUT_STAGES
 from code.utils.logging import log_signature
@@ -178,14 +180,63 @@ class FixationDiscs(FilledMask):
 
     def draw(self, batch: Batch, item: int, generator: torch.Generator | None) -> torch.Tensor:
         height, width = batch.input.shape[-2:]
-        valid = batch.scanpath_mask[item].cpu()
-        recorded = valid.any(dim=-1).nonzero().flatten()
-        if len(recorded) == 0:
-            return torch.ones(height, width)
-        chosen = recorded[torch.randint(len(recorded), (1,), generator=generator)].item()
-        first = batch.scanpaths[item, chosen, : self.count].cpu()
-        points = first[valid[chosen, : self.count]]
+        points = first_fixations(batch, item, self.count, generator)
         return (distance_to(points, height, width) > self.radius).float()
+
+
+def first_fixations(
+    batch: Batch, item: int, count: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """(≤ count, 2) the first fixations (x, y, pixels) of one recorded scanpath of item ``item``,
+    chosen at random (``generator``); none if the item has no scanpath or a crop moved them
+    out of the image."""
+    valid = batch.scanpath_mask[item].cpu()
+    recorded = valid.any(dim=-1).nonzero().flatten()
+    if len(recorded) == 0:
+        return torch.zeros(0, 2)
+    chosen = recorded[torch.randint(len(recorded), (1,), generator=generator)].item()
+    first = batch.scanpaths[item, chosen, :count].cpu()
+    return first[valid[chosen, :count]]
+
+
+@INPUT_STAGES.register("neva_foveation")
+class NeVAFoveation(MaskingStage):
+    """The image as NeVA's foveation (``code.models.layers.foveation``) shows it after the
+    first ``count`` fixations of one of its recorded scanpaths, chosen per item: sharp where
+    the remembered fovea covers it, blurred elsewhere; the loss applies in proportion to the
+    blur (1 − the clipped memory). Items without fixations are seen blurred all over."""
+
+    requires = frozenset({"scanpaths", "scanpath_mask"})
+
+    @log_signature
+    def __init__(
+        self,
+        count: int,
+        fovea_sigma: float,
+        amplitude: float,
+        blur_kernel: int,
+        blur_sigma: float,
+        forgetting: float,
+    ) -> None:
+        super().__init__()
+        if count < 1:
+            raise ValueError(f"neva_foveation COUNT must be at least 1, got {count}")
+        self.count = count
+        self.foveation = Foveation(fovea_sigma, amplitude, blur_kernel, blur_sigma, forgetting)
+
+    def draw(self, batch: Batch, item: int, generator: torch.Generator | None) -> torch.Tensor:
+        height, width = batch.input.shape[-2:]
+        seen = torch.zeros(1, height, width)
+        fixations = from_pixels(first_fixations(batch, item, self.count, generator), height, width)
+        for fixation in fixations[:-1]:
+            seen = self.foveation.remember(seen, fixation[None])
+        if len(fixations):  # the memory of the ones before, and the fovea of the last
+            seen = seen + self.foveation.fovea(fixations[-1:], height, width)
+        # perceived = x + (G∗x − x)·clip(1 − seen): the mask is how much of the blur shows
+        return (1 - seen[0]).clamp(0, 1)
+
+    def filler(self, image: torch.Tensor) -> torch.Tensor:
+        return self.foveation.blur(image)
 
 
 @INPUT_STAGES.register("foveate")
