@@ -198,20 +198,21 @@ GENERATED = [
     "DATA.CACHE.DIR", "null",
     "DATA.IMAGE_SIZE", "[48, 64]",
     "DATA.BATCH_SIZE", "8",
+    "TRACKING.WANDB.ENABLED", "false",
+    "EVAL.NUM_OVERLAYS", "2",
+]  # fmt: skip
+SMALL_AUTOENCODER = [
     "MODEL.ENCODER.MASKED_CONVNET.CHANNELS", "[8, 16, 16]",
     "MODEL.ENCODER.MASKED_CONVNET.BLOCKS", "1",
     "MODEL.DECODER.CONV_RECONSTRUCTION.CHANNELS", "[16, 16, 8]",
-    "TRACKING.WANDB.ENABLED", "false",
 ]  # fmt: skip
 SMALL_NEVA = [
     "TASK.SCANPATH_GENERATION.LENGTH", "3",
     "TASK.SCANPATH_GENERATION.STEPS", "3",
     "TASK.SCANPATH_GENERATION.BLUR_KERNEL", "9",
     "TASK.SCANPATH_GENERATION.BLUR_SIGMA", "3.0",
-    "TASK.SCANPATH_GENERATION.SALIENCY_CHECKPOINT", "null",
     "TASK.SCANPATH_GENERATION.ATTENTION_CHANNELS", "[4, 8]",
     "TASK.SCANPATH_GENERATION.ATTENTION_EPOCHS", "1",
-    "EVAL.NUM_OVERLAYS", "2",
 ]  # fmt: skip
 
 
@@ -220,22 +221,34 @@ def autoencoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plain autoencoder trained one epoch on generated images (a real checkpoint)."""
     out = tmp_path_factory.mktemp("autoencoder") / "run"
     main(["--cfg", "configs/04_focus_mim/cpu_osie/none_no_crop.yaml", "--opts", *GENERATED,
-          "OUTPUT_DIR", str(out), "TRAIN.EPOCHS", "1"])  # fmt: skip
+          *SMALL_AUTOENCODER, "OUTPUT_DIR", str(out), "TRAIN.EPOCHS", "1"])  # fmt: skip
     return out / "best.pt"
 
 
-def _neva(tmp_path: Path, checkpoint: Path, *opts: str) -> dict:
-    return main(["--cfg", "configs/05_neva/reconstruction.yaml", "--opts", *GENERATED,
+@pytest.fixture(scope="module")
+def saliency_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The OSIE CPU density model trained one epoch on the same images."""
+    out = tmp_path_factory.mktemp("saliency") / "run"
+    main(["--cfg", "configs/01_dinogaze_spade/cpu_osie/no_injection.yaml", "--opts", *GENERATED,
+          "OUTPUT_DIR", str(out), "TRAIN.EPOCHS", "1", "EVAL.CENTERBIAS_FOLDS", "2"])  # fmt: skip
+    return out / "best.pt"
+
+
+def _neva(tmp_path: Path, checkpoint: Path, *opts: str, config: str = "reconstruction") -> dict:
+    model = SMALL_AUTOENCODER if config == "reconstruction" else []
+    return main(["--cfg", f"configs/05_neva/{config}.yaml", "--opts", *GENERATED, *model,
                  *SMALL_NEVA, "TASK.SCANPATH_GENERATION.DOWNSTREAM", str(checkpoint),
+                 "TASK.SCANPATH_GENERATION.SALIENCY_CHECKPOINT", "null",
                  "OUTPUT_DIR", str(tmp_path / "neva"), *opts])  # fmt: skip
 
 
 def test_the_task_writes_scored_scanpaths_of_every_generator(
-    tmp_path: Path, autoencoder: Path
+    tmp_path: Path, autoencoder: Path, saliency_model: Path
 ) -> None:
-    report = _neva(tmp_path, autoencoder)
+    report = _neva(tmp_path, autoencoder,
+                   "TASK.SCANPATH_GENERATION.SALIENCY_CHECKPOINT", str(saliency_model))  # fmt: skip
     out = tmp_path / "neva"
-    generators = {"NeVA", "random", "centre"}
+    generators = {"NeVA", "random", "centre", "wta"}
     assert set(report["metrics"]) == generators | {"humans"}
     assert set(report["utility"]) == generators | {"humans"}
     assert report["n_images"] == 8 and len(report["utility"]["NeVA"]["mean"]) == 3
@@ -268,6 +281,7 @@ def test_the_joint_search_and_the_attention_network_generate_too(
     ("opts", "message"),
     [
         (["TASK.SCANPATH_GENERATION.LENGTH", "0"], r"LENGTH must be at least 1"),
+        (["DATA.SAMPLES.IMAGE.SCANPATHS", "false"], r"compares with the human scanpaths"),
         (["TASK.SCANPATH_GENERATION.FOVEA_SIGMA", "0.0"], r"FOVEA_SIGMA must be positive"),
         (["TASK.SCANPATH_GENERATION.BLUR_SIGMA", "-1.0"], r"BLUR_SIGMA must be positive"),
         (["TASK.SCANPATH_GENERATION.CRITERION", "classification"],
@@ -282,6 +296,14 @@ def test_bad_settings_are_refused_before_any_data_is_read(
     with pytest.raises(ConfigError, match=message):
         _neva(tmp_path, autoencoder, *opts)
     assert not (tmp_path / "neva" / "scanpaths").exists()
+
+
+def test_a_saliency_model_can_be_the_downstream_model(tmp_path: Path, saliency_model: Path) -> None:
+    report = _neva(tmp_path, saliency_model, config="saliency")
+    assert report["criterion"] == "saliency"
+    assert np.isfinite(report["utility"]["NeVA"]["mean"]).all()
+    # KL of the density on the perceived image from the clean one's: never negative
+    assert min(report["utility"]["random"]["mean"]) >= 0
 
 
 def test_a_missing_downstream_checkpoint_is_named(tmp_path: Path) -> None:

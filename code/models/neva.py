@@ -59,7 +59,9 @@ class Downstream:
             target=images,
             fixations=centre.expand(count, 1, 2),
             fixation_mask=torch.ones(count, 1, dtype=torch.bool, device=device),
-            centerbias=None if self.centerbias is None else self.centerbias.expand(count, -1, -1),
+            centerbias=None
+            if self.centerbias is None
+            else self.centerbias.to(device).expand(count, -1, -1),
         )
 
     def output(self, images: torch.Tensor) -> torch.Tensor:

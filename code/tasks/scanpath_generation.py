@@ -71,7 +71,6 @@ from code.registry import TASKS, ConfigError
 from code.tasks.base import (
     Predictor,
     Task,
-    check_batch_fields,
     image_batch,
     image_data,
     input_size,
@@ -155,13 +154,20 @@ class ScanpathGenerationTask(Task):
             self.searcher = Search(*self.search)
         except ValueError as err:
             raise ConfigError(f"{KEY}: {err}") from err
+        samples = self.cfg.DATA.SAMPLES
+        if samples.NAME != "image" or not samples.IMAGE.SCANPATHS:
+            raise ConfigError(
+                f"task {self.cfg.TASK.NAME!r} compares with the human scanpaths: set "
+                "DATA.SAMPLES.NAME image with IMAGE.SCANPATHS true"
+            )
         self._check_checkpoint_model()
+        self.saliency = None
         if self.saliency_path is not None:
-            saliency, _ = load_model(self.saliency_path, torch.device("cpu"))
-            if not saliency.prediction.is_density:
+            self.saliency = load_model(self.saliency_path, torch.device("cpu"))
+            if not self.saliency[0].prediction.is_density:
                 raise ConfigError(
                     f"{KEY}.SALIENCY_CHECKPOINT {self.saliency_path} predicts "
-                    f"{saliency.prediction.value}; winner-take-all needs a density model"
+                    f"{self.saliency[0].prediction.value}; winner-take-all needs a density model"
                 )
 
     def _check_checkpoint_model(self) -> None:
@@ -185,27 +191,25 @@ class ScanpathGenerationTask(Task):
                 f"{self.model.prediction.value}"
             )
         load_model_state(self.model, state["model"], self.downstream_path)
+        where = f"{KEY}.DOWNSTREAM {self.downstream_path}"
+        try:
+            self.downstream = Downstream(self.model, self._own_centerbias(self.model), where)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
     def prepare(self) -> None:
         self.splits, self.samples, self.loaders = image_data(self.cfg)
-        if "scanpaths" not in self.samples["test"].fields:
-            raise ConfigError(
-                f"task {self.cfg.TASK.NAME!r} compares with the human scanpaths: set "
-                "DATA.SAMPLES.NAME image with IMAGE.SCANPATHS true"
-            )
         self.centerbias = fit_centerbias(self.cfg, self.splits.train)
 
     def build_model(self) -> GazeModel:
-        """The downstream model ``check`` built, refused if it reads fields the data lacks."""
-        check_batch_fields(self.model, self.samples["test"].fields, self.cfg)
+        """The downstream model ``check`` built (it makes its batches itself: ``Downstream``)."""
         return self.model
 
     # ------------------------------------------------------------------------ evaluation
 
     def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict:
         height, width = self.cfg.DATA.IMAGE_SIZE
-        downstream = Downstream(model, self._downstream_centerbias(model, height, width, device),
-                                f"{KEY}.DOWNSTREAM {self.downstream_path}")  # fmt: skip
+        downstream = self.downstream
         foveation = self.foveation.to(device)
         network = self._trained_network(downstream, device) if self.generator == (
             "attention_network") else None  # fmt: skip
@@ -238,15 +242,13 @@ class ScanpathGenerationTask(Task):
             output_dir,
         )
 
-    def _downstream_centerbias(
-        self, model: GazeModel, height: int, width: int, device: torch.device
-    ) -> torch.Tensor | None:
+    def _own_centerbias(self, model: GazeModel) -> torch.Tensor | None:
         """A density model's own centre bias (stored in it) at the images' size."""
         if not model.prediction.is_density:
             return None
         centre = self.cfg.DATA.CENTERBIAS
         stored = model.centerbias(centre.BANDWIDTH, centre.UNIFORM_WEIGHT)
-        return torch.from_numpy(stored.log_density(height, width)).float().to(device)
+        return torch.from_numpy(stored.log_density(*self.cfg.DATA.IMAGE_SIZE)).float()
 
     def _neva(
         self, criterion: Criterion, foveation: Foveation, network: AttentionNetwork | None,
@@ -283,9 +285,10 @@ class ScanpathGenerationTask(Task):
         """Batch -> (B, h, w) log-density of ``SALIENCY_CHECKPOINT`` on its images, read and
         resized as that model was trained (about its trained pixel count, the image's aspect),
         with its own centre bias; None without one."""
-        if self.saliency_path is None:
+        if self.saliency is None:
             return None
-        model, cfg = load_model(self.saliency_path, device)
+        model, cfg = self.saliency
+        model.to(device)
         centre = cfg.DATA.CENTERBIAS
         stored = model.centerbias(centre.BANDWIDTH, centre.UNIFORM_WEIGHT)
         reader = Downstream(model, None, f"{KEY}.SALIENCY_CHECKPOINT {self.saliency_path}")
@@ -300,7 +303,7 @@ class ScanpathGenerationTask(Task):
                 images.append(image_batch(resize_rgb(image, *size), image.shape[:2]).input)
             inputs = torch.cat(images).to(device)  # the test images share one size
             bias = stored.log_density(*inputs.shape[-2:])
-            reader.centerbias = torch.from_numpy(bias).float().to(device)
+            reader.centerbias = torch.from_numpy(bias).float()
             return reader.output(inputs)
 
         return log_density
