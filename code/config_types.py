@@ -225,6 +225,7 @@ class ModelEncoderConfig(Protocol):
     NAME: str
     CONVNET: ModelEncoderConvnetConfig
     DINOV2: ModelEncoderDinov2Config
+    HIERARCHICAL_TRANSFORMER: ModelEncoderHierarchicalTransformerConfig
     MASKED_CONVNET: ModelEncoderMaskedConvnetConfig
 
 
@@ -232,6 +233,53 @@ class ModelEncoderMaskedConvnetConfig(Protocol):
     CHANNELS: list[int]
     BLOCKS: int
     OUTPUTS: list[int]
+
+
+class ModelEncoderHierarchicalTransformerConfig(Protocol):
+    PATCH_EMBED: Literal["nonoverlapping", "overlapping"]
+    PATCH_SIZE: int
+    DEPTHS: list[int]
+    WIDTHS: list[int]
+    HEADS: list[int]
+    MLP_RATIO: float
+    FFN: Literal["mlp", "mix_ffn"]
+    ATTENTION: ModelEncoderHierarchicalTransformerAttentionConfig
+    OUTPUTS: list[int]
+
+
+class ModelEncoderHierarchicalTransformerAttentionConfig(Protocol):
+    NAME: str
+    CROSS_COVARIANCE: ModelEncoderHierarchicalTransformerAttentionCrossCovarianceConfig
+    GLOBAL: ModelEncoderHierarchicalTransformerAttentionGlobalConfig
+    LINEAR: ModelEncoderHierarchicalTransformerAttentionLinearConfig
+    SHIFTED_WINDOW: ModelEncoderHierarchicalTransformerAttentionShiftedWindowConfig
+    SPATIAL_REDUCTION: ModelEncoderHierarchicalTransformerAttentionSpatialReductionConfig
+    WINDOW: ModelEncoderHierarchicalTransformerAttentionWindowConfig
+
+
+class ModelEncoderHierarchicalTransformerAttentionWindowConfig(Protocol):
+    WINDOW_SIZE: int
+
+
+class ModelEncoderHierarchicalTransformerAttentionSpatialReductionConfig(Protocol):
+    RATIO: int | None
+    POOL_SIZE: int | None
+
+
+class ModelEncoderHierarchicalTransformerAttentionShiftedWindowConfig(Protocol):
+    WINDOW_SIZE: int
+
+
+class ModelEncoderHierarchicalTransformerAttentionLinearConfig(Protocol):
+    pass
+
+
+class ModelEncoderHierarchicalTransformerAttentionGlobalConfig(Protocol):
+    pass
+
+
+class ModelEncoderHierarchicalTransformerAttentionCrossCovarianceConfig(Protocol):
+    pass
 
 
 class ModelEncoderDinov2Config(Protocol):

@@ -49,6 +49,18 @@ PART_OPTS = {
     },
     ("ENCODER", "convnet"): {"CHANNELS": "[8, 16]"},
     ("ENCODER", "masked_convnet"): {"CHANNELS": "[8, 16]", "BLOCKS": "2", "OUTPUTS": "[0, 1]"},
+    ("ENCODER", "hierarchical_transformer"): {
+        "PATCH_EMBED": "nonoverlapping",
+        "PATCH_SIZE": "4",
+        "DEPTHS": "[1, 2]",
+        "WIDTHS": "[8, 16]",
+        "HEADS": "[1, 2]",
+        "MLP_RATIO": "2.0",
+        "FFN": "mix_ffn",
+        "ATTENTION.NAME": "shifted_window",  # stage 1: a plain and a shifted window block
+        "ATTENTION.SHIFTED_WINDOW.WINDOW_SIZE": "3",
+        "OUTPUTS": "[0, 1]",
+    },
     ("ENCODER", "dinov2"): {
         "ARCH": "vit_small_patch14_dinov2",
         "LAYERS": "[1, 3]",

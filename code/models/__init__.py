@@ -10,6 +10,11 @@ from code.models.decoders import (  # noqa: F401
     saliency,
     scanpath,
 )
-from code.models.encoders import convnet, dinov2, masked_convnet  # noqa: F401
+from code.models.encoders import (  # noqa: F401
+    convnet,
+    dinov2,
+    hierarchical_transformer,
+    masked_convnet,
+)
 from code.models.input_stages import identity as identity_input  # noqa: F401
 from code.models.input_stages import masking  # noqa: F401
