@@ -20,7 +20,7 @@ from code.models.input_stages.masking import NeVAFoveation
 from code.models.layers.foveation import Foveation, from_pixels, to_pixels
 from code.models.neva import Criterion, Search, joint_scanpaths, sequential_scanpaths
 from code.models.scanpath_baselines import density_scanpaths, winner_take_all
-from code.tasks.scanpath_generation import write_scanpath_table
+from code.tasks.scanpath_generation import original_pixels, write_scanpath_table
 
 
 def _textured(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -170,6 +170,16 @@ def test_density_scanpaths_fall_in_the_pixels_the_density_allows() -> None:
     log_density[3, 7] = 0.0
     xy = to_pixels(density_scanpaths(log_density, 4, 5, torch.Generator().manual_seed(0)), 10, 20)
     assert ((xy[..., 0] >= 7) & (xy[..., 0] < 8) & (xy[..., 1] >= 3) & (xy[..., 1] < 4)).all()
+
+
+def test_positions_on_the_far_edge_are_written_inside_the_image(tmp_path: Path) -> None:
+    stimuli = [Stimulus("a.jpg", 600, 800, None)]
+    positions = torch.tensor([[[1.0, 1.0], [-1.0, -1.0], [0.0, 0.5]]])
+    pixels = original_pixels(positions, stimuli)
+    assert (pixels[0, 0] < [800, 600]).all() and np.allclose(pixels[0, 0], [800, 600], atol=1e-3)
+    assert pixels[0, 1:].tolist() == [[0, 0], [400, 450]]
+    write_scanpath_table(tmp_path / "edge.csv", ["a.jpg"], "NeVA", pixels)
+    assert len(read_fixation_table(tmp_path / "edge.csv", stimuli, "edge").fixations) == 3
 
 
 def test_scanpath_tables_round_trip_through_the_generic_csv_loader(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from yacs.config import CfgNode
 
 from code.data.batch import Batch
 from code.data.build import fit_centerbias
+from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import FIXATION_COLUMNS
 from code.data.samples import resize_rgb
 from code.engine.checkpoint import (
@@ -79,6 +80,7 @@ from code.utils.logging import get_logger
 
 KEY = "TASK.SCANPATH_GENERATION"
 HUMANS = "humans"
+EDGE_PX = 1e-3  # the tables' precision: positions are written to 3 decimals of a pixel
 # The metrics of the table: which way is better (MultiMatch's duration is left out: generated
 # scanpaths say where, not how long).
 TABLE_METRICS = {
@@ -330,13 +332,13 @@ class ScanpathGenerationTask(Task):
         folder = out / "scanpaths"
         folder.mkdir(exist_ok=True)
         params = ScanMatchParams(Grid(*self.grid), self.scanmatch_threshold, 0.0, 0.0)
-        scores = {}
-        for name, xy in positions.items():
-            pixels = self._original_pixels(xy)
+        for name, xy in positions.items():  # every generator's files first, then the scores
+            pixels = original_pixels(xy, test.stimuli)
             np.save(folder / f"{name}.npy", pixels)
-            table = folder / f"{name}.csv"
-            write_scanpath_table(table, [s.id for s in test.stimuli], name, pixels)
-            per_image = score_scanpaths(test, table, params)["per_image"]["model"]
+            write_scanpath_table(folder / f"{name}.csv", [s.id for s in test.stimuli], name, pixels)
+        scores = {}
+        for name in positions:
+            per_image = score_scanpaths(test, folder / f"{name}.csv", params)["per_image"]["model"]
             scores[name] = {m: mean_and_error(per_image[m]) for m in TABLE_METRICS}
         pairs = human_pairs(test, params, set(range(len(test.stimuli))))
         ceiling = {m: [np.nanmean([r[m] for r in rows]) for rows in pairs.values() if rows]
@@ -352,12 +354,6 @@ class ScanpathGenerationTask(Task):
             "generator": self.generator,
             "downstream": str(self.downstream_path),
         }
-
-    def _original_pixels(self, positions: torch.Tensor) -> np.ndarray:
-        """(images, LENGTH, 2) positions in each test image's original pixels."""
-        stimuli = self.splits.test.stimuli
-        return np.stack([to_pixels(xy.double(), s.height, s.width).numpy()
-                         for xy, s in zip(positions, stimuli, strict=True)])  # fmt: skip
 
     def summary(self, report: dict) -> str:
         return format_report(report)
@@ -390,6 +386,17 @@ class ScanpathGenerationTask(Task):
             "a scanpath_generation run has no model of its own to predict with: run "
             "code.predict on its DOWNSTREAM checkpoint"
         )
+
+
+def original_pixels(positions: torch.Tensor, stimuli: list[Stimulus]) -> np.ndarray:
+    """(images, L, 2) normalised positions as pixels of each image's original size. A position
+    on the far edge (1: the search clamps there) is moved ``EDGE_PX`` inside the image, into its
+    last pixel, since a fixation at x = width lies outside it."""
+    rows = []
+    for xy, stimulus in zip(positions, stimuli, strict=True):
+        pixels = to_pixels(xy.double(), stimulus.height, stimulus.width).numpy()
+        rows.append(np.clip(pixels, 0, np.array([stimulus.width, stimulus.height]) - EDGE_PX))
+    return np.stack(rows)
 
 
 def write_scanpath_table(path: Path, images: list[str], name: str, pixels: np.ndarray) -> None:
