@@ -229,9 +229,11 @@ class ScanpathGenerationTask(Task):
                 "random": random_scanpaths(count, self.length, generator).to(device),
                 "centre": density_scanpaths(centre, count, self.length, generator).to(device),
             }
-            if saliency is not None:
-                scanpaths["wta"] = winner_take_all(
-                    saliency(batch), self.length, self.ior_sigma).to(device)  # fmt: skip
+            if saliency is not None:  # image by image: their sizes may differ
+                scanpaths["wta"] = torch.cat([
+                    winner_take_all(saliency(index), self.length, self.ior_sigma)
+                    for index in batch.image_index.tolist()
+                ]).to(device)  # fmt: skip
             with torch.no_grad():
                 for name, xy in scanpaths.items():
                     positions.setdefault(name, []).append(xy.cpu())
@@ -283,10 +285,10 @@ class ScanpathGenerationTask(Task):
             get_logger().info("attention network epoch %d: loss %.5f", epoch + 1, total / images)
         return network.eval()
 
-    def _saliency_model(self, device: torch.device) -> Callable[[Batch], torch.Tensor] | None:
-        """Batch -> (B, h, w) log-density of ``SALIENCY_CHECKPOINT`` on its images, read and
-        resized as that model was trained (about its trained pixel count, the image's aspect),
-        with its own centre bias; None without one."""
+    def _saliency_model(self, device: torch.device) -> Callable[[int], torch.Tensor] | None:
+        """Test image index -> (1, h, w) log-density of ``SALIENCY_CHECKPOINT`` on the image,
+        read and resized as that model was trained (about its trained pixel count, the image's
+        aspect), with its own centre bias; None without one."""
         if self.saliency is None:
             return None
         model, cfg = self.saliency
@@ -297,15 +299,11 @@ class ScanpathGenerationTask(Task):
         stimuli = self.splits.test.stimuli
 
         @torch.no_grad()
-        def log_density(batch: Batch) -> torch.Tensor:
-            images = []
-            for index in batch.image_index.tolist():
-                image = stimuli[index].read()
-                size = input_size(*image.shape[:2], tuple(cfg.DATA.IMAGE_SIZE))
-                images.append(image_batch(resize_rgb(image, *size), image.shape[:2]).input)
-            inputs = torch.cat(images).to(device)  # the test images share one size
-            bias = stored.log_density(*inputs.shape[-2:])
-            reader.centerbias = torch.from_numpy(bias).float()
+        def log_density(index: int) -> torch.Tensor:
+            image = stimuli[index].read()
+            size = input_size(*image.shape[:2], tuple(cfg.DATA.IMAGE_SIZE))
+            inputs = image_batch(resize_rgb(image, *size), image.shape[:2]).input.to(device)
+            reader.centerbias = torch.from_numpy(stored.log_density(*size)).float()
             return reader.output(inputs)
 
         return log_density
