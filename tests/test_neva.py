@@ -268,6 +268,11 @@ def test_the_task_writes_scored_scanpaths_of_every_generator(
         assert ((pixels >= 0) & (pixels <= [64, 48])).all()  # the generated images' own size
         assert 0 <= report["metrics"][name]["ScanMatch"]["mean"] <= 1
     assert report["metrics"]["humans"]["ScanMatch"]["n"] == 8
+    # the paired difference to random has the difference of the means (no image lacks a score)
+    paired = report["versus_random"]["NeVA"]["ScanMatch"]["mean"]
+    means = {name: report["metrics"][name]["ScanMatch"]["mean"] for name in ("NeVA", "random")}
+    assert paired == pytest.approx(means["NeVA"] - means["random"])
+    assert set(report["versus_random"]) == generators - {"random"}
     # NeVA's loss after each fixation is what its search found: never above the random one's
     # on average, from the first fixation on
     neva, random = report["utility"]["NeVA"]["mean"], report["utility"]["random"]["mean"]

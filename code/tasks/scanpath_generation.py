@@ -80,6 +80,7 @@ from code.utils.logging import get_logger
 
 KEY = "TASK.SCANPATH_GENERATION"
 HUMANS = "humans"
+RANDOM = "random"
 EDGE_PX = 1e-3  # the tables' precision: positions are written to 3 decimals of a pixel
 # The metrics of the table: which way is better (MultiMatch's duration is left out: generated
 # scanpaths say where, not how long).
@@ -226,7 +227,7 @@ class ScanpathGenerationTask(Task):
             count = len(batch)
             scanpaths = {
                 "NeVA": self._neva(criterion, foveation, network, generator),
-                "random": random_scanpaths(count, self.length, generator).to(device),
+                RANDOM: random_scanpaths(count, self.length, generator).to(device),
                 "centre": density_scanpaths(centre, count, self.length, generator).to(device),
             }
             if saliency is not None:  # image by image: their sizes may differ
@@ -334,10 +335,19 @@ class ScanpathGenerationTask(Task):
             pixels = original_pixels(xy, test.stimuli)
             np.save(folder / f"{name}.npy", pixels)
             write_scanpath_table(folder / f"{name}.csv", [s.id for s in test.stimuli], name, pixels)
-        scores = {}
-        for name in positions:
-            per_image = score_scanpaths(test, folder / f"{name}.csv", params)["per_image"]["model"]
-            scores[name] = {m: mean_and_error(per_image[m]) for m in TABLE_METRICS}
+        per_image = {
+            name: score_scanpaths(test, folder / f"{name}.csv", params)["per_image"]["model"]
+            for name in positions
+        }  # every generator scores the same images, in one order
+        scores = {name: {m: mean_and_error(v[m]) for m in TABLE_METRICS}
+                  for name, v in per_image.items()}  # fmt: skip
+        # paired: each generator minus the random scanpaths, image by image
+        random = per_image[RANDOM]
+        versus_random = {
+            name: {m: mean_and_error(np.subtract(v[m], random[m])) for m in TABLE_METRICS}
+            for name, v in per_image.items()
+            if name != RANDOM
+        }
         pairs = human_pairs(test, params, set(range(len(test.stimuli))))
         ceiling = {m: [np.nanmean([r[m] for r in rows]) for rows in pairs.values() if rows]
                    for m in TABLE_METRICS}  # fmt: skip
@@ -345,6 +355,7 @@ class ScanpathGenerationTask(Task):
         utility = {name: utility_curve(loss) for name, loss in losses.items()}
         return {
             "metrics": scores,
+            "versus_random": versus_random,
             "utility": utility,
             "n_images": len(test.stimuli),
             "length": self.length,
@@ -433,6 +444,10 @@ def format_report(report: dict) -> str:
     for name in names:
         cells = (report["metrics"][name][m] for m in TABLE_METRICS)
         lines.append(f"{name:<10}" + "".join(f"{c['mean']:>12.4f} ± {c['se']:.3f}" for c in cells))
+    lines.append("\nminus random, image by image (mean ± s.e.):")
+    for name, cells in report["versus_random"].items():
+        row = (cells[m] for m in TABLE_METRICS)
+        lines.append(f"{name:<10}" + "".join(f"{c['mean']:>12.4f} ± {c['se']:.3f}" for c in row))
     lines.append(f"\n{report['criterion']} loss after fixation t (mean over images):")
     steps = len(report["utility"][names[0]]["mean"])
     lines.append(f"{'generator':<10}" + "".join(f"{t + 1:>9}" for t in range(steps)))
