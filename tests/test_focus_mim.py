@@ -34,6 +34,7 @@ from code.models.input_stages.masking import (
 )
 from code.models.layers.gaussian_blur import GaussianBlur
 from code.predict import main as predict
+from tests.small_run import flat_keys
 
 
 def _batch(image: torch.Tensor, mask: torch.Tensor | None = None) -> Batch:
@@ -446,22 +447,12 @@ def test_the_saliency_probe_pipeline_reads_out_the_pretrained_encoder_frozen(
     assert math.isfinite(metrics["IG"])
 
 
-def _flat(node: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 @pytest.mark.parametrize("path", sorted(Path("configs/04_focus_mim/stl10/grid").glob("*.yaml")))
 def test_each_stl10_grid_file_changes_only_the_fill_and_crop_of_its_mask_file(path: Path) -> None:
     mask = next(m for m in ("random_patches", "periphery", "foveate", "none")
                 if path.stem.startswith(m))  # fmt: skip
-    corner = _flat(load_config(Path("configs/04_focus_mim/stl10") / f"{mask}.yaml", []))
-    cell = _flat(load_config(path, []))
+    corner = flat_keys(load_config(Path("configs/04_focus_mim/stl10") / f"{mask}.yaml", []))
+    cell = flat_keys(load_config(path, []))
     changed = {key for key in corner.keys() | cell.keys() if corner.get(key) != cell.get(key)}
     fill = f"MODEL.INPUT_STAGE.{mask.upper()}.FILL"
     expected = {"OUTPUT_DIR"}

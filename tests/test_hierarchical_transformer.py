@@ -22,6 +22,7 @@ from code.models.encoders.hierarchical_transformer import (
 )
 from code.models.layers.transformer import TransformerBlock
 from code.registry import ATTENTIONS, ENCODERS
+from tests.small_run import flat_keys
 
 KEY = "MODEL.ENCODER.HIERARCHICAL_TRANSFORMER"
 ABLATIONS = Path("configs/06_attention/cpu_osie")
@@ -172,20 +173,11 @@ def test_each_ablation_model_takes_a_finite_training_step(path: Path) -> None:
 
 
 def test_ablation_files_change_only_the_attention_mechanism() -> None:
-    def flat(node: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in node.items():
-            if isinstance(value, dict):
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[prefix + key] = value
-        return out
-
-    reference = flat(load_config(ABLATIONS / "global.yaml", []))
+    reference = flat_keys(load_config(ABLATIONS / "global.yaml", []))
     files = sorted(ABLATIONS.glob("*.yaml"))
     assert {p.stem for p in files} == set(MECHANISMS)
     for path in files:
-        cfg = flat(load_config(path, []))
+        cfg = flat_keys(load_config(path, []))
         changed = {k for k in reference.keys() | cfg.keys() if reference.get(k) != cfg.get(k)}
         assert cfg[f"{KEY}.ATTENTION.NAME"] == path.stem
         assert cfg["OUTPUT_DIR"].endswith(f"06_attention/cpu_osie/{path.stem}")
