@@ -33,8 +33,7 @@ def search_and_step(
     images = criterion.images
     generator = torch.Generator().manual_seed(0)
     position = images.new_zeros(len(images), 2, requires_grad=True)
-    residual = foveation.residual(images)
-    memory = images.new_zeros(len(images), *images.shape[-2:])
+    residual, memory = foveation.start(images)
 
     def scanpath() -> object:
         return sequential_scanpaths(criterion, foveation, length, search, generator)

@@ -88,9 +88,6 @@ class Attention(nn.Module):
 class GlobalAttention(Attention):
     """Every query attends to every key: softmax(q kᵀ / √d) v, with PyTorch's fused kernels."""
 
-    def __init__(self, channels: int, num_heads: int) -> None:
-        super().__init__(channels, num_heads)
-
     def attend(
         self,
         q: torch.Tensor,
@@ -163,9 +160,6 @@ class LinearAttention(Attention):
 
     Masked keys take no part in the softmax over tokens, so they add nothing to the context.
     """
-
-    def __init__(self, channels: int, num_heads: int) -> None:
-        super().__init__(channels, num_heads)
 
     def attend(
         self,

@@ -197,8 +197,7 @@ def scanpath_losses(
 ) -> torch.Tensor:
     """(B, T) downstream loss after each fixation of (B, T, 2) scanpaths (memory carried)."""
     images = criterion.images
-    residual = foveation.residual(images)
-    memory = images.new_zeros(len(images), *images.shape[-2:])
+    residual, memory = foveation.start(images)
     losses = []
     for t in range(positions.shape[1]):
         losses.append(criterion(foveation.perceive(images, residual, memory, positions[:, t])))
@@ -213,8 +212,7 @@ def sequential_scanpaths(
     """(B, length, 2) positions, each searched from the image centre given the ones before,
     and (B, length) the loss after each."""
     images = criterion.images
-    residual = foveation.residual(images)
-    memory = images.new_zeros(len(images), *images.shape[-2:])
+    residual, memory = foveation.start(images)
     positions, losses = [], []
     for _ in range(length):
 
@@ -271,8 +269,7 @@ def learned_scanpaths(
     """(B, length, 2) positions the network chooses, each from the image perceived so far
     (fully blurred before the first fixation), and (B, length) the loss after each."""
     images = criterion.images
-    residual = foveation.residual(images)
-    memory = images.new_zeros(len(images), *images.shape[-2:])
+    residual, memory = foveation.start(images)
     perceived = images + residual
     positions, losses = [], []
     for _ in range(length):

@@ -55,6 +55,11 @@ class Foveation(nn.Module):
         depend on the fixation, so a scanpath computes it once."""
         return self.blur(image) - image
 
+    def start(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a scanpath over (B, C, H, W) images starts from: their ``residual`` and an empty
+        (B, H, W) memory."""
+        return self.residual(image), image.new_zeros(len(image), *image.shape[-2:])
+
     def fovea(self, fixation: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """(B, H, W) g_f at the pixel centres for (B, 2) fixations (x, y), differentiable."""
         shorter = min(height, width)
