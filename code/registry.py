@@ -217,7 +217,8 @@ ENGINE = ("code.engine.optim",)
 
 ENCODERS = Registry("encoder", wiring=(), locations=MODELS)
 BLOCKS = Registry("block", wiring=("input_shapes",), locations=MODELS)
-DECODERS = Registry("decoder", wiring=("input_shapes",), locations=MODELS)
+# A decoder may take the encoder's attention mechanism (``Encoder.attention``) as it takes shapes.
+DECODERS = Registry("decoder", wiring=("input_shapes", "encoder_attention"), locations=MODELS)
 # What the encoder sees of the batch (identity; masking and foveation come with their systems).
 INPUT_STAGES = Registry("input stage", wiring=(), locations=MODELS)
 # Attention mechanisms, a sub-part of the parts that attend (``SubPart[ATTENTIONS]``).

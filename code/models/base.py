@@ -4,7 +4,9 @@ Data flows one way: ``Batch`` -> input stage -> encoder -> block -> decoder -> (
 loss). The input stage makes what the encoder sees (``batch.input``) and may add to the batch
 (e.g. where a loss applies); an encoder announces its feature maps in ``output_shapes``; blocks
 and decoders are built from the shapes they receive (``input_shapes``), a block announces what it
-passes on, and a decoder announces the kind of its prediction (``prediction``).
+passes on, and a decoder announces the kind of its prediction (``prediction``). An encoder whose
+blocks attend also announces their mechanism (``attention``), and a decoder that attends takes it
+(``encoder_attention``): one ``ATTENTION`` key decides how the whole model attends.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import nn
 
 from code.data.batch import Batch
 from code.models.shapes import FeatureShapes, PredictionKind
+from code.registry import PartFactory
 
 Features = dict[str, torch.Tensor]
 
@@ -36,9 +39,15 @@ class InputStage(Part):
 
 
 class Encoder(Part):
-    """Image (B, 3, H, W) in [0, 1] -> named feature maps described by ``output_shapes``."""
+    """Image (B, 3, H, W) in [0, 1] -> named feature maps described by ``output_shapes``.
+
+    ``attention``: the configured mechanism the encoder's transformer blocks attend with, which
+    the builder hands to the decoder (``encoder_attention``) so that a decoder continuing the
+    encoder (the U-shaped one) attends alike; None for encoders without a configurable one.
+    """
 
     output_shapes: FeatureShapes
+    attention: PartFactory | None = None
 
     def __init__(self) -> None:
         super().__init__()

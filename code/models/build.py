@@ -71,12 +71,15 @@ class GazeModel(nn.Module):
 
 
 def build_model(cfg: CfgNode) -> GazeModel:
-    """Build the parts named in ``cfg.MODEL``; each is built from what the previous announced."""
+    """Build the parts named in ``cfg.MODEL``; each is built from what the previous announced
+    (the decoder also from the encoder's attention mechanism, which it may continue)."""
     node = cfg.MODEL
     input_stage = INPUT_STAGES.build(node.INPUT_STAGE)
     encoder = ENCODERS.build(node.ENCODER)
     block = BLOCKS.build(node.BLOCK, input_shapes=encoder.output_shapes)
-    decoder = DECODERS.build(node.DECODER, input_shapes=block.output_shapes)
+    decoder = DECODERS.build(
+        node.DECODER, input_shapes=block.output_shapes, encoder_attention=encoder.attention
+    )
     return GazeModel(input_stage, encoder, block, decoder)
 
 

@@ -41,12 +41,16 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
-from yacs.config import CfgNode
 
 from code.models.base import Encoder, Features
-from code.models.layers.transformer import FeedForwardKind, TransformerBlock
+from code.models.layers.transformer import (
+    FeedForwardKind,
+    TransformerBlock,
+    block_attention,
+    init_linear,
+)
 from code.models.shapes import ShapeSpec
-from code.registry import ATTENTIONS, ENCODERS, ConfigError, PartFactory, SubPart
+from code.registry import ATTENTIONS, ENCODERS, ConfigError, SubPart
 from code.utils.logging import log_shapes, log_signature
 from code.utils.tensors import bchw_to_bnc, bnc_to_bchw
 
@@ -123,15 +127,6 @@ class Stage(nn.Module):
         return bnc_to_bchw(self.norm(tokens), *grid)
 
 
-def block_attention(attention: PartFactory, block_index: int) -> PartFactory:
-    """The mechanism of the block at ``block_index`` inside its stage: Swin's alternation turns
-    ``shifted_window`` into plain ``window`` (same keys) at even indices; others are unchanged."""
-    if attention.name == "shifted_window" and block_index % 2 == 0:
-        plain = CfgNode({"NAME": "window", "WINDOW": attention.choice.SHIFTED_WINDOW.clone()})
-        return PartFactory(ATTENTIONS, plain)
-    return attention
-
-
 @ENCODERS.register("hierarchical_transformer")
 class HierarchicalTransformerEncoder(Encoder):
     """Stages of patch embedding or merging and transformer blocks (module docstring); feature
@@ -179,10 +174,11 @@ class HierarchicalTransformerEncoder(Encoder):
             stages.append(Stage(embed, blocks, width))
             in_channels = width
         self.stages = nn.ModuleList(stages)
-        self.apply(_init_linear)
+        self.apply(init_linear)
         self.output_shapes = {
             f"stage{i}": ShapeSpec(channels=widths[i], stride=patch_size * 2**i) for i in outputs
         }
+        self.attention = attention  # announced to the decoder: one ATTENTION key per model
 
     @log_shapes
     def forward(self, image: torch.Tensor) -> Features:
@@ -231,11 +227,3 @@ def check_stages(
             f"{KEY}.OUTPUTS {outputs}: ascending stage indices in 0..{len(depths) - 1}, "
             "at least one"
         )
-
-
-def _init_linear(module: nn.Module) -> None:
-    """Linear layers as Swin, PVT v2 and SegFormer start them: truncated normal σ 0.02, bias 0."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
