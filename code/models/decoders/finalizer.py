@@ -5,8 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from code.data.batch import Batch
+from code.models.base import Decoder
 from code.models.layers.feature_maps import upsample_to_stride
 from code.models.layers.gaussian_blur import GaussianBlur
+from code.models.shapes import PredictionKind
 
 
 class Finalizer(nn.Module):
@@ -32,6 +35,18 @@ class Finalizer(nn.Module):
             x = upsample_to_stride(x, self.stride, 1, tuple(centerbias.shape[-2:]))[:, 0]
             x = x + self.centerbias_weight * centerbias.float()
             return torch.log_softmax(x.flatten(1), dim=1).view_as(x)
+
+
+class LogDensityDecoder(Decoder):
+    """What the decoders ending in the finalizer share: they predict a log-density over the
+    input's pixels and are trained by the negative log-likelihood of the batch's fixations, in
+    bits per fixation."""
+
+    prediction = PredictionKind.LOG_DENSITY
+    requires = frozenset({"centerbias", "fixations", "fixation_mask"})
+
+    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return fixation_nll_bits(prediction, batch.fixations, batch.fixation_mask)
 
 
 def fixation_nll_bits(

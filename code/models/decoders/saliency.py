@@ -7,10 +7,10 @@ from timm.layers import LayerNorm2d
 from torch import nn
 
 from code.data.batch import Batch
-from code.models.base import Decoder, Features
-from code.models.decoders.finalizer import Finalizer, fixation_nll_bits
+from code.models.base import Features
+from code.models.decoders.finalizer import Finalizer, LogDensityDecoder
 from code.models.layers.feature_maps import concat_on_grid, finest_stride
-from code.models.shapes import FeatureShapes, PredictionKind
+from code.models.shapes import FeatureShapes
 from code.registry import DECODERS
 from code.utils.logging import log_shapes, log_signature
 
@@ -30,14 +30,11 @@ def readout_network(in_channels: int, hidden_channels: list[int]) -> nn.Sequenti
 
 
 @DECODERS.register("saliency")
-class SaliencyDecoder(Decoder):
+class SaliencyDecoder(LogDensityDecoder):
     """All input maps, brought to the finest stride and concatenated, read out to a log-density.
 
     Loss: negative log-likelihood of the batch's fixations in bits (per fixation).
     """
-
-    prediction = PredictionKind.LOG_DENSITY
-    requires = frozenset({"centerbias", "fixations", "fixation_mask"})
 
     @log_signature
     def __init__(
@@ -60,6 +57,3 @@ class SaliencyDecoder(Decoder):
         image_hw = tuple(batch.input.shape[-2:])
         x = concat_on_grid(features, self.input_shapes, self.stride, image_hw)
         return self.finalizer(self.readout(x), batch.centerbias)
-
-    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return fixation_nll_bits(prediction, batch.fixations, batch.fixation_mask)
