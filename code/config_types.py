@@ -121,11 +121,24 @@ class ModelConfig(Protocol):
 
 class ModelDecoderConfig(Protocol):
     NAME: str
+    ALL_MLP: ModelDecoderAllMlpConfig
     CONV_RECONSTRUCTION: ModelDecoderConvReconstructionConfig
     LINEAR_PROBE: ModelDecoderLinearProbeConfig
     RECONSTRUCTION: ModelDecoderReconstructionConfig
+    REGRESSION: ModelDecoderRegressionConfig
     SALIENCY: ModelDecoderSaliencyConfig
     SCANPATH: ModelDecoderScanpathConfig
+    UNET_TRANSFORMER: ModelDecoderUnetTransformerConfig
+
+
+class ModelDecoderUnetTransformerConfig(Protocol):
+    DEPTHS: list[int]
+    HEADS: list[int]
+    MLP_RATIO: float
+    FFN: Literal["mlp", "mix_ffn"]
+    BLUR_SIGMA: float
+    LEARN_BLUR: bool
+    CENTERBIAS_WEIGHT: float
 
 
 class ModelDecoderScanpathConfig(Protocol):
@@ -145,6 +158,10 @@ class ModelDecoderSaliencyConfig(Protocol):
     CENTERBIAS_WEIGHT: float
 
 
+class ModelDecoderRegressionConfig(Protocol):
+    pass
+
+
 class ModelDecoderReconstructionConfig(Protocol):
     HIDDEN_CHANNELS: int
 
@@ -157,6 +174,13 @@ class ModelDecoderLinearProbeConfig(Protocol):
 class ModelDecoderConvReconstructionConfig(Protocol):
     CHANNELS: list[int]
     BLOCKS: int
+
+
+class ModelDecoderAllMlpConfig(Protocol):
+    EMBED_CHANNELS: int
+    BLUR_SIGMA: float
+    LEARN_BLUR: bool
+    CENTERBIAS_WEIGHT: float
 
 
 class ModelBlockConfig(Protocol):

@@ -76,6 +76,22 @@ PART_OPTS = {
         "EMBEDDING_CHANNELS": "6",
     },
     ("BLOCK", "cross_attention"): {"NUM_HEADS": "2", "ATTENTION.NAME": "global"},
+    ("DECODER", "unet_transformer"): {
+        "DEPTHS": "[2]",  # a plain and a shifted window block, as the encoder's stage 1
+        "HEADS": "[1]",
+        "MLP_RATIO": "2.0",
+        "FFN": "mlp",
+        "BLUR_SIGMA": "3.0",
+        "LEARN_BLUR": "true",
+        "CENTERBIAS_WEIGHT": "1.0",
+    },
+    ("DECODER", "all_mlp"): {
+        "EMBED_CHANNELS": "8",
+        "BLUR_SIGMA": "3.0",
+        "LEARN_BLUR": "true",
+        "CENTERBIAS_WEIGHT": "1.0",
+    },
+    ("DECODER", "regression"): {},
     ("DECODER", "saliency"): {
         "HIDDEN_CHANNELS": "[8]",
         "BLUR_SIGMA": "3.0",
@@ -154,7 +170,11 @@ def test_every_registered_part_has_a_test_configuration() -> None:
     assert registered == set(PART_OPTS)
 
 
-COMBINATIONS = list(itertools.product(ENCODERS.names(), BLOCKS.names(), DECODERS.names()))
+# Decoders whose blocks attend with the encoder's mechanism, and the encoders that announce one.
+ATTENDING_DECODERS = {"unet_transformer"}
+ATTENDING_ENCODERS = {"hierarchical_transformer"}
+ALL = list(itertools.product(ENCODERS.names(), BLOCKS.names(), DECODERS.names()))
+COMBINATIONS = [c for c in ALL if c[2] not in ATTENDING_DECODERS or c[0] in ATTENDING_ENCODERS]
 
 
 @pytest.mark.parametrize(("encoder", "block", "decoder"), COMBINATIONS)
@@ -182,6 +202,18 @@ def test_combination_builds_and_runs(encoder: str, block: str, decoder: str) -> 
     (loss_sum / count).backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert all(p.grad is not None for p in trainable)
+
+
+@pytest.mark.parametrize(("encoder", "block", "decoder"), sorted(set(ALL) - set(COMBINATIONS)))
+def test_a_decoder_that_attends_refuses_an_encoder_that_announces_no_mechanism(
+    encoder: str, block: str, decoder: str
+) -> None:
+    cfg = load_config(
+        Path("configs/quickstart.yaml"),
+        _opts({"ENCODER": encoder, "BLOCK": block, "DECODER": decoder}) + FULL_DATA_OPTS,
+    )
+    with pytest.raises(ConfigError, match=rf"MODEL\.DECODER\.{decoder.upper()}: .* announces none"):
+        build_model(cfg)
 
 
 @pytest.mark.parametrize(

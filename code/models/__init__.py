@@ -4,11 +4,14 @@ importing this package registers all of them."""
 from code.models import attention, segmenters  # noqa: F401
 from code.models.blocks import cross_attention, identity, spade  # noqa: F401
 from code.models.decoders import (  # noqa: F401
+    all_mlp,
     conv_reconstruction,
     linear_probe,
     reconstruction,
+    regression,
     saliency,
     scanpath,
+    unet_transformer,
 )
 from code.models.encoders import (  # noqa: F401
     convnet,
