@@ -9,7 +9,8 @@ i = 0 … K for K + 1 maps; the coarsest, K, is the bottleneck and starts the wa
    cropped to map i's grid (the encoder rounded odd grids up on the way down);
 2. skip connection: the expanded tokens and map i's concatenated, a linear map back to the width;
 3. ``depths[i]`` pre-norm transformer blocks with ``heads[i]`` heads and ``stage_idx`` i, so the
-   numbers continue the encoder's on the way back (encoder 0 1 2 3, decoder 2 1 0).
+   numbers continue the encoder's on the way back (encoder 0 1 2 3, decoder 2 1 0); i counts the
+   maps the decoder receives, the encoder's stage numbers when its OUTPUTS start at stage 0.
 
 After stage 0: LayerNorm and a linear map to one channel at map 0's stride, which the finalizer
 blurs, upsamples to the image, combines with the centre bias and normalises (where Swin-UNet
