@@ -28,9 +28,16 @@ def scenes():
     return data.subset(range(16)), data.subset(range(16, 32))
 
 
-def fit_on(train, transform):
+TRANSFORMS = {"density": np.exp, "log_density": lambda log_p: log_p}  # the density, monotone
+
+
+@pytest.fixture(scope="module", params=list(TRANSFORMS))
+def fitted(request, scenes):
+    """The fit on maps that are the training images' true density, or a monotone transform."""
+    train, _ = scenes
+    transform = TRANSFORMS[request.param]
     maps = (transform(s.true_log_density()) for s in train.stimuli)
-    return fit_map_density(train, maps, CenterBias(0.05, 0.01).fit(train), OPTIONS)
+    return transform, fit_map_density(train, maps, CenterBias(0.05, 0.01).fit(train), OPTIONS)
 
 
 def fixations_by_image(dataset):
@@ -47,30 +54,21 @@ def mean_gain_bits(dataset, log_density_of) -> float:
     return float(torch.cat(gains).mean()) / math.log(2)
 
 
-@pytest.mark.parametrize(
-    "transform",
-    [np.exp, lambda log_p: log_p],  # the density itself, and a monotone transform of it
-    ids=["density", "log_density"],
-)
-def test_a_density_given_as_a_map_is_recovered(scenes, transform):
-    train, held_out = scenes
-    fit = fit_on(train, transform)
+def test_a_density_given_as_a_map_is_recovered(scenes, fitted):
+    _, held_out = scenes
+    transform, fit = fitted
     # IG of the fitted density on held-out images' fixations, against the true density's own
     gap = mean_gain_bits(held_out, lambda s: fit.log_density(transform(s.true_log_density())))
     assert abs(gap) < 0.01
     assert fit.training["images"] == 16 and fit.training["fixations"] == 16 * 600
 
 
-def test_nonlinearity_is_monotone_and_densities_normalised(scenes):
-    train, _ = scenes
-    rng = np.random.default_rng(0)
-    noisy = {s.id: s.true_log_density() + rng.normal(size=s.size) for s in train.stimuli}
-    fit = fit_map_density(
-        train, (noisy[s.id] for s in train.stimuli), CenterBias(0.05, 0.01).fit(train), OPTIONS
-    )
+def test_nonlinearity_is_monotone_and_densities_normalised(fitted):
+    _, fit = fitted
     values = np.array(fit.values)
     assert (np.diff(values) >= 0).all() and values[0] > 0 and values[-1] == pytest.approx(1)
     assert fit.sigma > 0 and 0 < fit.center_bias_weight < 1
+    rng = np.random.default_rng(0)
     log_p = fit.log_density(rng.normal(size=(30, 41)) * 100)  # any size, beyond the range
     assert log_p.shape == (30, 41) and float(log_p.exp().sum()) == pytest.approx(1, abs=1e-12)
 
@@ -84,9 +82,9 @@ def test_constant_maps_score_as_the_centre_bias(scenes):
     assert fit.training["information_gain"] == pytest.approx(0, abs=1e-3)
 
 
-def test_saved_fit_loads_to_the_same_densities(scenes, tmp_path):
-    train, held_out = scenes
-    fit = fit_on(train, np.exp)
+def test_saved_fit_loads_to_the_same_densities(scenes, fitted, tmp_path):
+    _, held_out = scenes
+    _, fit = fitted
     fit.save(tmp_path / "fit.json")
     loaded = MapDensityFit.load(tmp_path / "fit.json")
     described = loaded.describe()
