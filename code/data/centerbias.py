@@ -35,6 +35,22 @@ class CenterBias:
         # the last size asked for and its map: data sets often hold one image size
         self._last: tuple[tuple[int, int], np.ndarray] | None = None
 
+    @classmethod
+    def from_density(
+        cls, bandwidth: float, uniform_weight: float, density: np.ndarray
+    ) -> CenterBias:
+        """A centre bias fitted before: its normalised ``GRID`` × ``GRID`` density (read back
+        from a file, e.g. with a fitted map density)."""
+        if density.shape != (cls.GRID, cls.GRID):
+            raise ValueError(f"centre-bias density must be {cls.GRID}x{cls.GRID}: {density.shape}")
+        if not (np.isfinite(density).all() and (density >= 0).all()):
+            raise ValueError("centre-bias density must be finite and non-negative")
+        if abs(density.sum() - 1) > 1e-9:
+            raise ValueError(f"centre-bias density sums to {density.sum()}, not 1")
+        model = cls(bandwidth, uniform_weight)
+        model.density = density
+        return model
+
     def fit(self, dataset: GazeDataset) -> CenterBias:
         """Fit on every fixation of ``dataset`` (pass the training images only)."""
         fix = dataset.fixations

@@ -88,19 +88,20 @@ def write_split(path: Path, dataset_name: str, parts: dict[str, GazeDataset]) ->
     path.write_text(json.dumps({"dataset": dataset_name, **ids}, indent=1))
 
 
-def read_split(path: Path, dataset_name: str) -> list[str]:
-    """The test stimulus ids of a run's :data:`SPLIT_FILE`, which must be of ``dataset_name``."""
+def read_split(path: Path, dataset_name: str, part: str) -> list[str]:
+    """The stimulus ids of one part (``train``, ``val`` or ``test``) of a run's
+    :data:`SPLIT_FILE`, which must be of ``dataset_name``."""
     try:
         split = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: cannot read as a run's {SPLIT_FILE}: {err}") from err
-    if not isinstance(split, dict) or "test" not in split:
-        raise ValueError(f"{path}: not a run's {SPLIT_FILE} (no 'test' list)")
+    if not isinstance(split, dict) or not isinstance(split.get(part), list):
+        raise ValueError(f"{path}: not a run's {SPLIT_FILE} (no {part!r} list)")
     if split.get("dataset") != dataset_name:
         raise ValueError(
             f"{path}: a split of data set {split.get('dataset')!r}, not of {dataset_name!r}"
         )
-    return split["test"]
+    return split[part]
 
 
 def read_image_list(path: Path) -> list[str]:

@@ -22,6 +22,7 @@ from code.metrics.baselines import (
     uniform_log_density,
 )
 from code.metrics.evaluator import METRICS, ImageScores, JuddJitter, SaliencyEvaluator
+from code.metrics.map_density import MapDensityFit
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation
 from code.metrics.saliency import (
     ShuffledNonfixations,
@@ -90,6 +91,7 @@ def evaluate_saliency(
     device: torch.device,
     workers: int,
     extra_allowed: bool = False,
+    map_density: MapDensityFit | None = None,
 ) -> dict:
     """Score the maps in ``predictions`` and the baselines; the ``result.json`` content.
 
@@ -98,7 +100,13 @@ def evaluate_saliency(
     leave-one-subject-out model, reports LL and IG only. Images are scored on ``workers``
     threads and summed in data-set order, so the result does not depend on their number.
     ``extra_allowed``: ``dataset`` is a subset, and ``predictions`` may hold other images' maps.
+    ``map_density`` (saliency maps only): the maps' density conversion fitted on training images
+    (:func:`code.metrics.map_density.fit_map_density`); the model's LL and IG are then those of
+    the converted maps, every other metric still the map's own, and ``map_density`` in the
+    result holds the fitted parameters and every metric of the converted maps.
     """
+    if map_density is not None and kind != "saliency-map":
+        raise ValueError(f"a fitted map density converts saliency maps, not kind {kind!r}")
     files = prediction_files(dataset, predictions, extra_allowed)
     fix = dataset.fixations
     sizes = np.array([s.size for s in dataset.stimuli], dtype=np.int64)
@@ -111,6 +119,8 @@ def evaluate_saliency(
         "uniform": evaluator("log-density"),
         "center_bias": evaluator("log-density"),
     }
+    if map_density is not None:
+        evaluators["map_density"] = evaluator("log-density")
     if all(s.true_log_density is not None for s in dataset.stimuli):
         evaluators["oracle"] = evaluator("log-density")  # generated data: the true density
     shuffled = (
@@ -134,6 +144,7 @@ def evaluate_saliency(
         """Every evaluator's scores of one image, and the gold standard's gain over the
         centre bias summed over its fixations."""
         i, stim, path, (sx, sy), judd_jitter = image
+        labels = {"model": str(path), "map_density": f"{path} (fitted density)"}
         xs, ys = fix.x[rows_of[i]], fix.y[rows_of[i]]
         center = as_float64(center_bias.log_density(i, stim.height, stim.width), device)
         predictions_of = {
@@ -143,6 +154,8 @@ def evaluate_saliency(
         }
         if "oracle" in evaluators:
             predictions_of["oracle"] = as_float64(stim.true_log_density(), device)
+        if map_density is not None:
+            predictions_of["map_density"] = map_density.log_density(predictions_of["model"])
         # the same blurred fixation map serves every prediction of this image
         empirical = empirical_saliency_map(
             xs, ys, stim.height, stim.width, fixation_map_sigma, device
@@ -152,7 +165,7 @@ def evaluate_saliency(
                 predictions_of[name],
                 xs,
                 ys,
-                name=str(path) if name == "model" else name,
+                name=labels.get(name, name),
                 baseline_log_density=center,
                 shuffled_xs=sx,
                 shuffled_ys=sy,
@@ -179,13 +192,37 @@ def evaluate_saliency(
     n_fixations = [len(rows_of[i]) for i in scored_images]
 
     n_fix = evaluators["model"].n_fixations
-    baselines = {name: ev.compute() for name, ev in evaluators.items() if name != "model"}
+    metrics = evaluators["model"].compute()
+    settings = {
+        "kind": kind,
+        "protocol": protocol,
+        "fixation_map_sigma": fixation_map_sigma,
+        "judd_jitter_seed": judd_jitter_seed,
+    }
+    converted = {}
+    if map_density is not None:
+        converted = {
+            "parameters": map_density.describe(),
+            "metrics": evaluators["map_density"].compute(),
+        }
+        for metric in ("LL", "IG"):  # last in METRICS, so the order stays METRICS'
+            metrics[metric] = converted["metrics"][metric]
+            per_image["model"][metric] = per_image["map_density"][metric]
+        # how the maps were converted decides whether two results compare; the fitted values
+        # are each model's own
+        settings["map_density"] = {
+            "options": converted["parameters"]["options"],
+            "fit_images": map_density.training["images"],
+            "fit_fixations": map_density.training["fixations"],
+        }
+    models = ("model", "map_density")
+    baselines = {name: ev.compute() for name, ev in evaluators.items() if name not in models}
     baselines["gold_standard"] = {
         "LL": float(gold_ll.mean()),
         "IG": gold_gain_sum / n_fix,
     }
     return {
-        "metrics": evaluators["model"].compute(),
+        "metrics": metrics,
         "n_images": evaluators["model"].n_images,
         "n_fixations": n_fix,
         "baseline": {
@@ -201,12 +238,8 @@ def evaluate_saliency(
             },
         },
         "baselines": baselines,
-        "settings": {
-            "kind": kind,
-            "protocol": protocol,
-            "fixation_map_sigma": fixation_map_sigma,
-            "judd_jitter_seed": judd_jitter_seed,
-        },
+        "settings": settings,
+        **({"map_density": converted} if converted else {}),
         "dataset": dataset.name,
         "uncertainty": {name: bootstrap(values, n_fixations) for name, values in per_image.items()},
         "per_image": {
