@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.results import update_results
 from code.data.batch import Batch
 from code.data.gaze import read_rgb
 from code.engine.checkpoint import load_model
@@ -112,8 +113,6 @@ VARIANTS = [  # the first is the baseline of the ratios
     Variant("defaults, no overlays", ["--no-overlays"]),
 ]  # fmt: skip
 DEFAULTS = 4  # the index of the defaults in VARIANTS
-BEGIN = "<!-- benchmarks/predict.py: begin -->"
-END = "<!-- benchmarks/predict.py: end -->"
 HEADING = "## `code.predict` throughput on 1024×768 images (`benchmarks/predict.py`)"
 
 
@@ -298,18 +297,6 @@ def machine(load_before: tuple[float, ...], load_after: tuple[float, ...]) -> st
     return text + "."
 
 
-def update_results(path: Path, block: str) -> None:
-    """Replace this script's block in ``path`` (or append it under its heading)."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    marked = f"{BEGIN}\n{block}\n{END}"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        text = before + marked + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + f"\n\n{HEADING}\n\n{marked}\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -350,7 +337,7 @@ def main() -> None:
         f"Where an image's time goes, each step timed alone (fastest of 3 passes over 8 "
         f"images):\n\n{steps}"
     )
-    update_results(args.results, block)
+    update_results(args.results, "predict", HEADING, block)
     print(f"written to {args.results}")
 
 
