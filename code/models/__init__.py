@@ -6,6 +6,7 @@ from code.models.blocks import cross_attention, identity, spade  # noqa: F401
 from code.models.decoders import (  # noqa: F401
     conv_reconstruction,
     linear_probe,
+    point_classifier,
     reconstruction,
     saliency,
     scanpath,
@@ -15,6 +16,7 @@ from code.models.encoders import (  # noqa: F401
     dinov2,
     hierarchical_transformer,
     masked_convnet,
+    multires,
 )
 from code.models.input_stages import identity as identity_input  # noqa: F401
 from code.models.input_stages import masking  # noqa: F401
