@@ -98,7 +98,8 @@ class GaussianPrefilter(nn.Module):
         gaussian = torch.exp(-0.5 * squared / self.sigma.to(dtype) ** 2)
         inputs = 1 if self.mixing == "depthwise" else channels
         weight = gaussian.expand(channels, inputs, -1, -1)
-        norm = weight.sum((1, 2, 3)) if self.normalisation == "sum" else weight.norm(dim=(1, 2, 3))
+        flat = weight.flatten(1)
+        norm = flat.sum(dim=1) if self.normalisation == "sum" else flat.norm(dim=1)
         return weight / norm.view(-1, 1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
