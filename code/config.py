@@ -33,7 +33,6 @@ from code.registry import (
     DECODERS,
     ENCODERS,
     INPUT_STAGES,
-    MOMENTUM_SCHEDULES,
     OPTIMIZERS,
     SAMPLES,
     SCHEDULERS,
@@ -95,7 +94,6 @@ SCHEMA: dict[str, Any] = {
         "LR": float,
         "WEIGHT_DECAY": float,
         "SCHEDULER": Choice(SCHEDULERS),  # stepped once per epoch
-        "MOMENTUM_SCHEDULE": Choice(MOMENTUM_SCHEDULES),  # set before every optimizer step
         "STOP_LR": float | None,  # stop when every group's LR fell below this (DeepGaze)
         "PARAM_GROUPS": {  # parameters matching PATTERNS[i] (fnmatch) train at LR x LR_SCALES[i]
             "PATTERNS": list[str],
