@@ -9,16 +9,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from code.data.batch import Batch
-from code.models.base import Decoder, Features
-from code.models.decoders.reconstruction import masked_squared_error
+from code.models.base import Features
+from code.models.decoders.reconstruction import ImageDecoder
 from code.models.encoders.masked_convnet import ConvBlock
-from code.models.shapes import FeatureShapes, PredictionKind
+from code.models.shapes import FeatureShapes
 from code.registry import DECODERS
 from code.utils.logging import log_shapes, log_signature
 
 
 @DECODERS.register("conv_reconstruction")
-class ConvReconstructionDecoder(Decoder):
+class ConvReconstructionDecoder(ImageDecoder):
     """For each entry of ``channels`` (coarse to fine): ``blocks`` residual blocks, then a
     stride-2 transposed conv to the next entry's channels (3 after the last). Fed every map it
     receives on the coarsest map's grid (finer ones average-pooled to it, concatenated, and
@@ -27,9 +27,6 @@ class ConvReconstructionDecoder(Decoder):
     exactly, other encoders' outputs are resized to it (bilinear). Loss: squared error where
     ``batch.loss_mask`` is 1 (everywhere without a mask), averaged over those pixels and
     channels."""
-
-    prediction = PredictionKind.IMAGE
-    requires = frozenset({"target"})
 
     @log_signature
     def __init__(self, input_shapes: FeatureShapes, channels: list[int], blocks: int) -> None:
@@ -60,6 +57,3 @@ class ConvReconstructionDecoder(Decoder):
         if logits.shape[-2:] != (height, width):
             logits = F.interpolate(logits, (height, width), mode="bilinear", align_corners=False)
         return torch.sigmoid(logits)
-
-    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return masked_squared_error(prediction, batch)

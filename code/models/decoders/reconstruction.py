@@ -13,16 +13,24 @@ from code.registry import DECODERS
 from code.utils.logging import log_shapes, log_signature
 
 
+class ImageDecoder(Decoder):
+    """What the decoders that predict the target image share: an image in [0, 1], trained by
+    :func:`masked_squared_error` against ``batch.target``."""
+
+    prediction = PredictionKind.IMAGE
+    requires = frozenset({"target"})
+
+    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return masked_squared_error(prediction, batch)
+
+
 @DECODERS.register("reconstruction")
-class ReconstructionDecoder(Decoder):
+class ReconstructionDecoder(ImageDecoder):
     """Features at the finest stride -> conv -> upsampled to the image -> conv -> RGB in [0, 1].
 
     Loss: :func:`masked_squared_error` against ``batch.target`` (the clean image, where the
     input stage may have masked the input).
     """
-
-    prediction = PredictionKind.IMAGE
-    requires = frozenset({"target"})
 
     @log_signature
     def __init__(self, input_shapes: FeatureShapes, hidden_channels: int) -> None:
@@ -45,9 +53,6 @@ class ReconstructionDecoder(Decoder):
         image_hw = tuple(batch.input.shape[-2:])
         x = self.project(concat_on_grid(features, self.input_shapes, self.stride, image_hw))
         return self.to_rgb(upsample_to_stride(x, self.stride, 1, image_hw))
-
-    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return masked_squared_error(prediction, batch)
 
 
 def masked_squared_error(

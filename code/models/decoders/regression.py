@@ -6,16 +6,16 @@ import torch
 from torch import nn
 
 from code.data.batch import Batch
-from code.models.base import Decoder, Features
-from code.models.decoders.reconstruction import masked_squared_error
+from code.models.base import Features
+from code.models.decoders.reconstruction import ImageDecoder
 from code.models.layers.feature_maps import concat_on_grid, finest_stride, upsample_to_stride
-from code.models.shapes import FeatureShapes, PredictionKind
+from code.models.shapes import FeatureShapes
 from code.registry import DECODERS
 from code.utils.logging import log_shapes, log_signature
 
 
 @DECODERS.register("regression")
-class RegressionDecoder(Decoder):
+class RegressionDecoder(ImageDecoder):
     """All maps brought to the finest stride and concatenated, one linear map (a 1×1 conv) to
     RGB, upsampled (bilinear) to the input, a sigmoid to [0, 1].
 
@@ -24,9 +24,6 @@ class RegressionDecoder(Decoder):
     what the encoder's maps keep, where the ``reconstruction`` decoder's hidden convolutions
     learn part of it. Loss: :func:`masked_squared_error` against ``batch.target``.
     """
-
-    prediction = PredictionKind.IMAGE
-    requires = frozenset({"target"})
 
     @log_signature
     def __init__(self, input_shapes: FeatureShapes) -> None:
@@ -41,6 +38,3 @@ class RegressionDecoder(Decoder):
         image_hw = tuple(batch.input.shape[-2:])
         x = self.to_rgb(concat_on_grid(features, self.input_shapes, self.stride, image_hw))
         return torch.sigmoid(upsample_to_stride(x, self.stride, 1, image_hw))
-
-    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return masked_squared_error(prediction, batch)
