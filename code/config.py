@@ -33,6 +33,7 @@ from code.registry import (
     DECODERS,
     ENCODERS,
     INPUT_STAGES,
+    MOMENTUM_SCHEDULES,
     OPTIMIZERS,
     SAMPLES,
     SCHEDULERS,
@@ -94,6 +95,7 @@ SCHEMA: dict[str, Any] = {
         "LR": float,
         "WEIGHT_DECAY": float,
         "SCHEDULER": Choice(SCHEDULERS),  # stepped once per epoch
+        "MOMENTUM_SCHEDULE": Choice(MOMENTUM_SCHEDULES),  # set before every optimizer step
         "STOP_LR": float | None,  # stop when every group's LR fell below this (DeepGaze)
         "PARAM_GROUPS": {  # parameters matching PATTERNS[i] (fnmatch) train at LR x LR_SCALES[i]
             "PATTERNS": list[str],

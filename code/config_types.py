@@ -47,6 +47,7 @@ class TrainConfig(Protocol):
     LR: float
     WEIGHT_DECAY: float
     SCHEDULER: TrainSchedulerConfig
+    MOMENTUM_SCHEDULE: TrainMomentumScheduleConfig
     STOP_LR: float | None
     PARAM_GROUPS: TrainParamGroupsConfig
     FREEZE: list[str]
@@ -70,6 +71,21 @@ class TrainInitConfig(Protocol):
 class TrainParamGroupsConfig(Protocol):
     PATTERNS: list[str]
     LR_SCALES: list[float]
+
+
+class TrainMomentumScheduleConfig(Protocol):
+    NAME: str
+    CONSTANT: TrainMomentumScheduleConstantConfig
+    LINEAR: TrainMomentumScheduleLinearConfig
+
+
+class TrainMomentumScheduleLinearConfig(Protocol):
+    START: float
+    END: float
+
+
+class TrainMomentumScheduleConstantConfig(Protocol):
+    pass
 
 
 class TrainSchedulerConfig(Protocol):
@@ -124,6 +140,7 @@ class ModelDecoderConfig(Protocol):
     ALL_MLP: ModelDecoderAllMlpConfig
     CONV_RECONSTRUCTION: ModelDecoderConvReconstructionConfig
     LINEAR_PROBE: ModelDecoderLinearProbeConfig
+    POINT_CLASSIFIER: ModelDecoderPointClassifierConfig
     RECONSTRUCTION: ModelDecoderReconstructionConfig
     REGRESSION: ModelDecoderRegressionConfig
     SALIENCY: ModelDecoderSaliencyConfig
@@ -164,6 +181,11 @@ class ModelDecoderRegressionConfig(Protocol):
 
 class ModelDecoderReconstructionConfig(Protocol):
     HIDDEN_CHANNELS: int
+
+
+class ModelDecoderPointClassifierConfig(Protocol):
+    HIDDEN_CHANNELS: int
+    DROPOUT: float
 
 
 class ModelDecoderLinearProbeConfig(Protocol):
@@ -251,6 +273,55 @@ class ModelEncoderConfig(Protocol):
     DINOV2: ModelEncoderDinov2Config
     HIERARCHICAL_TRANSFORMER: ModelEncoderHierarchicalTransformerConfig
     MASKED_CONVNET: ModelEncoderMaskedConvnetConfig
+    MULTIRES: ModelEncoderMultiresConfig
+
+
+class ModelEncoderMultiresConfig(Protocol):
+    RESOLUTIONS: list[int]
+    CROP_SIZE: int
+    STREAM: ModelEncoderMultiresStreamConfig
+    PREFILTER: ModelEncoderMultiresPrefilterConfig
+    MAX_NORM: float | None
+    DENSE_STRIDE: int | None
+
+
+class ModelEncoderMultiresPrefilterConfig(Protocol):
+    NAME: str
+    GAUSSIAN: ModelEncoderMultiresPrefilterGaussianConfig
+    NONE: ModelEncoderMultiresPrefilterNoneConfig
+
+
+class ModelEncoderMultiresPrefilterNoneConfig(Protocol):
+    pass
+
+
+class ModelEncoderMultiresPrefilterGaussianConfig(Protocol):
+    KERNELS: list[int]
+    SQRT_SIGMAS: list[float]
+    MIXING: Literal["depthwise", "channels"]
+    NORMALISATION: Literal["sum", "l2"]
+
+
+class ModelEncoderMultiresStreamConfig(Protocol):
+    NAME: str
+    MRCNN: ModelEncoderMultiresStreamMrcnnConfig
+    VGG: ModelEncoderMultiresStreamVggConfig
+
+
+class ModelEncoderMultiresStreamVggConfig(Protocol):
+    ARCH: Literal["vgg11", "vgg13", "vgg16", "vgg19"]
+    BATCH_NORM: bool
+    STAGES: int
+    FC_CHANNELS: int
+    DROPOUT: float
+    WEIGHTS: str | None
+
+
+class ModelEncoderMultiresStreamMrcnnConfig(Protocol):
+    CHANNELS: list[int]
+    KERNELS: list[int]
+    FC_CHANNELS: int
+    DROPOUT: float
 
 
 class ModelEncoderMaskedConvnetConfig(Protocol):
@@ -413,6 +484,7 @@ class DataSamplesConfig(Protocol):
     NAME: str
     IMAGE: DataSamplesImageConfig
     LABELLED: DataSamplesLabelledConfig
+    PATCHES: DataSamplesPatchesConfig
     SALIENCY: DataSamplesSaliencyConfig
     SCANPATH: DataSamplesScanpathConfig
 
@@ -424,6 +496,14 @@ class DataSamplesScanpathConfig(Protocol):
 
 class DataSamplesSaliencyConfig(Protocol):
     pass
+
+
+class DataSamplesPatchesConfig(Protocol):
+    POSITIVES: int
+    NEGATIVES: int
+    SIGMA: float
+    POSITIVE_ABOVE: float
+    NEGATIVE_BELOW: float
 
 
 class DataSamplesLabelledConfig(Protocol):
@@ -817,6 +897,7 @@ class TaskConfig(Protocol):
     DENSITY: TaskDensityConfig
     LINEAR_PROBE: TaskLinearProbeConfig
     MIM_PRETRAIN: TaskMimPretrainConfig
+    PATCH_CLASSIFICATION: TaskPatchClassificationConfig
     SCANPATH_GENERATION: TaskScanpathGenerationConfig
 
 
@@ -840,6 +921,12 @@ class TaskScanpathGenerationConfig(Protocol):
     IOR_SIGMA: float
     GRID: list[int]
     SCANMATCH_THRESHOLD: float
+
+
+class TaskPatchClassificationConfig(Protocol):
+    GRID: list[int] | None
+    GRID_STRIDE: int | None
+    POINTS_PER_PASS: int
 
 
 class TaskMimPretrainConfig(Protocol):

@@ -223,14 +223,20 @@ DECODERS = Registry("decoder", wiring=("input_shapes", "encoder_attention"), loc
 INPUT_STAGES = Registry("input stage", wiring=(), locations=MODELS)
 # Attention mechanisms, a sub-part of the parts that attend (``SubPart[ATTENTIONS]``).
 ATTENTIONS = Registry("attention", wiring=("channels", "num_heads"), locations=MODELS)
+# The streams of a multi-resolution encoder (``SubPart[STREAMS]``), one per resolution, each
+# built for the crop size it sees; and the pre-filters (blurs) in front of them.
+STREAMS = Registry("stream", wiring=("crop_size",), locations=MODELS)
+PREFILTERS = Registry("prefilter", wiring=("streams",), locations=MODELS)
 DATASETS = Registry("dataset", wiring=(), locations=DATA)
 # How training items are made from per-image samples (one per image, one per scanpath, ...).
-SAMPLES = Registry("samples", wiring=("images", "dataset"), locations=DATA)
+SAMPLES = Registry("samples", wiring=("images", "dataset", "seed"), locations=DATA)
 # Seeded per-item changes to samples after the cache (flips, crops), chained in DATA.TRANSFORMS.
 TRANSFORMS = Registry("transform", wiring=(), locations=DATA)
 # Where segment label maps come from (files, k-means on encoder features, none).
 SEGMENTERS = Registry("segmenter", wiring=("encoder",), locations=(*DATA, *MODELS))
 OPTIMIZERS = Registry("optimizer", wiring=("params", "lr", "weight_decay"), locations=ENGINE)
 SCHEDULERS = Registry("lr schedule", wiring=("optimizer", "epochs"), locations=ENGINE)
+# Momentum set before every optimizer step from the step number (so a resume repeats it).
+MOMENTUM_SCHEDULES = Registry("momentum schedule", wiring=("total_steps",), locations=ENGINE)
 # What a run does: train and score a density model, classify patches, generate scanpaths, ...
 TASKS = Registry("task", wiring=("cfg",), locations=("code.tasks",))

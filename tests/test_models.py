@@ -68,6 +68,22 @@ PART_OPTS = {
         "FREEZE": "true",
         "FINAL_NORM": "false",
     },
+    ("ENCODER", "multires"): {  # dense mode: maps every block and decoder reads
+        "RESOLUTIONS": "[30, 24]",
+        "CROP_SIZE": "22",
+        "STREAM.NAME": "mrcnn",
+        "STREAM.MRCNN.CHANNELS": "[4, 4, 4]",
+        "STREAM.MRCNN.KERNELS": "[3, 3, 3]",
+        "STREAM.MRCNN.FC_CHANNELS": "8",
+        "STREAM.MRCNN.DROPOUT": "0.0",
+        "PREFILTER.NAME": "gaussian",
+        "PREFILTER.GAUSSIAN.KERNELS": "[3, 3]",
+        "PREFILTER.GAUSSIAN.SQRT_SIGMAS": "[0.5, 1.0]",
+        "PREFILTER.GAUSSIAN.MIXING": "channels",
+        "PREFILTER.GAUSSIAN.NORMALISATION": "l2",
+        "MAX_NORM": "0.1",
+        "DENSE_STRIDE": "4",
+    },
     ("BLOCK", "identity"): {},
     ("BLOCK", "spade"): {"HIDDEN_CHANNELS": "8"},
     ("BLOCK", "spade_static"): {
@@ -101,6 +117,7 @@ PART_OPTS = {
     ("DECODER", "reconstruction"): {"HIDDEN_CHANNELS": "8"},
     ("DECODER", "conv_reconstruction"): {"CHANNELS": "[16, 8]", "BLOCKS": "1"},
     ("DECODER", "linear_probe"): {"CLASSES": "3", "CODE_SIZE": "[2, 3]"},
+    ("DECODER", "point_classifier"): {"HIDDEN_CHANNELS": "8", "DROPOUT": "0.5"},
     ("DECODER", "scanpath"): {
         "SALIENCY_CHANNELS": "[8]",
         "HISTORY_LENGTH": "2",
@@ -162,6 +179,8 @@ def _batch(height: int, width: int) -> Batch:
         scanpath_mask=history_mask.clone(),
         label=torch.tensor([0, 2]),
         target=torch.rand(2, 3, height, width),
+        points=torch.tensor([[[3.5, 4.2], [width - 0.5, height - 0.5], [0.0, 0.0]]] * 2),
+        point_labels=torch.tensor([[1.0, 0.0, 0.0]] * 2),
     )
 
 
@@ -193,6 +212,7 @@ def test_combination_builds_and_runs(encoder: str, block: str, decoder: str) -> 
         PredictionKind.CONDITIONAL_LOG_DENSITY: (2, 2, 45, 61),  # one density per fixation
         PredictionKind.IMAGE: (2, 3, 45, 61),
         PredictionKind.CLASS_LOGITS: (2, 3),
+        PredictionKind.POINT_LOGITS: (2, 3),  # one per point
     }
     assert prediction.shape == shapes[model.prediction]
     if model.prediction.is_density:

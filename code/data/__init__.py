@@ -3,7 +3,7 @@
 Importing ``code.data`` registers every data set in ``code.registry.DATASETS``.
 """
 
-from code.data import generated, samples, segments  # noqa: F401  (imported to register parts)
+from code.data import generated, patches, samples, segments  # noqa: F401  (imported to register parts)
 from code.data.loaders import (  # noqa: F401  (imported to register the loaders)
     cat2000,
     coco_freeview,

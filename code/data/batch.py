@@ -44,6 +44,8 @@ class Batch:
     scanpath_mask: torch.Tensor | None = None  # (B, S, L) bool, False on padding
     foreground: torch.Tensor | None = None  # (B, H, W) float weight of the reconstruction loss
     label: torch.Tensor | None = None  # (B,) int64 class of each image
+    points: torch.Tensor | None = None  # (B, P, 2) float, (x, y): points to classify
+    point_labels: torch.Tensor | None = None  # (B, P) float, 1 fixated, 0 not
     # (B, 1, H, W) float, 1 where a reconstruction loss applies (set by a masking input stage)
     loss_mask: torch.Tensor | None = None
 

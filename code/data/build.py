@@ -22,7 +22,12 @@ from code.data.sampler import ShapeAwareBatchSampler
 from code.data.samples import FixationSamples, ImageSamples
 from code.data.segments import SegmentedSamples, Segmenter
 from code.data.splits import Split, kfold_by_image, split_indices
-from code.data.transforms import EpochIndexedBatches, TransformedSamples, build_transforms
+from code.data.transforms import (
+    EpochIndexedBatches,
+    EpochSeeded,
+    TransformedSamples,
+    build_transforms,
+)
 from code.registry import DATASETS, SAMPLES, Chain, Choice, ConfigError
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
@@ -149,7 +154,7 @@ def build_samples(
         name = f"{dataset.name}-{split}-{content_hash(key)[:12]}.lmdb"
         cache = build_cache(Path(cfg.DATA.CACHE.DIR) / name, images, key, cfg.DATA.CACHE.REBUILD)
         images = _SizedCache(cache, images.sizes, images.fields)
-    items = SAMPLES.build(cfg.DATA.SAMPLES, images=images, dataset=dataset)
+    items = SAMPLES.build(cfg.DATA.SAMPLES, images=images, dataset=dataset, seed=cfg.SEED)
     if split == "train" and cfg.DATA.TRANSFORMS.NAMES:
         entries = {field.key for field in items.fields.values()}
         transforms = build_transforms(cfg.DATA.TRANSFORMS, entries)
@@ -189,7 +194,7 @@ def build_loader(
             samples.sizes, cfg.DATA.BATCH_SIZE, dist.world_size(), dist.rank(), cfg.SEED,
             shuffle=True, drop_last=False,
         )  # fmt: skip
-        if isinstance(samples, TransformedSamples):  # its items are seeded per (epoch, index)
+        if isinstance(samples, EpochSeeded):  # its items are seeded per (epoch, index)
             sampler = EpochIndexedBatches(sampler)
     else:
         shard = list(range(dist.rank(), len(samples), dist.world_size()))

@@ -26,7 +26,7 @@ from code.registry import TRANSFORMS
 
 # Sample entries on the image grid, in pixels of the image: (H, W, ...) maps or (..., 2) points.
 SPATIAL_ENTRIES = frozenset(
-    {"image", "segments", "centerbias", "foreground", "fixations", "history", "scanpaths"}
+    {"image", "segments", "centerbias", "foreground", "fixations", "history", "scanpaths", "points"}
 )
 
 
@@ -67,8 +67,9 @@ class HorizontalFlip(Transform):
         for key in ("image", "segments", "centerbias", "foreground"):
             if key in sample:
                 out[key] = np.ascontiguousarray(sample[key][:, ::-1])
-        if "fixations" in sample:
-            out["fixations"] = mirror_x(sample["fixations"], width)
+        for points in ("fixations", "points"):
+            if points in sample:
+                out[points] = mirror_x(sample[points], width)
         for points, mask in (("history", "history_mask"), ("scanpaths", "scanpath_mask")):
             if points in sample:
                 # padding entries are zeros under a False mask: keep them so
@@ -166,7 +167,12 @@ def build_transforms(node: Any, entries: set[str]) -> list[Transform]:
     return transforms
 
 
-class TransformedSamples(torch.utils.data.Dataset):
+class EpochSeeded(torch.utils.data.Dataset):
+    """Training items drawn anew each epoch: the training loader indexes them by (epoch, item)
+    pairs (:class:`EpochIndexedBatches`), evaluation loaders by item alone."""
+
+
+class TransformedSamples(EpochSeeded):
     """Training items with ``transforms`` applied, seeded by (``seed``, epoch, item).
 
     Indexed by (epoch, item) pairs, which :class:`EpochIndexedBatches` makes from a batch
@@ -189,7 +195,7 @@ class TransformedSamples(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Sample:
         epoch, index = key
         rng = np.random.default_rng([self.seed, epoch, index])
-        sample = self.items[index]
+        sample = self.items[key if isinstance(self.items, EpochSeeded) else index]
         for transform in self.transforms:
             sample = transform(sample, rng)
         return sample

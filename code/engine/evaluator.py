@@ -42,6 +42,25 @@ def to_original_size(log_density: torch.Tensor, size: tuple[int, int]) -> torch.
     return torch.log_softmax(resized.flatten(1), dim=1).view(*lead, *size)
 
 
+def map_to_original_size(saliency: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize (..., H, W) saliency maps to ``size`` bicubically (maps need no renormalising)."""
+    if tuple(saliency.shape[-2:]) == size:
+        return saliency
+    lead, hw = saliency.shape[:-2], saliency.shape[-2:]
+    resized = F.interpolate(
+        saliency.reshape(-1, 1, *hw).float(), size=size, mode="bicubic", align_corners=False
+    )
+    return resized.view(*lead, *size)
+
+
+# How each kind of prediction that code.evaluate scores is taken to the original size, and its
+# kind there.
+ORIGINAL_SIZE = {
+    PredictionKind.LOG_DENSITY: (to_original_size, "log-density"),
+    PredictionKind.SALIENCY_MAP: (map_to_original_size, "saliency-map"),
+}
+
+
 @torch.no_grad()
 def write_predictions(
     model: torch.nn.Module,
@@ -50,15 +69,17 @@ def write_predictions(
     device: torch.device,
     folder: Path,
 ) -> None:
-    """Save this rank's predictions as float32 ``.npy`` log-densities at original size."""
+    """Save this rank's predictions (log-densities or saliency maps: ``model.prediction``) as
+    float32 ``.npy`` at original size."""
     folder.mkdir(parents=True, exist_ok=True)
+    resize = ORIGINAL_SIZE[model.prediction][0]
     model.eval()
     for batch in tqdm(loader, desc="predict", disable=not dist.is_main(), leave=False):
         prediction, _ = model(batch.to(device))
         for item, index in enumerate(batch.image_index.tolist()):
             stimulus = dataset.stimuli[index]
-            log_density = to_original_size(prediction[item], stimulus.size)
-            np.save(folder / f"{stimulus_stem(stimulus)}.npy", log_density.cpu().numpy())
+            resized = resize(prediction[item], stimulus.size)
+            np.save(folder / f"{stimulus_stem(stimulus)}.npy", resized.cpu().numpy())
 
 
 def evaluation_workers(cfg: CfgNode) -> int:
@@ -85,8 +106,10 @@ def evaluate_model(
 ) -> dict | None:
     """Every saliency metric of the model and the baselines on ``dataset``; None off rank 0.
 
-    IG is over the centre bias cross-validated on the evaluated images (DATA.CENTERBIAS
-    settings, EVAL.CENTERBIAS_FOLDS folds); the gold standard is fitted leave-one-subject-out.
+    ``model`` predicts log-densities, or saliency maps (``PredictionKind.SALIENCY_MAP``: scored
+    with every metric that needs no density, i.e. all but LL and IG). IG is over the centre
+    bias cross-validated on the evaluated images (DATA.CENTERBIAS settings,
+    EVAL.CENTERBIAS_FOLDS folds); the gold standard is fitted leave-one-subject-out.
     Images are scored on ``workers`` threads (:func:`evaluation_workers`).
     """
     folder = output_dir / "predictions"
@@ -102,7 +125,7 @@ def evaluate_model(
         result = evaluate_saliency(
             dataset,
             folder,
-            "log-density",
+            ORIGINAL_SIZE[model.prediction][1],
             cfg.EVAL.PROTOCOL,
             cfg.EVAL.FIXATION_MAP_SIGMA,
             cfg.EVAL.JUDD_JITTER_SEED,

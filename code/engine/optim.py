@@ -17,7 +17,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from yacs.config import CfgNode
 
-from code.registry import OPTIMIZERS, SCHEDULERS
+from code.registry import MOMENTUM_SCHEDULES, OPTIMIZERS, SCHEDULERS
 
 ParamGroups = list[dict]
 
@@ -57,6 +57,65 @@ def multistep(
 @SCHEDULERS.register("cosine")
 def cosine(optimizer: Optimizer, epochs: int, min_lr: float) -> LRScheduler:
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=min_lr)
+
+
+class MomentumSchedule:
+    """The momentum of every parameter group as a function of the optimizer step: ``apply``
+    sets it before step ``step`` (0-based). Nothing else is stored, so a run resumed at a step
+    repeats the uninterrupted run's momenta exactly."""
+
+    def momentum(self, step: int) -> float | None:
+        """The momentum of step ``step``; None leaves the optimizer's own."""
+        raise NotImplementedError
+
+    def apply(self, optimizer: Optimizer, step: int) -> None:
+        momentum = self.momentum(step)
+        if momentum is None:
+            return
+        for group in optimizer.param_groups:
+            if "momentum" not in group:
+                raise ValueError(
+                    "TRAIN.MOMENTUM_SCHEDULE sets a momentum, but TRAIN.OPTIMIZER "
+                    f"{type(optimizer).__name__} has none (choose sgd)"
+                )
+            group["momentum"] = momentum
+
+
+@MOMENTUM_SCHEDULES.register("constant")
+class ConstantMomentum(MomentumSchedule):
+    """The optimizer's momentum throughout (e.g. ``TRAIN.OPTIMIZER.SGD.MOMENTUM``)."""
+
+    def __init__(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+
+    def momentum(self, step: int) -> float | None:
+        return None
+
+
+@MOMENTUM_SCHEDULES.register("linear")
+class LinearMomentum(MomentumSchedule):
+    """Momentum rising (or falling) linearly from ``start`` at the first optimizer step to
+    ``end`` at the last one of the run (Mr-CNN: 0.9 -> 0.99), step by step."""
+
+    def __init__(self, total_steps: int, start: float, end: float) -> None:
+        if not (0 <= start < 1 and 0 <= end < 1):
+            raise ValueError(
+                f"TRAIN.MOMENTUM_SCHEDULE.LINEAR: START {start} and END {end} must be in [0, 1)"
+            )
+        self.total_steps = total_steps
+        self.start = start
+        self.end = end
+
+    def momentum(self, step: int) -> float | None:
+        if step >= self.total_steps - 1:
+            return self.end
+        return self.start + (self.end - self.start) * step / (self.total_steps - 1)
+
+
+def build_momentum_schedule(cfg: CfgNode, steps_per_epoch: int) -> MomentumSchedule:
+    """``TRAIN.MOMENTUM_SCHEDULE`` over the run's ``TRAIN.EPOCHS`` x ``steps_per_epoch`` steps."""
+    total = cfg.TRAIN.EPOCHS * steps_per_epoch
+    return MOMENTUM_SCHEDULES.build(cfg.TRAIN.MOMENTUM_SCHEDULE, total_steps=total)
 
 
 def _first_match(name: str, patterns: Iterable[str]) -> int | None:

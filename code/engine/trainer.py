@@ -33,7 +33,13 @@ from code.engine.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
-from code.engine.optim import Precision, build_optimizer, build_scheduler, freeze
+from code.engine.optim import (
+    Precision,
+    build_momentum_schedule,
+    build_optimizer,
+    build_scheduler,
+    freeze,
+)
 from code.engine.reproducibility import all_rng_states, set_rng_state
 from code.engine.tracking import Tracker
 from code.models.build import GazeModel
@@ -124,6 +130,8 @@ class Trainer:
         )
         self.optimizer = build_optimizer(cfg, model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
+        steps_per_epoch = -(-len(train_loader) // train.ACCUMULATION_STEPS)
+        self.momentum = build_momentum_schedule(cfg, steps_per_epoch)
         self.precision = Precision(train.PRECISION, device)
         self.state = TrainState()
         self.resumed_at: int | None = None
@@ -248,8 +256,10 @@ class Trainer:
                 param.grad.mul_(factor)
         if self.cfg.TRAIN.CLIP_GRAD_NORM is not None:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.TRAIN.CLIP_GRAD_NORM)
+        self.momentum.apply(self.optimizer, self.state.step)
         scaler.step(self.optimizer)
         scaler.update()
+        self.model.constrain()  # e.g. a max-norm, on the weights the step made
         self.optimizer.zero_grad(set_to_none=True)
         self.state.step += 1
         self.state.epoch_loss = [

@@ -7,6 +7,7 @@ from code.models.decoders import (  # noqa: F401
     all_mlp,
     conv_reconstruction,
     linear_probe,
+    point_classifier,
     reconstruction,
     regression,
     saliency,
@@ -18,6 +19,7 @@ from code.models.encoders import (  # noqa: F401
     dinov2,
     hierarchical_transformer,
     masked_convnet,
+    multires,
 )
 from code.models.input_stages import identity as identity_input  # noqa: F401
 from code.models.input_stages import masking  # noqa: F401

@@ -30,6 +30,10 @@ class Part(nn.Module):
 
     requires: frozenset[str] = frozenset()
 
+    def constrain(self) -> None:
+        """Project the weights back onto the part's constraints (e.g. a max-norm); the trainer
+        calls it after every optimizer step. Nothing by default."""
+
 
 class InputStage(Part):
     """Batch -> the batch the encoder and decoder see (its ``input`` changed, fields added)."""
@@ -41,9 +45,14 @@ class InputStage(Part):
 class Encoder(Part):
     """Image (B, 3, H, W) in [0, 1] -> named feature maps described by ``output_shapes``.
 
+<<<<<<< HEAD
     ``attention``: the configured mechanism the encoder's transformer blocks attend with, which
     the builder hands to the decoder (``encoder_attention``) so that a decoder continuing the
     encoder (the U-shaped one) attends alike; None for encoders without a configurable one.
+=======
+    An encoder whose ``requires`` holds ``points`` is called with the batch's points too,
+    ``encoder(image, points)``, and may announce features per point (``POINT_FEATURES``).
+>>>>>>> mrcnn
     """
 
     output_shapes: FeatureShapes

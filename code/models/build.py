@@ -60,6 +60,8 @@ class GazeModel(nn.Module):
     def features(self, batch: Batch) -> tuple[dict[str, torch.Tensor], Batch]:
         """The block's feature maps and the batch after the input stage (what the decoder reads)."""
         batch = self.input_stage(batch)
+        if "points" in self.encoder.requires:
+            return self.block(self.encoder(batch.input, batch.points), batch), batch
         return self.block(self.encoder(batch.input), batch), batch
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, Batch]:
@@ -68,6 +70,12 @@ class GazeModel(nn.Module):
 
     def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder.loss(prediction, batch)
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        """Every part's weight constraints, after an optimizer step."""
+        for part in self.parts().values():
+            part.constrain()
 
 
 def build_model(cfg: CfgNode) -> GazeModel:

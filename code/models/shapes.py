@@ -12,7 +12,12 @@ class ShapeSpec:
     """A named feature map's channel count and stride (input pixels per feature position)."""
 
     channels: int
-    stride: int
+    stride: int  # POINT_FEATURES: a vector per point of ``batch.points``, not a map
+
+
+# The stride of features made per point of ``batch.points`` ((B, C, P) vectors, e.g. of crops
+# centred on the points) rather than over the image: only point readers take them.
+POINT_FEATURES = 0
 
 
 FeatureShapes = dict[str, ShapeSpec]
@@ -25,9 +30,12 @@ class PredictionKind(Enum):
     LOG_DENSITY = "log-density"  # (B, H, W) natural-log density over the input's pixels
     # (B, N, H, W): for each fixation of an item, the density of it given the ones before
     CONDITIONAL_LOG_DENSITY = "conditional log-density"
-    SALIENCY_MAP = "saliency map"  # (B, H, W) unnormalised: higher is more salient
+    # (B, H, W) unnormalised, higher is more salient: scored with the metrics that need no
+    # density (``code.evaluate``'s kind ``saliency-map``), taken to the original size bicubically
+    SALIENCY_MAP = "saliency map"
     IMAGE = "image"  # (B, 3, H, W) in [0, 1], e.g. a reconstruction of the target
     CLASS_LOGITS = "class logits"  # (B, K) unnormalised log-probabilities of K classes
+    POINT_LOGITS = "point logits"  # (B, P) logit that each point of ``batch.points`` is fixated
 
     @property
     def is_density(self) -> bool:

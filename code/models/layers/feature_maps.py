@@ -7,10 +7,17 @@ import math
 import torch
 import torch.nn.functional as F
 
-from code.models.shapes import FeatureShapes
+from code.models.shapes import POINT_FEATURES, FeatureShapes
 
 
 def finest_stride(shapes: FeatureShapes) -> int:
+    """The smallest stride of ``shapes``, refused if a feature is made per point, not a map."""
+    per_point = [name for name, spec in shapes.items() if spec.stride == POINT_FEATURES]
+    if per_point:
+        raise ValueError(
+            f"features {per_point} are vectors per point of batch.points, not maps; a map reader "
+            "needs an encoder of maps (e.g. MODEL.ENCODER.MULTIRES.DENSE_STRIDE set)"
+        )
     return min(spec.stride for spec in shapes.values())
 
 

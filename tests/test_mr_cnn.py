@@ -1,0 +1,293 @@
+"""Mr-CNN: the multi-resolution encoder's crops, streams and constraints, the patch items, the
+momentum schedule, dense maps, and the patch_classification task end to end (tiny sizes)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from yacs.config import CfgNode
+
+from code.config import load_config
+from code.data.build import build_samples, build_splits, gaze_dataset
+from code.data.patches import fixation_map
+from code.engine.optim import LinearMomentum
+from code.main import main
+from code.models.build import build_model
+from code.models.encoders.multires import VGGStream, clip_filter_norms_, crops_at
+from code.models.layers.gaussian_blur import GaussianPrefilter
+from code.registry import ENCODERS
+from code.tasks.patch_classification import DenseSaliency
+from tests.small_run import SMALL
+
+FAITHFUL = Path("configs/03_mr_cnn/faithful.yaml")
+# Tiny Mr-CNN streams (22x22 crops leave 1x1 after three valid convolutions and pools).
+TINY_MODEL = [
+    "MODEL.ENCODER.MULTIRES.RESOLUTIONS", "[30, 24, 22]",
+    "MODEL.ENCODER.MULTIRES.CROP_SIZE", "22",
+    "MODEL.ENCODER.MULTIRES.STREAM.MRCNN.CHANNELS", "[4, 4, 4]",
+    "MODEL.ENCODER.MULTIRES.STREAM.MRCNN.KERNELS", "[3, 3, 3]",
+    "MODEL.ENCODER.MULTIRES.STREAM.MRCNN.FC_CHANNELS", "8",
+    "MODEL.DECODER.POINT_CLASSIFIER.HIDDEN_CHANNELS", "8",
+]  # fmt: skip
+# The quickstart's generated data shrunk (tests/small_run.py), as patch items.
+TINY_DATA = [
+    "DATA.DATASET.NAME", "generated",
+    "DATA.DATASET.GENERATED.NUM_IMAGES", "46",
+    "DATA.DATASET.GENERATED.HEIGHT", "36",
+    "DATA.DATASET.GENERATED.WIDTH", "48",
+    "DATA.DATASET.GENERATED.NUM_SUBJECTS", "3",
+    "DATA.DATASET.GENERATED.FIXATIONS_PER_SCANPATH", "5",
+    "DATA.DATASET.GENERATED.SEED", "0",
+    "DATA.SAMPLES.PATCHES.POSITIVES", "2",
+    "DATA.SAMPLES.PATCHES.NEGATIVES", "3",
+    "DATA.SAMPLES.PATCHES.SIGMA", "3.0",
+    "TASK.PATCH_CLASSIFICATION.GRID", "[3, 4]",
+    *SMALL,
+    "TRAIN.EPOCHS", "1",
+]  # fmt: skip
+
+
+def tiny_config(tmp_path: Path, *opts: str) -> CfgNode:
+    output = ["OUTPUT_DIR", str(tmp_path / "run"), "DATA.CACHE.DIR", "null"]
+    return load_config(FAITHFUL, [*TINY_DATA, *TINY_MODEL, *output, *opts])
+
+
+def tiny_encoder(**keys: object) -> torch.nn.Module:
+    node = {
+        "RESOLUTIONS": [30, 24, 22],
+        "CROP_SIZE": 22,
+        "STREAM": {"NAME": "mrcnn", "MRCNN": {"CHANNELS": [4, 4, 4], "KERNELS": [3, 3, 3],
+                                               "FC_CHANNELS": 8, "DROPOUT": 0.0}},
+        "PREFILTER": {"NAME": "none", "NONE": {}},
+        "MAX_NORM": 0.1,
+        "DENSE_STRIDE": None,
+        **keys,
+    }  # fmt: skip
+    return ENCODERS.build(CfgNode({"NAME": "multires", "MULTIRES": node}))
+
+
+@pytest.mark.parametrize("size", [5, 4])
+def test_a_crops_centre_pixel_is_the_point_and_borders_repeat_the_edge(size: int) -> None:
+    image = torch.rand(2, 3, 11, 13)
+    points = torch.tensor([[[6.7, 4.2], [0.0, 0.0]], [[12.9, 10.99], [3.0, 9.5]]])
+    crops = crops_at(image, points, size).view(2, 2, 3, size, size)
+    for b in range(2):
+        for p in range(2):
+            x, y = points[b, p].floor().long().tolist()
+            assert torch.equal(crops[b, p, :, size // 2, size // 2], image[b, :, y, x])
+    # (0, 0): everything above and left of the centre is the corner pixel
+    corner = crops[0, 1, :, : size // 2 + 1, : size // 2 + 1]
+    assert torch.equal(corner, image[0, :, :1, :1].expand_as(corner))
+    # bottom-right corner point: rows and columns beyond the image repeat its last row/column
+    last = crops[1, 0, :, size // 2 :, size // 2 :]
+    assert torch.equal(last, image[1, :, -1:, -1:].expand_as(last))
+
+
+def test_every_stream_crops_around_the_point_in_its_resized_image() -> None:
+    encoder = tiny_encoder()
+    x = torch.rand(1, 3, 36, 48)
+    points = torch.tensor([[[47.5, 35.5], [0.2, 0.3], [20.0, 11.0]]])
+    for index, size in enumerate(encoder.resolutions):
+        resized = encoder.resized(x, index)
+        crops = encoder.crops(x, points, index)
+        for p, (px, py) in enumerate(points[0].tolist()):
+            col, row = int(px * size / 48), int(py * size / 36)
+            assert torch.equal(crops[p, :, 11, 11], resized[0, :, row, col])
+
+
+def test_max_norm_rescales_only_the_filters_above_the_bound() -> None:
+    weight = torch.randn(4, 3, 2, 2)
+    norms = torch.tensor([0.05, 0.2, 0.1, 3.0])
+    weight = weight / weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * norms.view(-1, 1, 1, 1)
+    before = weight.clone()
+    clip_filter_norms_(weight, 0.1)
+    after = weight.flatten(1).norm(dim=1)
+    assert torch.allclose(after, torch.tensor([0.05, 0.1, 0.1, 0.1]), atol=1e-7)
+    assert torch.equal(weight[0], before[0]) and torch.equal(weight[2], before[2])
+    direction = before[[1, 3]].flatten(1) / before[[1, 3]].flatten(1).norm(dim=1, keepdim=True)
+    assert torch.allclose(weight[[1, 3]].flatten(1) / 0.1, direction, atol=1e-6)
+
+
+def test_the_encoder_constrains_every_streams_first_layer() -> None:
+    encoder = tiny_encoder()
+    with torch.no_grad():
+        for stream in encoder.streams:
+            stream.first_conv.weight.mul_(100)
+        encoder.constrain()
+    for stream in encoder.streams:
+        assert stream.first_conv.weight.flatten(1).norm(dim=1).max() <= 0.1 + 1e-6
+
+
+def test_linear_momentum_hits_its_endpoints_and_resumes_exactly() -> None:
+    schedule = LinearMomentum(total_steps=11, start=0.9, end=0.99)
+    assert schedule.momentum(0) == 0.9 and schedule.momentum(10) == 0.99
+    assert schedule.momentum(5) == pytest.approx(0.945, abs=1e-12)
+
+    def train(steps: range, state: dict | None) -> tuple[torch.Tensor, list[float], dict]:
+        torch.manual_seed(0)
+        weight = torch.nn.Parameter(torch.ones(3))
+        optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.5)
+        if state is not None:
+            weight.data.copy_(state["weight"])
+            optimizer.load_state_dict(state["optimizer"])
+        momenta = []
+        for step in steps:
+            weight.grad = torch.sin(torch.arange(3.0) + step)
+            schedule.apply(optimizer, step)
+            momenta.append(optimizer.param_groups[0]["momentum"])
+            optimizer.step()
+        return weight.detach().clone(), momenta, {"weight": weight.detach().clone(),
+                                                  "optimizer": optimizer.state_dict()}  # fmt: skip
+
+    whole, momenta, _ = train(range(11), None)
+    _, first, state = train(range(6), None)
+    resumed, rest, _ = train(range(6, 11), state)
+    assert first + rest == momenta and torch.equal(resumed, whole)
+
+
+def test_patch_points_lie_above_and_below_the_thresholds_and_are_redrawn_each_epoch(
+    tmp_path: Path,
+) -> None:
+    cfg = tiny_config(tmp_path, "DATA.SAMPLES.PATCHES.POSITIVES", "5",
+                      "DATA.SAMPLES.PATCHES.NEGATIVES", "7")  # fmt: skip
+    train = build_splits(cfg, gaze_dataset(cfg)).train
+    from code.data.centerbias import CenterBias
+
+    samples = build_samples(cfg, train, "train", CenterBias(0.05, 0.01).fit(train), None)
+    for index in range(3):
+        sample = samples[(0, index)]
+        density = fixation_map(sample["fixations"], 36, 48, 3.0)
+        cols, rows = np.floor(sample["points"]).astype(int).T
+        values = density[rows, cols]
+        assert (values[:5] > 0.9).all() and (values[5:] < 0.1).all()
+        assert sample["point_labels"].tolist() == [1.0] * 5 + [0.0] * 7
+        assert np.array_equal(samples[(0, index)]["points"], sample["points"])  # seeded
+        assert not np.array_equal(samples[(1, index)]["points"], sample["points"])  # redrawn
+        assert np.array_equal(samples[index]["points"], sample["points"])  # eval: epoch 0
+
+
+def test_dense_grid_equals_classifying_each_point_alone(tmp_path: Path) -> None:
+    model = build_model(tiny_config(tmp_path)).eval()
+    batch = dataclasses.replace(_image_batch(2, 36, 48), points=None)
+    dense = DenseSaliency(model, [3, 4], None, points_per_pass=5)
+    with torch.no_grad():
+        maps = dense(batch)[0]
+        grid = dense.grid_points(36, 48, torch.device("cpu"))
+        single = torch.stack([
+            torch.stack([
+                model(dataclasses.replace(batch, points=grid[i, j].expand(2, 1, 2)))[0][:, 0]
+                for j in range(4)
+            ], 1)
+            for i in range(3)
+        ], 1).sigmoid()  # fmt: skip
+    assert maps.shape == (2, 3, 4)
+    assert torch.allclose(maps, single, atol=1e-5, rtol=0)
+
+
+def _image_batch(size: int, height: int, width: int):
+    from code.data.batch import Batch
+
+    torch.manual_seed(0)
+    return Batch(
+        input=torch.rand(size, 3, height, width),
+        image_index=torch.arange(size),
+        original_size=torch.tensor([[height, width]] * size),
+    )
+
+
+def test_vgg_streams_load_a_timm_vgg_checkpoint(tmp_path: Path) -> None:
+    from timm.models.vgg import VGG, cfgs
+
+    timm_vgg = VGG(cfgs["vgg11"], num_classes=2, mlp_ratio=1 / 4096)  # tiny head, same features
+    path = tmp_path / "vgg11.pth"
+    torch.save(timm_vgg.state_dict(), path)
+    stream = VGGStream(32, "vgg11", False, 2, 8, 0.0, str(path))
+    for name, value in stream.features.state_dict().items():
+        assert torch.equal(value, timm_vgg.state_dict()[f"features.{name}"])
+    with pytest.raises(FileNotFoundError, match=r"MULTIRES\.STREAM\.VGG\.WEIGHTS"):
+        VGGStream(32, "vgg11", False, 2, 8, 0.0, str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="not the timm VGG layout"):
+        VGGStream(32, "vgg11", True, 2, 8, 0.0, str(path))  # a BatchNorm layout
+
+
+def test_dense_mode_maps_are_the_crop_classifier_on_the_stream_lattice() -> None:
+    """Dense position i of a stream is the crop centred on resized pixel stride·i."""
+    encoder = tiny_encoder(DENSE_STRIDE=4).eval()
+    x = encoder.normalize(torch.rand(1, 3, 30, 30))
+    stream, index = encoder.streams[0], 0
+    before, after = 11, 10
+    padded = torch.nn.functional.pad(encoder.resized(x, index), (before, after, before, after),
+                                     mode="replicate")  # fmt: skip
+    with torch.no_grad():
+        dense = stream(padded)
+        lattice = torch.tensor([[[8 * j + 0.5, 8 * i + 0.5] for i in range(4) for j in range(4)]])
+        crops = crops_at(encoder.resized(x, index), lattice, 22)
+        assert torch.allclose(stream(crops).view(4, 4, -1).permute(2, 0, 1), dense[0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"RESOLUTIONS": [30, 20, 22]}, r"RESOLUTIONS \[30, 20, 22\]: images resized to \[20\]"),
+        ({"MAX_NORM": 0.0}, "MULTIRES.MAX_NORM must be positive"),
+        (
+            {"PREFILTER": {"NAME": "gaussian", "GAUSSIAN": {
+                "KERNELS": [7, 5], "SQRT_SIGMAS": [0.5, 0.75, 1.0], "MIXING": "depthwise",
+                "NORMALISATION": "sum"}}},
+            r"PREFILTER.GAUSSIAN: KERNELS \[7, 5\] .* one entry per stream",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_encoder_settings_name_the_key(keys: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_encoder(**keys)
+
+
+def test_a_point_outside_the_image_is_named() -> None:
+    encoder = tiny_encoder()
+    points = torch.tensor([[[3.0, 4.0], [48.0, 2.0]]])
+    with pytest.raises(ValueError, match=r"point 1 of batch item 0, .* outside its 48x36 image"):
+        encoder(torch.rand(1, 3, 36, 48), points)
+
+
+def test_patch_classification_trains_and_scores_its_maps_beside_the_centre_bias(
+    tmp_path: Path,
+) -> None:
+    blur = [
+        "MODEL.ENCODER.MULTIRES.PREFILTER.NAME", "gaussian",
+        "MODEL.ENCODER.MULTIRES.PREFILTER.GAUSSIAN.KERNELS", "[3, 3, 3]",
+        "MODEL.ENCODER.MULTIRES.PREFILTER.GAUSSIAN.SQRT_SIGMAS", "[0.5, 0.75, 1.0]",
+        "MODEL.ENCODER.MULTIRES.PREFILTER.GAUSSIAN.MIXING", "depthwise",
+        "MODEL.ENCODER.MULTIRES.PREFILTER.GAUSSIAN.NORMALISATION", "sum",
+    ]  # fmt: skip
+    output = ["OUTPUT_DIR", str(tmp_path / "run"), "DATA.CACHE.DIR", "null"]
+    report = main(["--cfg", str(FAITHFUL), "--opts", *TINY_DATA, *TINY_MODEL, *output, *blur])
+    metrics = report["metrics"]
+    assert {"AUC", "sAUC", "AUC_Judd", "NSS", "CC"} <= metrics.keys()
+    assert "LL" not in metrics and report["settings"]["kind"] == "saliency-map"
+    assert "AUC_Judd" in report["baselines"]["center_bias"]
+    assert len(report["prefilter_sigma"]) == 3
+    epochs = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert "val_auc" in epochs and "prefilter_sigma_2" in epochs
+
+
+@pytest.mark.parametrize("mixing", ["depthwise", "channels"])
+@pytest.mark.parametrize("normalisation", ["sum", "l2"])
+def test_prefilter_kernels_are_normalised_and_sigma_stays_positive(
+    mixing: str, normalisation: str
+) -> None:
+    blur = GaussianPrefilter(5, 0.75, mixing, normalisation)
+    assert blur.sigma.item() == pytest.approx(0.5625)
+    weight = blur.kernel(3, torch.float64).flatten(1)
+    norms = weight.sum(1) if normalisation == "sum" else weight.norm(dim=1)
+    assert torch.allclose(norms, torch.ones(3, dtype=torch.float64))
+    constant = torch.full((1, 3, 9, 9), 0.25)
+    if (mixing, normalisation) == ("depthwise", "sum"):  # a proper blur keeps a flat image
+        assert torch.allclose(blur(constant), constant)
+    with torch.no_grad():
+        blur.sqrt_sigma.zero_()
+    assert blur.sigma.item() > 0 and torch.isfinite(blur(constant)).all()
