@@ -45,14 +45,12 @@ class InputStage(Part):
 class Encoder(Part):
     """Image (B, 3, H, W) in [0, 1] -> named feature maps described by ``output_shapes``.
 
-<<<<<<< HEAD
     ``attention``: the configured mechanism the encoder's transformer blocks attend with, which
     the builder hands to the decoder (``encoder_attention``) so that a decoder continuing the
     encoder (the U-shaped one) attends alike; None for encoders without a configurable one.
-=======
+
     An encoder whose ``requires`` holds ``points`` is called with the batch's points too,
     ``encoder(image, points)``, and may announce features per point (``POINT_FEATURES``).
->>>>>>> mrcnn
     """
 
     output_shapes: FeatureShapes
