@@ -9,16 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from yacs.config import CfgNode
 
 from code.config import load_config
+from code.data.batch import Batch
 from code.data.build import build_samples, build_splits, gaze_dataset
+from code.data.centerbias import CenterBias
 from code.data.patches import fixation_map
 from code.engine.optim import LinearMomentum
 from code.main import main
 from code.models.build import build_model
 from code.models.encoders.multires import VGGStream, clip_filter_norms_, crops_at
 from code.models.layers.gaussian_blur import GaussianPrefilter
+from code.predict import main as predict
 from code.registry import ENCODERS
 from code.tasks.patch_classification import DenseSaliency
 from tests.small_run import SMALL
@@ -155,8 +159,6 @@ def test_patch_points_lie_above_and_below_the_thresholds_and_are_redrawn_each_ep
     cfg = tiny_config(tmp_path, "DATA.SAMPLES.PATCHES.POSITIVES", "5",
                       "DATA.SAMPLES.PATCHES.NEGATIVES", "7")  # fmt: skip
     train = build_splits(cfg, gaze_dataset(cfg)).train
-    from code.data.centerbias import CenterBias
-
     samples = build_samples(cfg, train, "train", CenterBias(0.05, 0.01).fit(train), None)
     for index in range(3):
         sample = samples[(0, index)]
@@ -188,9 +190,7 @@ def test_dense_grid_equals_classifying_each_point_alone(tmp_path: Path) -> None:
     assert torch.allclose(maps, single, atol=1e-5, rtol=0)
 
 
-def _image_batch(size: int, height: int, width: int):
-    from code.data.batch import Batch
-
+def _image_batch(size: int, height: int, width: int) -> Batch:
     torch.manual_seed(0)
     return Batch(
         input=torch.rand(size, 3, height, width),
@@ -273,6 +273,13 @@ def test_patch_classification_trains_and_scores_its_maps_beside_the_centre_bias(
     assert len(report["prefilter_sigma"]) == 3
     epochs = (tmp_path / "run" / "metrics.jsonl").read_text()
     assert "val_auc" in epochs and "prefilter_sigma_2" in epochs
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(images / "grey.png")
+    predict(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--input", str(images),
+             "--output", str(tmp_path / "out")])  # fmt: skip
+    assert np.load(tmp_path / "out" / "maps" / "grey.npy").shape == (30, 40)
+    assert (tmp_path / "out" / "overlays" / "grey_overlay.png").is_file()
 
 
 @pytest.mark.parametrize("mixing", ["depthwise", "channels"])
@@ -291,3 +298,33 @@ def test_prefilter_kernels_are_normalised_and_sigma_stays_positive(
     with torch.no_grad():
         blur.sqrt_sigma.zero_()
     assert blur.sigma.item() > 0 and torch.isfinite(blur(constant)).all()
+
+
+CONFIGS = sorted(p for p in Path("configs/03_mr_cnn").rglob("*.yaml") if "_base_" not in p.parts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to("configs")) for p in CONFIGS])
+def test_every_mr_cnn_config_trains_and_evaluates_at_its_own_size(
+    path: Path, tmp_path: Path
+) -> None:
+    """Each config's model as configured (CPU or full size), on a few tiny generated images."""
+    data = [
+        *TINY_DATA[: TINY_DATA.index("DATA.SAMPLES.PATCHES.POSITIVES")],
+        *SMALL,
+        "DATA.DATASET.GENERATED.NUM_IMAGES", "16",
+        "DATA.SPLIT.TEST_FRACTION", "0.25",
+        "DATA.SPLIT.FOLDS", "null",
+        "DATA.SPLIT.FOLD", "null",
+        "DATA.NUM_WORKERS", "0",
+        "TRAIN.EPOCHS", "1",
+        "EVAL.CENTERBIAS_FOLDS", "2",
+        "OUTPUT_DIR", str(tmp_path / "run"),
+        "DATA.CACHE.DIR", "null",
+    ]  # fmt: skip
+    if load_config(path, data).TASK.NAME == "patch_classification":
+        data += ["DATA.SAMPLES.PATCHES.POSITIVES", "1", "DATA.SAMPLES.PATCHES.NEGATIVES", "1",
+                 "DATA.SAMPLES.PATCHES.SIGMA", "3.0",  # full-size sigmas blur 48 px all over
+                 "TASK.PATCH_CLASSIFICATION.GRID", "[2, 2]"]  # fmt: skip
+    report = main(["--cfg", str(path), "--opts", *data])
+    assert np.isfinite(report["metrics"]["AUC"]) and (tmp_path / "run" / "best.pt").is_file()

@@ -20,10 +20,13 @@ and the other baselines, with every metric a map allows (no LL or IG: the map is
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from yacs.config import CfgNode
@@ -38,16 +41,19 @@ from code.data.build import (
     gaze_dataset,
     split_sizes,
 )
+from code.data.samples import resize_rgb
 from code.data.splits import SPLIT_FILE, write_split
 from code.engine.evaluator import evaluate_model, evaluation_workers, map_to_original_size
 from code.engine.trainer import ValidationScorer
+from code.engine.visualize import save_heatmap
 from code.metrics.saliency import auc
 from code.metrics.scoring import format_table
 from code.models.build import GazeModel
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, ConfigError
-from code.tasks.base import Task, checked_model
+from code.tasks.base import Predictor, Task, checked_model, image_batch
 from code.utils import distributed as dist
+from code.utils.parallel import Write
 
 KEY = "TASK.PATCH_CLASSIFICATION"
 
@@ -216,3 +222,39 @@ class PatchClassificationTask(Task):
             sigmas = ", ".join(f"{s:.3f}" for s in report["prefilter_sigma"])
             table += f"\nlearned pre-filter sigma per stream (resized pixels): {sigmas}"
         return table
+
+    def predictor(
+        self, model: GazeModel, device: torch.device, options: argparse.Namespace
+    ) -> Predictor:
+        return SaliencyMapPredictor(self.dense(model), tuple(self.cfg.DATA.IMAGE_SIZE))
+
+
+class SaliencyMapPredictor(Predictor):
+    """``maps/<stem>.npy``: each image's dense map at its original size (what ``code.evaluate
+    saliency --kind saliency-map`` reads), and ``overlays/<stem>_overlay.png``. Images are
+    resized to the trained ``DATA.IMAGE_SIZE``."""
+
+    def __init__(self, dense: DenseSaliency, size: tuple[int, int]) -> None:
+        self.dense = dense
+        self.size = size
+
+    def batch(self, image: np.ndarray, name: str) -> Batch:
+        return image_batch(resize_rgb(image, *self.size), image.shape[:2])
+
+    def predict(
+        self, batch: Batch, images: list[np.ndarray], names: list[str], output: Path
+    ) -> list[Write]:
+        maps = self.dense(batch)[0]
+        for folder in ("maps", "overlays"):
+            (output / folder).mkdir(exist_ok=True)
+        writes: list[Write] = []
+        for item, (image, name) in enumerate(zip(images, names, strict=True)):
+            stem = Path(name).stem
+            saliency = map_to_original_size(maps[item], image.shape[:2]).cpu().numpy()
+            saliency = saliency.astype(np.float32)
+            writes.append(partial(np.save, output / "maps" / f"{stem}.npy", saliency))
+            # the overlay shows the map scaled to its maximum (bicubic may undershoot 0)
+            shown = np.log(np.clip(saliency, 1e-12, None))
+            path = output / "overlays" / f"{stem}_overlay.png"
+            writes.append(partial(save_heatmap, path, image, shown))
+        return writes
