@@ -104,9 +104,13 @@ def test_every_stream_crops_around_the_point_in_its_resized_image() -> None:
 
 
 def test_max_norm_rescales_only_the_filters_above_the_bound() -> None:
-    weight = torch.randn(4, 3, 2, 2)
-    norms = torch.tensor([0.05, 0.2, 0.1, 3.0])
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(4, 3, 2, 2, generator=generator)
+    norms = torch.tensor([0.05, 0.2, 1.0, 3.0])
     weight = weight / weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * norms.view(-1, 1, 1, 1)
+    # Filter 2 lies exactly on the bound (one non-zero weight, so its norm is exact): kept.
+    weight[2] = 0.0
+    weight[2, 0, 0, 0] = 0.1
     before = weight.clone()
     clip_filter_norms_(weight, 0.1)
     after = weight.flatten(1).norm(dim=1)
