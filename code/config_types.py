@@ -927,6 +927,9 @@ class TaskPatchClassificationConfig(Protocol):
     GRID: list[int] | None
     GRID_STRIDE: int | None
     POINTS_PER_PASS: int
+    DENSITY_FIT_KNOTS: int
+    DENSITY_FIT_DOWNSAMPLE: int
+    DENSITY_FIT_ITERATIONS: int
 
 
 class TaskMimPretrainConfig(Protocol):

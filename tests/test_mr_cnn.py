@@ -4,6 +4,7 @@ momentum schedule, dense maps, and the patch_classification task end to end (tin
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from code.data.centerbias import CenterBias
 from code.data.patches import fixation_map
 from code.engine.optim import LinearMomentum
 from code.main import main
+from code.metrics.map_density import MapDensityFit
 from code.models.build import build_model
 from code.models.encoders.multires import VGGStream, clip_filter_norms_, crops_at
 from code.models.layers.gaussian_blur import GaussianPrefilter
@@ -271,8 +273,15 @@ def test_patch_classification_trains_and_scores_its_maps_beside_the_centre_bias(
     output = ["OUTPUT_DIR", str(tmp_path / "run"), "DATA.CACHE.DIR", "null"]
     report = main(["--cfg", str(FAITHFUL), "--opts", *TINY_DATA, *TINY_MODEL, *output, *blur])
     metrics = report["metrics"]
-    assert {"AUC", "sAUC", "AUC_Judd", "NSS", "CC"} <= metrics.keys()
-    assert "LL" not in metrics and report["settings"]["kind"] == "saliency-map"
+    assert {"AUC", "sAUC", "AUC_Judd", "NSS", "CC", "LL", "IG"} <= metrics.keys()
+    assert report["settings"]["kind"] == "saliency-map"
+    # LL and IG are the maps' as densities, fitted on the training images' maps
+    fitted = report["map_density"]
+    assert metrics["IG"] == fitted["metrics"]["IG"] and np.isfinite(metrics["LL"])
+    saved = MapDensityFit.load(tmp_path / "run" / "map_density.json")
+    assert saved.describe() == fitted["parameters"]
+    train = json.loads((tmp_path / "run" / "split.json").read_text())["train"]
+    assert saved.training["images"] == len(train) and not (tmp_path / "run" / "train_maps").exists()
     assert "AUC_Judd" in report["baselines"]["center_bias"]
     assert len(report["prefilter_sigma"]) == 3
     epochs = (tmp_path / "run" / "metrics.jsonl").read_text()

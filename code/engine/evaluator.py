@@ -23,6 +23,7 @@ from code.metrics.baselines import (
     LeaveOneSubjectOutGoldStandard,
     uniform_log_density,
 )
+from code.metrics.map_density import MapDensityFit
 from code.metrics.scanpath import ConditionalScanpathEvaluator
 from code.metrics.scoring import evaluate_saliency, sim_optimisation, stimulus_stem
 from code.models.shapes import PredictionKind
@@ -103,12 +104,14 @@ def evaluate_model(
     device: torch.device,
     output_dir: Path,
     workers: int,
+    map_density: MapDensityFit | None = None,
 ) -> dict | None:
     """Every saliency metric of the model and the baselines on ``dataset``; None off rank 0.
 
     ``model`` predicts log-densities, or saliency maps (``PredictionKind.SALIENCY_MAP``: scored
-    with every metric that needs no density, i.e. all but LL and IG). IG is over the centre
-    bias cross-validated on the evaluated images (DATA.CENTERBIAS settings,
+    with every metric that needs no density, i.e. all but LL and IG, unless ``map_density``
+    converts them on rank 0, as in :func:`code.metrics.scoring.evaluate_saliency`). IG is over
+    the centre bias cross-validated on the evaluated images (DATA.CENTERBIAS settings,
     EVAL.CENTERBIAS_FOLDS folds); the gold standard is fitted leave-one-subject-out.
     Images are scored on ``workers`` threads (:func:`evaluation_workers`).
     """
@@ -134,6 +137,7 @@ def evaluate_model(
             sim_optimisation(cfg.EVAL.SIM_STEPS),
             device,
             workers,
+            map_density=map_density,
         )
         if not cfg.EVAL.KEEP_PREDICTIONS:
             shutil.rmtree(folder)

@@ -15,7 +15,11 @@ batches of ``POINTS_PER_PASS`` points, taken to the image's size bicubically
 AUC of the validation images' maps at their fixations (per fixation), and the learned σ of a
 pre-filter per stream (``prefilter_sigma_<s>``). Final evaluation: the test images' maps at
 their original size, scored by ``code.engine.evaluator.evaluate_model`` beside the centre bias
-and the other baselines, with every metric a map allows (no LL or IG: the map is no density).
+and the other baselines. A map is no density, so LL and IG are those of the maps converted as
+the MIT/Tübingen benchmark converts classic models (:mod:`code.metrics.map_density`): a monotone
+nonlinearity, a blur and a centre-bias weight fitted on the *training* images' maps
+(``DENSITY_FIT_KNOTS``, ``DENSITY_FIT_DOWNSAMPLE``, ``DENSITY_FIT_ITERATIONS``), written to
+``map_density.json``; every other metric is the map's own.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -43,11 +48,17 @@ from code.data.build import (
 )
 from code.data.samples import resize_rgb
 from code.data.splits import SPLIT_FILE, write_split
-from code.engine.evaluator import evaluate_model, evaluation_workers, map_to_original_size
+from code.engine.evaluator import (
+    evaluate_model,
+    evaluation_workers,
+    map_to_original_size,
+    write_predictions,
+)
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_heatmap
+from code.metrics.map_density import MapDensityFit, MapDensityOptions, fit_map_density
 from code.metrics.saliency import auc
-from code.metrics.scoring import format_table
+from code.metrics.scoring import format_table, stimulus_stem
 from code.models.build import GazeModel
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, ConfigError
@@ -150,11 +161,17 @@ class PatchClassificationTask(Task):
         grid: list[int] | None,
         grid_stride: int | None,
         points_per_pass: int,
+        density_fit_knots: int,
+        density_fit_downsample: int,
+        density_fit_iterations: int,
     ) -> None:
         self.cfg = cfg
         self.grid = grid
         self.grid_stride = grid_stride
         self.points_per_pass = points_per_pass
+        self.density_fit = MapDensityOptions(
+            density_fit_knots, density_fit_downsample, density_fit_iterations
+        )
 
     def check(self) -> None:
         self.workers = evaluation_workers(self.cfg)
@@ -166,6 +183,10 @@ class PatchClassificationTask(Task):
             raise ConfigError(f"{KEY}.GRID_STRIDE must be at least 1, got {self.grid_stride}")
         if self.points_per_pass < 1:
             raise ConfigError(f"{KEY}.POINTS_PER_PASS must be at least 1")
+        try:
+            self.density_fit.check()
+        except ValueError as err:
+            raise ConfigError(f"{KEY}.DENSITY_FIT_*: {err}") from err
         if self.cfg.EVAL.PROTOCOL != "raw":
             raise ConfigError(
                 f"EVAL.PROTOCOL {self.cfg.EVAL.PROTOCOL!r}: the benchmark protocol derives maps "
@@ -183,14 +204,22 @@ class PatchClassificationTask(Task):
                 f"EVAL.CENTERBIAS_FOLDS {cfg.EVAL.CENTERBIAS_FOLDS} exceeds the "
                 f"{sizes['test']} test images the centre bias is cross-validated on"
             )
-        centerbias = fit_centerbias(cfg, self.splits.train)
+        self.centerbias = fit_centerbias(cfg, self.splits.train)
         self.samples = {
-            name: build_samples(cfg, getattr(self.splits, name), name, centerbias, None)
+            name: build_samples(cfg, getattr(self.splits, name), name, self.centerbias, None)
             for name in SPLITS
         }
         self.loaders = {
             name: build_loader(cfg, self.samples[name], name == "train") for name in SPLITS
         }
+        # The training images as they are evaluated, for the density fit: without the training
+        # transforms (a flipped image's map would not match its fixations), so the items are
+        # the training items' own and share their cache entry.
+        plain = cfg.clone()
+        plain.defrost()
+        plain.DATA.TRANSFORMS.NAMES = []
+        train_images = build_samples(plain, self.splits.train, "train", self.centerbias, None)
+        self.train_images = build_loader(cfg, train_images, train=False)
 
     def build_model(self) -> GazeModel:
         return checked_model(self.cfg, self.samples["train"].fields,
@@ -209,15 +238,43 @@ class PatchClassificationTask(Task):
         if dist.is_main():  # which images were trained and scored on, for code.evaluate --split
             parts = {name: getattr(self.splits, name) for name in SPLITS}
             write_split(output_dir / SPLIT_FILE, self.splits.test.name, parts)
-        report = evaluate_model(self.cfg, self.dense(model), self.loaders["test"],
-                                self.splits.test, device, output_dir, self.workers)  # fmt: skip
+        dense = self.dense(model)
+        density = self.fit_density(dense, device, output_dir)
+        report = evaluate_model(self.cfg, dense, self.loaders["test"], self.splits.test, device,
+                                output_dir, self.workers, density)  # fmt: skip
         sigmas = prefilter_sigmas(model)
         if report is not None and sigmas is not None:
             report["prefilter_sigma"] = sigmas
         return report
 
+    def fit_density(
+        self, dense: DenseSaliency, device: torch.device, output_dir: Path
+    ) -> MapDensityFit | None:
+        """The conversion of ``dense``'s maps into densities, fitted on the training images'
+        maps and fixations with the training centre bias, saved to ``map_density.json``; None
+        off rank 0 (which alone scores)."""
+        folder = output_dir / "train_maps"
+        write_predictions(dense, self.train_images, self.splits.train, device, folder)
+        dist.barrier()
+        if not dist.is_main():
+            return None
+        train = self.splits.train
+        maps = (np.load(folder / f"{stimulus_stem(s)}.npy") for s in train.stimuli)
+        fit = fit_map_density(train, maps, self.centerbias, self.density_fit)
+        fit.save(output_dir / "map_density.json")
+        if not self.cfg.EVAL.KEEP_PREDICTIONS:
+            shutil.rmtree(folder)
+        return fit
+
     def summary(self, report: dict) -> str:
         table = format_table(report)
+        if "map_density" in report:
+            fitted = report["map_density"]["parameters"]
+            table += (
+                f"\nLL and IG: the maps as densities, fitted on {fitted['training']['images']} "
+                f"training images (blur σ {fitted['sigma']:.1f} px, centre-bias weight "
+                f"{fitted['center_bias_weight']:.3f})"
+            )
         if "prefilter_sigma" in report:
             sigmas = ", ".join(f"{s:.3f}" for s in report["prefilter_sigma"])
             table += f"\nlearned pre-filter sigma per stream (resized pixels): {sigmas}"
