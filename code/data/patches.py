@@ -14,12 +14,11 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from code.data.batch import Sample, stacked, with_fields
+from code.data.batch import Sample, stacked
 from code.data.gaze import GazeDataset
-from code.data.samples import needing
+from code.data.samples import SelectedImages, log_left_out, needing
 from code.data.transforms import EpochSeeded
 from code.registry import SAMPLES
-from code.utils.logging import get_logger
 
 KEY = "DATA.SAMPLES.PATCHES"
 POINTS = (stacked("points", "points", None), stacked("point_labels", "point_labels", None))
@@ -42,7 +41,7 @@ def draw(candidates: np.ndarray, count: int, rng: np.random.Generator) -> np.nda
 
 
 @SAMPLES.register("patches")
-class PatchSamples(EpochSeeded):
+class PatchSamples(SelectedImages, EpochSeeded):
     """One item per image with fixations: the image, its fixations and centre bias, and
     ``points`` (P, 2) with ``point_labels`` (P,), 1 fixated / 0 not, positives first (see the
     module docstring). Images without fixations are left out and counted."""
@@ -69,8 +68,7 @@ class PatchSamples(EpochSeeded):
                 f"{KEY}: need 0 < NEGATIVE_BELOW ({negative_below}) <= POSITIVE_ABOVE "
                 f"({positive_above}) < 1"
             )
-        self.images = needing(images, "fixations", "patches")
-        self.fields = with_fields(images.fields, *self.provides)
+        super().__init__(needing(images, "fixations", "patches"))
         self.seed = seed
         self.counts = (positives, negatives)
         self.sigma = sigma
@@ -78,18 +76,7 @@ class PatchSamples(EpochSeeded):
         rows = dataset.fixations.rows_by_image(len(dataset.stimuli))
         self._images = np.array([i for i, r in enumerate(rows) if len(r)], dtype=np.int64)
         self._stimuli = dataset.stimuli
-        left_out = len(dataset.stimuli) - len(self._images)
-        if left_out:
-            get_logger().warning("%s: %d image(s) without fixations left out", dataset.name,
-                                 left_out)  # fmt: skip
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    @property
-    def sizes(self) -> list[tuple[int, int]]:
-        sizes = self.images.sizes
-        return [sizes[i] for i in self._images]
+        log_left_out(dataset, "image(s) without fixations", len(rows) - len(self._images))
 
     def __getitem__(self, key: int | tuple[int, int]) -> Sample:
         epoch, index = key if isinstance(key, tuple) else (0, key)

@@ -115,6 +115,21 @@ class Added(torch.utils.data.Dataset):
         return self.images.sizes
 
 
+class SelectedImages(Added):
+    """:class:`Added` over the images a subclass keeps, ``_images`` (indices into ``images``);
+    the others are left out, and counted with :func:`log_left_out`."""
+
+    _images: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        sizes = self.images.sizes
+        return [sizes[i] for i in self._images]
+
+
 class FixationSamples(Added):
     """Per-image samples with the image's fixations (in its resized pixels) and the centre bias.
 
@@ -162,7 +177,7 @@ def saliency_samples(images: torch.utils.data.Dataset) -> torch.utils.data.Datas
 
 
 @SAMPLES.register("image")
-class ImageTargets(Added):
+class ImageTargets(SelectedImages):
     """One item per image, the image also its ``target`` (no fixations needed).
 
     ``scanpaths``: add every scanpath recorded on the image (``scanpaths``, (S, L, 2) in resized
@@ -196,7 +211,7 @@ class ImageTargets(Added):
         if scanpaths:
             self._scanpaths = scanpath_rows(dataset)
             keep &= np.array([len(rows) > 0 for rows in self._scanpaths])
-            _log_left_out(dataset, "image(s) without a scanpath", int((~keep).sum()))
+            log_left_out(dataset, "image(s) without a scanpath", int((~keep).sum()))
         self._foreground: list[Path | None] | None = None
         if foreground_dir is not None:
             self._foreground = foreground_files(Path(foreground_dir), dataset)
@@ -204,7 +219,7 @@ class ImageTargets(Added):
             missing = int((keep & ~has_file).sum())
             if drop_without_foreground:
                 keep &= has_file
-                _log_left_out(dataset, f"image(s) without a foreground file in {foreground_dir}",
+                log_left_out(dataset, f"image(s) without a foreground file in {foreground_dir}",
                               missing)  # fmt: skip
             elif missing:
                 get_logger().info("%s: %d image(s) without a foreground file in %s weigh 1 "
@@ -212,14 +227,6 @@ class ImageTargets(Added):
         if len(keep) and not keep.any():
             raise ValueError(f"{dataset.name}: DATA.SAMPLES.IMAGE leaves no image to use")
         self._images = np.flatnonzero(keep)
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    @property
-    def sizes(self) -> list[tuple[int, int]]:
-        sizes = self.images.sizes
-        return [sizes[i] for i in self._images]
 
     def __getitem__(self, index: int) -> Sample:
         image = int(self._images[index])
@@ -325,7 +332,8 @@ def _refuse_upsampled(dataset: GazeDataset, sizes: list[tuple[int, int]]) -> Non
         )
 
 
-def _log_left_out(dataset: GazeDataset, what: str, count: int) -> None:
+def log_left_out(dataset: GazeDataset, what: str, count: int) -> None:
+    """Warn that ``count`` items (``what``) of ``dataset`` are left out; nothing when none."""
     if count:
         get_logger().warning("%s: %d %s left out", dataset.name, count, what)
 

@@ -13,6 +13,7 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 
 from code.models.base import Encoder, Features
 from code.models.shapes import ShapeSpec
+from code.models.weights import read_state_dict
 from code.registry import ENCODERS
 from code.utils.logging import get_logger, log_shapes, log_signature
 
@@ -87,17 +88,7 @@ class DinoV2Encoder(Encoder):
 
 def load_vit_weights(vit: torch.nn.Module, path: Path) -> None:
     """Load a local ViT checkpoint, official-DINOv2 or timm layout; errors name what differs."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"DINOv2 weights not found: {path} (MODEL.ENCODER.DINOV2.WEIGHTS; set it to null "
-            "for random initialisation)"
-        )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state_dict(path, "DINOv2", "MODEL.ENCODER.DINOV2.WEIGHTS")
     state = checkpoint_filter_fn(state, vit)  # maps the official layout (and others) to timm's
     missing, unexpected = vit.load_state_dict(state, strict=False)
     if missing or unexpected:

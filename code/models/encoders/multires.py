@@ -32,6 +32,7 @@ from code.models.base import Encoder, Features
 from code.models.layers.feature_maps import grid_size
 from code.models.layers.gaussian_blur import GaussianPrefilter
 from code.models.shapes import POINT_FEATURES, ShapeSpec
+from code.models.weights import read_state_dict
 from code.registry import ENCODERS, PREFILTERS, STREAMS, SubPart
 from code.utils.logging import get_logger, log_shapes, log_signature
 
@@ -158,17 +159,7 @@ class VGGStream(Stream):
 def load_vgg_features(features: nn.Sequential, path: Path) -> None:
     """Load the ``features.<i>.*`` entries of a local timm VGG checkpoint for the layers
     ``features`` has; errors name the file and what differs."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"VGG weights not found: {path} ({KEY}.STREAM.VGG.WEIGHTS; set it to null for "
-            "random initialisation)"
-        )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state_dict(path, "VGG", f"{KEY}.STREAM.VGG.WEIGHTS")
     kept = {
         name.removeprefix("features."): value
         for name, value in state.items()
