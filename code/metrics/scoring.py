@@ -275,7 +275,7 @@ def format_table(result: dict) -> str:
     them), beside the baselines."""
     columns = {"model": result["metrics"], **result["baselines"]}
     spread = result.get("uncertainty", {}).get("model", {})
-    extra = f"{'± s.e.':>10}{'95% CI':>20}" if spread else ""
+    extra = f"{'± s.e.':>10}{'95% CI':>22}" if spread else ""
     lines = [
         f"{'metric':<10}{'model':>15}{extra}" + "".join(f"{c:>15}" for c in columns if c != "model")
     ]
@@ -288,7 +288,7 @@ def format_table(result: dict) -> str:
             s = spread.get(metric)
             se = "" if s is None else f"{s['se']:.5f}"
             interval = "" if s is None else f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]"
-            text.insert(1, f"{se:>10}{interval:>20}")
+            text.insert(1, f"{se:>10}{interval:>22}")
         lines.append(f"{metric:<10}" + "".join(text))
     lines.append(
         f"{result['n_images']} images, {result['n_fixations']} fixations; "
