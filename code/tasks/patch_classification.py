@@ -258,7 +258,10 @@ class PatchClassificationTask(Task):
         dist.barrier()
         if not dist.is_main():
             return None
+        # images without fixations are no patch items (nor carry any likelihood): no maps
         train = self.splits.train
+        rows = train.fixations.rows_by_image(len(train.stimuli))
+        train = train.subset([i for i, r in enumerate(rows) if len(r)])
         maps = (np.load(folder / f"{stimulus_stem(s)}.npy") for s in train.stimuli)
         fit = fit_map_density(train, maps, self.centerbias, self.density_fit)
         fit.save(output_dir / "map_density.json")
