@@ -25,9 +25,14 @@ def test_cached_samples_equal_fresh_ones_and_batch_alike(tmp_path: Path) -> None
     cfg = load_config(QUICKSTART, opts)
     splits = build_splits(cfg, gaze_dataset(cfg))
     centerbias = fit_centerbias(cfg, splits.train)
-    cached = build_samples(cfg, splits.train, "train", centerbias, None)
+    cached = build_samples(cfg, splits.train, "train", centerbias, None, transformed=True)
     fresh = build_samples(
-        load_config(QUICKSTART, opts[:2]), splits.train, "train", centerbias, None
+        load_config(QUICKSTART, opts[:2]),
+        splits.train,
+        "train",
+        centerbias,
+        None,
+        transformed=True,
     )
     assert len(list(tmp_path.glob("generated-train-*.lmdb"))) == 1
     assert len(cached) == len(fresh) == len(splits.train.stimuli)

@@ -332,7 +332,9 @@ def test_conditional_evaluation_handles_scanpaths_of_different_lengths(tmp_path:
     )  # fmt: skip
     dataset = _dataset(tmp_path, [(10, 12), (10, 12)])  # 3 + 0 and 1 fixations to predict
     centerbias = CenterBias(0.1, 0.1).fit(dataset)
-    loader = build_loader(cfg, build_samples(cfg, dataset, "test", centerbias, None), train=False)
+    loader = build_loader(
+        cfg, build_samples(cfg, dataset, "test", centerbias, None, transformed=False), train=False
+    )
     report = evaluate_scanpath_model(
         cfg, build_model(cfg).eval(), dataset, loader, torch.device("cpu")
     )

@@ -165,7 +165,9 @@ def test_patch_points_lie_above_and_below_the_thresholds_and_are_redrawn_each_ep
     cfg = tiny_config(tmp_path, "DATA.SAMPLES.PATCHES.POSITIVES", "5",
                       "DATA.SAMPLES.PATCHES.NEGATIVES", "7")  # fmt: skip
     train = build_splits(cfg, gaze_dataset(cfg)).train
-    samples = build_samples(cfg, train, "train", CenterBias(0.05, 0.01).fit(train), None)
+    samples = build_samples(
+        cfg, train, "train", CenterBias(0.05, 0.01).fit(train), None, transformed=True
+    )
     for index in range(3):
         sample = samples[(0, index)]
         density = fixation_map(sample["fixations"], 36, 48, 3.0)

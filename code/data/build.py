@@ -127,13 +127,16 @@ def build_samples(
     split: str,
     centerbias: CenterBias | None,
     segmenter: Segmenter | None,
+    *,
+    transformed: bool,
 ) -> torch.utils.data.Dataset:
     """Training/evaluation items of one split (``DATA.SAMPLES``) over the per-image samples.
 
     The per-image samples are the resized image, with the fixations and the centre bias when
     ``centerbias`` is given (tasks that use gaze) and the segments of ``segmenter``; they are
-    read through the LMDB cache when DATA.CACHE.DIR is set. Training items then pass through
-    ``DATA.TRANSFORMS``. The result's ``fields`` are the ``Batch`` fields its batches hold.
+    read through the LMDB cache when DATA.CACHE.DIR is set (``split`` names the entry).
+    ``transformed`` (training items): the items then pass through ``DATA.TRANSFORMS``. The
+    result's ``fields`` are the ``Batch`` fields its batches hold.
     """
     height, width = cfg.DATA.IMAGE_SIZE
     images: Any = ImageSamples(dataset, (height, width))
@@ -155,7 +158,7 @@ def build_samples(
         cache = build_cache(Path(cfg.DATA.CACHE.DIR) / name, images, key, cfg.DATA.CACHE.REBUILD)
         images = _SizedCache(cache, images.sizes, images.fields)
     items = SAMPLES.build(cfg.DATA.SAMPLES, images=images, dataset=dataset, seed=cfg.SEED)
-    if split == "train" and cfg.DATA.TRANSFORMS.NAMES:
+    if transformed and cfg.DATA.TRANSFORMS.NAMES:
         entries = {field.key for field in items.fields.values()}
         transforms = build_transforms(cfg.DATA.TRANSFORMS, entries)
         items = TransformedSamples(items, transforms, cfg.SEED)

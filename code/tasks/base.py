@@ -201,6 +201,11 @@ def image_data(
     the task's own (by default ``DATA.SPLIT`` of ``DATA.DATASET``)."""
     splits = splits or build_splits(cfg, load_dataset(cfg))
     split_sizes(splits)
-    samples = {name: build_samples(cfg, getattr(splits, name), name, None, None) for name in SPLITS}
+    samples = {
+        name: build_samples(
+            cfg, getattr(splits, name), name, None, None, transformed=name == "train"
+        )
+        for name in SPLITS
+    }
     loaders = {name: build_loader(cfg, samples[name], name == "train") for name in SPLITS}
     return splits, samples, loaders

@@ -112,7 +112,12 @@ class DensityTask(Task):
         self.centerbias = fit_centerbias(cfg, self.splits.train)
         self.samples = {
             name: build_samples(
-                cfg, getattr(self.splits, name), name, self.centerbias, self.segmenter
+                cfg,
+                getattr(self.splits, name),
+                name,
+                self.centerbias,
+                self.segmenter,
+                transformed=name == "train",
             )
             for name in SPLITS
         }
@@ -158,7 +163,9 @@ class DensityTask(Task):
         if cfg.EVAL.SCANPATH_IMAGES is not None:
             count = min(cfg.EVAL.SCANPATH_IMAGES, len(dataset.stimuli))
             dataset = dataset.subset(np.arange(count))
-        samples = build_samples(cfg, dataset, "test", self.centerbias, self.segmenter)
+        samples = build_samples(
+            cfg, dataset, "test", self.centerbias, self.segmenter, transformed=False
+        )
         loader = build_loader(cfg, samples, train=False)
         return evaluate_scanpath_model(cfg, model, dataset, loader, device)
 

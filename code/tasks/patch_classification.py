@@ -206,19 +206,24 @@ class PatchClassificationTask(Task):
             )
         self.centerbias = fit_centerbias(cfg, self.splits.train)
         self.samples = {
-            name: build_samples(cfg, getattr(self.splits, name), name, self.centerbias, None)
+            name: build_samples(
+                cfg,
+                getattr(self.splits, name),
+                name,
+                self.centerbias,
+                None,
+                transformed=name == "train",
+            )
             for name in SPLITS
         }
         self.loaders = {
             name: build_loader(cfg, self.samples[name], name == "train") for name in SPLITS
         }
-        # The training images as they are evaluated, for the density fit: without the training
-        # transforms (a flipped image's map would not match its fixations), so the items are
-        # the training items' own and share their cache entry.
-        plain = cfg.clone()
-        plain.defrost()
-        plain.DATA.TRANSFORMS.NAMES = []
-        train_images = build_samples(plain, self.splits.train, "train", self.centerbias, None)
+        # The training images as they are evaluated, for the density fit: the training items
+        # (and cache entry) without the transforms (a flipped image's map would not match its
+        # fixations).
+        train_images = build_samples(cfg, self.splits.train, "train", self.centerbias, None,
+                                     transformed=False)  # fmt: skip
         self.train_images = build_loader(cfg, train_images, train=False)
 
     def build_model(self) -> GazeModel:
