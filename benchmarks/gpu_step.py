@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from code.config import load_config
 from code.data.batch import Batch
 from code.engine.optim import build_optimizer
+from code.engine.precision import Precision
 from code.models.build import GazeModel, build_model
 
 CONFIGS = {
@@ -58,9 +59,9 @@ def synthetic_batch(size: int, height: int, width: int, device: torch.device) ->
 
 
 def train_step(
-    model: GazeModel, optimizer: torch.optim.Optimizer, batch: Batch, dtype: torch.dtype | None
+    model: GazeModel, optimizer: torch.optim.Optimizer, batch: Batch, precision: Precision
 ) -> None:
-    with torch.autocast(batch.input.device.type, dtype=dtype, enabled=dtype is not None):
+    with precision.autocast():
         prediction, batch = model(batch)
     loss_sum, count = model.loss(prediction, batch)
     (loss_sum / count).backward()
@@ -81,20 +82,20 @@ def measure(
     optimizer = build_optimizer(cfg, model)
     batch = synthetic_batch(cfg.DATA.BATCH_SIZE, height, width, device)
     batch.input = batch.input.contiguous(memory_format=torch.channels_last)
-    dtype = torch.bfloat16 if bf16 else None
+    precision = Precision("bf16" if bf16 else "fp32", device)
     with FlopCounterMode(display=False) as counter:
-        train_step(model, optimizer, batch, dtype)
+        train_step(model, optimizer, batch, precision)
     flops = counter.get_total_flops()
     if compiled:
         model.compile()
     for _ in range(3):  # warm-up (and compilation)
-        train_step(model, optimizer, batch, dtype)
+        train_step(model, optimizer, batch, precision)
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(model, optimizer, batch, dtype)
+        train_step(model, optimizer, batch, precision)
     synchronize(device)
     seconds = (time.perf_counter() - start) / steps
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None

@@ -12,7 +12,8 @@ import torch
 
 from code.config import ConfigError, load_config
 from code.engine.checkpoint import load_matching_state, load_model_state
-from code.engine.optim import Precision, build_optimizer, freeze
+from code.engine.optim import build_optimizer, freeze
+from code.engine.precision import Precision
 from code.main import main
 from code.models.build import build_model
 from tests.small_run import QUICKSTART, SMALL

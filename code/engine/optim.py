@@ -1,5 +1,4 @@
-"""Optimisation from the configuration: freezing, parameter groups, optimizers, LR schedules, and
-the numeric precision of the forward pass.
+"""Optimisation from the configuration: freezing, parameter groups, optimizers and LR schedules.
 
 Optimizers and schedules are registered parts (``TRAIN.OPTIMIZER``, ``TRAIN.SCHEDULER``): their
 keyword parameters are their configuration keys, as for models.
@@ -7,7 +6,6 @@ keyword parameters are their configuration keys, as for models.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from fnmatch import fnmatch
 
@@ -174,26 +172,3 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> Optimizer:
 
 def build_scheduler(cfg: CfgNode, optimizer: Optimizer) -> LRScheduler:
     return SCHEDULERS.build(cfg.TRAIN.SCHEDULER, optimizer=optimizer, epochs=cfg.TRAIN.EPOCHS)
-
-
-class Precision:
-    """Autocast dtype and gradient scaling for ``TRAIN.PRECISION`` on ``device``.
-
-    bf16 needs no scaling (its exponent range is fp32's); fp16 does, and only CUDA runs it well.
-    The model's finalizer and the loss stay in fp32 whatever is chosen here.
-    """
-
-    def __init__(self, precision: str, device: torch.device) -> None:
-        if precision == "fp16" and device.type != "cuda":
-            raise ValueError(
-                f"TRAIN.PRECISION fp16 needs a CUDA device (this run is on {device.type}); "
-                "use bf16 or fp32"
-            )
-        self.device_type = device.type
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)

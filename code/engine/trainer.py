@@ -34,12 +34,12 @@ from code.engine.checkpoint import (
     save_checkpoint,
 )
 from code.engine.optim import (
-    Precision,
     build_momentum_schedule,
     build_optimizer,
     build_scheduler,
     freeze,
 )
+from code.engine.precision import Precision
 from code.engine.reproducibility import all_rng_states, set_rng_state
 from code.engine.tracking import Tracker
 from code.models.build import GazeModel
