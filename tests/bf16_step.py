@@ -30,8 +30,8 @@ def synthetic_batch(requires: set[str], height: int, width: int) -> Batch:
         "fixations": lambda: torch.rand(BATCH, FIXATIONS, 2) * scale,
         "fixation_mask": lambda: torch.ones(BATCH, FIXATIONS, dtype=torch.bool),
         "centerbias": lambda: torch.full((BATCH, height, width), -math.log(height * width)),
-        "segments": lambda: (torch.arange(height * width) % 7).view(height, width).repeat(
-            BATCH, 1, 1
+        "segments": lambda: (
+            (torch.arange(height * width) % 7).view(height, width).repeat(BATCH, 1, 1)
         ),
         "history": lambda: torch.rand(BATCH, FIXATIONS, HISTORY, 2) * scale,
         "history_mask": lambda: torch.ones(BATCH, FIXATIONS, HISTORY, dtype=torch.bool),
