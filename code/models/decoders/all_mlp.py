@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import torch
-from timm.layers import LayerNorm2d
 from torch import nn
 
 from code.data.batch import Batch
 from code.models.base import Features
 from code.models.decoders.finalizer import Finalizer, LogDensityDecoder
-from code.models.layers.feature_maps import finest_stride, grid_size, upsample_to_stride
+from code.models.layers.feature_maps import (
+    LayerNorm2d,
+    finest_stride,
+    grid_size,
+    upsample_to_stride,
+)
 from code.models.shapes import FeatureShapes
 from code.registry import DECODERS, ConfigError
 from code.utils.logging import log_shapes, log_signature

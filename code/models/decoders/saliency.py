@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-from timm.layers import LayerNorm2d
 from torch import nn
 
 from code.data.batch import Batch
 from code.models.base import Features
 from code.models.decoders.finalizer import Finalizer, LogDensityDecoder
-from code.models.layers.feature_maps import concat_on_grid, finest_stride
+from code.models.layers.feature_maps import LayerNorm2d, concat_on_grid, finest_stride
 from code.models.shapes import FeatureShapes
 from code.registry import DECODERS
 from code.utils.logging import log_shapes, log_signature

@@ -6,10 +6,8 @@ import math
 from pathlib import Path
 from typing import Literal
 
-import timm
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import checkpoint_filter_fn
 
 from code.models.base import Encoder, Features
 from code.models.shapes import ShapeSpec
@@ -52,6 +50,8 @@ class DinoV2Encoder(Encoder):
         self, arch: DinoArch, layers: list[int], weights: str | None, freeze: bool, final_norm: bool
     ) -> None:
         super().__init__()
+        import timm  # seconds to import (it pulls in torchvision): only when a ViT is built
+
         self.vit = timm.create_model(arch, pretrained=False, dynamic_img_size=True, num_classes=0)
         depth = len(self.vit.blocks)
         if not layers or any(not 0 <= i < depth for i in layers):
@@ -88,6 +88,8 @@ class DinoV2Encoder(Encoder):
 
 def load_vit_weights(vit: torch.nn.Module, path: Path) -> None:
     """Load a local ViT checkpoint, official-DINOv2 or timm layout; errors name what differs."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
     state = read_state_dict(path, "DINOv2", "MODEL.ENCODER.DINOV2.WEIGHTS")
     state = checkpoint_filter_fn(state, vit)  # maps the official layout (and others) to timm's
     missing, unexpected = vit.load_state_dict(state, strict=False)

@@ -25,7 +25,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from timm.models.vgg import cfgs as vgg_layouts
 from torch import nn
 
 from code.models.base import Encoder, Features
@@ -124,6 +123,8 @@ class VGGStream(Stream):
         weights: str | None,
     ) -> None:
         super().__init__()
+        from timm.models.vgg import cfgs as vgg_layouts  # timm takes seconds: only when built
+
         layout = vgg_layouts[arch]
         if not 1 <= stages <= layout.count("M"):
             raise ValueError(

@@ -1,4 +1,4 @@
-"""Bringing feature maps of different strides onto one grid."""
+"""Bringing feature maps of different strides onto one grid, and normalising their channels."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from code.models.shapes import POINT_FEATURES, FeatureShapes
 
@@ -55,3 +56,16 @@ def concat_on_grid(
         for name, spec in shapes.items()
     ]
     return torch.cat(maps, dim=1)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of each position of a (B, C, H, W) map, as timm's
+    ``LayerNorm2d`` computes it (same parameters and arithmetic; timm's import costs seconds)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                         self.eps)  # fmt: skip
+        return x.permute(0, 3, 1, 2)
