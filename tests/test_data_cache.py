@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -39,6 +40,21 @@ def test_round_trip_and_worker_processes(tmp_path):
     got = [s["fixations"].shape[0] for s in loader]
     assert got == list(range(1, 41))
     assert not any(p.name.startswith("c.tmp") for p in tmp_path.iterdir())  # renamed into place
+
+
+def test_a_build_removes_what_killed_builds_left_and_keeps_a_live_ones(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        for pid in (dead.pid, live.pid):
+            (tmp_path / f"c.tmp-{pid}").mkdir()
+            (tmp_path / f"c.tmp-{pid}" / "data.mdb").write_bytes(b"half a cache")
+        build_cache(tmp_path / "c", samples(3), {"k": 1}, rebuild=False)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["c", f"c.tmp-{live.pid}"]
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_stale_key_is_refused_then_rebuilt(tmp_path):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from code.config import load_config
 from code.data.build import (
@@ -16,6 +17,8 @@ from code.data.build import (
     gaze_dataset,
     load_dataset,
 )
+from code.data.samples import ImageSamples
+from code.models.segmenters import KMeansSegmenter
 
 QUICKSTART = Path("configs/quickstart.yaml")
 
@@ -59,3 +62,44 @@ def test_command_line_takes_the_loaders_own_typed_options(capsys) -> None:
     assert main([*argv, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 4 and summary["fixations"] == 4 * 2 * 3
+
+
+def test_a_cache_is_keyed_by_the_settings_and_the_code_version_of_each_step(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Two image sizes × two versions of the resize code, in one folder: four caches, and a
+    rerun of one combination reuses its cache."""
+    base = ["DATA.DATASET.GENERATED.NUM_IMAGES", "12", "DATA.CACHE.DIR", str(tmp_path)]
+
+    def build(size: str) -> None:
+        cfg = load_config(QUICKSTART, [*base, "DATA.IMAGE_SIZE", size])
+        splits = build_splits(cfg, gaze_dataset(cfg))
+        centerbias = fit_centerbias(cfg, splits.train)
+        build_samples(cfg, splits.train, "train", centerbias, None, transformed=False)
+
+    for version in (1, 2):
+        monkeypatch.setattr(ImageSamples, "VERSION", version)
+        for size in ("[24, 32]", "[36, 48]"):
+            build(size)
+    build("[36, 48]")
+    assert len(list(tmp_path.glob("generated-train-*.lmdb"))) == 4
+
+
+def test_kmeans_segments_are_keyed_by_the_encoders_initial_weights() -> None:
+    """Code that initialises the encoder differently (same configuration) makes other segments,
+    so it must make another cache key."""
+
+    class Encoder:
+        def __init__(self, seed: int) -> None:
+            self.seed = seed
+
+        def __call__(self) -> torch.nn.Module:
+            torch.manual_seed(self.seed)
+            return torch.nn.Conv2d(3, 4, 3)
+
+        def __repr__(self) -> str:
+            return "the same configuration"
+
+    keys = [KMeansSegmenter(4, 2, Encoder(seed)).content_key() for seed in (0, 0, 1)]
+    assert keys[0] == keys[1] != keys[2]
+    assert keys[0]["encoder"] == keys[2]["encoder"] and keys[0]["version"] == 1

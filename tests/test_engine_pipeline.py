@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from code.engine.checkpoint import load_checkpoint
 from code.main import main
 from tests.small_run import SMALL
 
@@ -47,8 +48,8 @@ def test_two_stages_two_folds_then_a_rerun_skips_finished_stages(tmp_path: Path)
         config = (readout / "config.yaml").read_text()
         assert str(spatial / "best.pt") in config and "FOLD: " + str(fold) in config
         # Stage 2 started from stage 1 and trained only what is not frozen.
-        first = torch.load(spatial / "best.pt", weights_only=False)["model"]
-        second = torch.load(readout / "best.pt", weights_only=False)["model"]
+        first = load_checkpoint(spatial / "best.pt")["model"]
+        second = load_checkpoint(readout / "best.pt")["model"]
         assert all(torch.equal(first[k], second[k]) for k in first if k.startswith("encoder."))
         assert any(not torch.equal(first[k], second[k]) for k in first if k.startswith("decoder."))
         tests.append(json.loads((readout / "metrics.json").read_text())["n_images"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from code.engine.checkpoint import load_checkpoint
 from code.main import main
 from tests.small_run import QUICKSTART, REPO_ROOT, SMALL
 
@@ -19,7 +20,7 @@ OPTS = [*SMALL, "TRAIN.EPOCHS", "2", "TRAIN.CHECKPOINT_EVERY", "3"]
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=False)["model"]
+    return load_checkpoint(path)["model"]
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    saved = torch.load(killed / "last.pt", weights_only=False)["train_state"]
+    saved = load_checkpoint(killed / "last.pt")["train_state"]
     assert saved["step"] < 16, "the run finished before it could be killed"
     main(["--cfg", QUICKSTART, "--resume", "--opts", *OPTS, "OUTPUT_DIR", str(killed)])
     whole, resumed = _weights(tmp_path / "whole" / "last.pt"), _weights(killed / "last.pt")

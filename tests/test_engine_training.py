@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from code.config import ConfigError, load_config
-from code.engine.checkpoint import load_matching_state, load_model_state
+from code.engine.checkpoint import load_checkpoint, load_matching_state, load_model_state
 from code.engine.optim import build_optimizer, freeze
 from code.engine.precision import Precision
 from code.main import main
@@ -24,7 +24,7 @@ def _run(tmp_path: Path, *opts: str) -> dict:
 
 
 def _train_state(tmp_path: Path) -> dict:
-    return torch.load(tmp_path / "last.pt", weights_only=False)["train_state"]
+    return load_checkpoint(tmp_path / "last.pt")["train_state"]
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_channels_last_weights_train_as_the_default_layout(tmp_path: Path) -> No
                          "TRAIN.CHANNELS_LAST", "true")  # fmt: skip
     # the same computation in another memory layout: equal up to the order of float sums
     assert channels_last["metrics"]["IG"] == pytest.approx(default["metrics"]["IG"], abs=1e-4)
-    weights = torch.load(tmp_path / "channels_last" / "best.pt", weights_only=False)["model"]
+    weights = load_checkpoint(tmp_path / "channels_last" / "best.pt")["model"]
     assert any(w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last)
                and not w.is_contiguous() for w in weights.values())  # fmt: skip
 

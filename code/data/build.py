@@ -151,6 +151,7 @@ def build_samples(
             "split": {"name": split, **dict(cfg.DATA.SPLIT)},
             "image_size": [height, width],
             "centerbias": None if centerbias is None else dict(cfg.DATA.CENTERBIAS),
+            "code_versions": images.versions(),
         }
         if segmenter is not None:
             key["segments"] = {"config": cfg.DATA.SEGMENTS.dump(), **segmenter.content_key()}

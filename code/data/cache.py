@@ -4,8 +4,9 @@
   data set's file fingerprints from ``fingerprint_dataset``, preprocessing settings) is stored
   in the cache with its SHA-256. Opening with another key is refused with a message saying
   which parts differ and what to do, or the cache is rebuilt when ``rebuild`` is set.
-- Building: into ``<path>.tmp-<pid>`` first, renamed into place when complete, so a killed
-  build never leaves a cache that looks valid. Under ``torch.distributed`` rank 0 builds while
+- Building: into ``<path>.tmp-<pid>`` first, synced and renamed into place when complete, so a
+  killed build never leaves a cache that looks valid (its temporary is removed by the next
+  build). Under ``torch.distributed`` rank 0 builds while
   the other ranks wait in a broadcast that also carries rank 0's error, if any, so no rank
   waits forever (the path must be on a file system every rank sees).
 - Storage: one LMDB record per sample: magic, CRC32, header length, a JSON header
@@ -36,6 +37,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from code.data.gaze import GazeDataset
+from code.utils.files import remove_orphaned_temporaries, sync_directory
+from code.utils.logging import get_logger
 
 FORMAT_VERSION = 1
 MAGIC = b"SCC1"
@@ -251,6 +254,8 @@ def _prepare(
 def _write(
     path: Path, source: Sequence[Sample], content_key: dict[str, Any], progress: bool
 ) -> None:
+    for orphan in remove_orphaned_temporaries(path):
+        get_logger().info("removed %s, left by a build that did not finish", orphan)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -282,6 +287,7 @@ def _write(
         shutil.rmtree(old)
     else:
         tmp.rename(path)
+    sync_directory(path.parent)
 
 
 def _put(env: lmdb.Environment, items: list[tuple[bytes, bytes]], map_size: int) -> int:

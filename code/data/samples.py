@@ -61,8 +61,14 @@ def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 class ImageSamples(torch.utils.data.Dataset):
-    """Sample i: image i of ``dataset`` (anything with ``stimuli``) resized to ``image_size``."""
+    """Sample i: image i of ``dataset`` (anything with ``stimuli``) resized to ``image_size``.
 
+    ``VERSION`` (here and on every per-image step the LMDB cache stores) names the code that makes
+    the samples: bump it when a change makes different arrays from the same settings, so a cache
+    built by the old code is not reused.
+    """
+
+    VERSION = 1
     provides = (
         INPUT,
         stacked("image_index", "image_index", None),
@@ -81,6 +87,10 @@ class ImageSamples(torch.utils.data.Dataset):
     def sizes(self) -> list[tuple[int, int]]:
         """The (height, width) of every sample, for shape-aware batching."""
         return [self.image_size] * len(self)
+
+    def versions(self) -> dict[str, int]:
+        """The code version of every step that made these samples, by class name."""
+        return {type(self).__name__: self.VERSION}
 
     def __getitem__(self, index: int) -> Sample:
         stimulus = self.dataset.stimuli[index]
@@ -102,6 +112,7 @@ class Added(torch.utils.data.Dataset):
     of the same size); a subclass adds their entries in ``__getitem__``."""
 
     provides: tuple[BatchField, ...]
+    VERSION: int  # the steps the cache stores set it (see ImageSamples)
 
     def __init__(self, images: torch.utils.data.Dataset) -> None:
         self.images = images
@@ -113,6 +124,10 @@ class Added(torch.utils.data.Dataset):
     @property
     def sizes(self) -> list[tuple[int, int]]:
         return self.images.sizes
+
+    def versions(self) -> dict[str, int]:
+        """The code version of every step that made these samples, by class name."""
+        return {**self.images.versions(), type(self).__name__: self.VERSION}
 
 
 class SelectedImages(Added):
@@ -134,8 +149,10 @@ class FixationSamples(Added):
     """Per-image samples with the image's fixations (in its resized pixels) and the centre bias.
 
     ``centerbias`` gives the baseline log-density for an image size; computed once per size.
+    ``VERSION`` covers the fixation scaling here and the centre-bias map (``CenterBias``).
     """
 
+    VERSION = 1
     provides = FIXATIONS
 
     def __init__(

@@ -33,6 +33,7 @@ SEGMENTS = stacked("segments", "segments", np.int64)
 class Segmenter:
     """Makes an (H, W) label map for a stimulus shown as ``image`` (H, W, 3 uint8)."""
 
+    VERSION = 1
     provides = (SEGMENTS,)
 
     def __call__(self, image: np.ndarray, stimulus: Stimulus) -> np.ndarray:
@@ -43,8 +44,9 @@ class Segmenter:
         return True
 
     def content_key(self) -> dict[str, Any]:
-        """What, beyond DATA.SEGMENTS, changes the label maps (for the cache key)."""
-        return {}
+        """What, beyond DATA.SEGMENTS, changes the label maps (for the cache key): at least the
+        segmenter's ``VERSION``, bumped when its code makes other maps from the same input."""
+        return {"version": self.VERSION}
 
 
 @SEGMENTERS.register("none")
@@ -104,12 +106,17 @@ class SegmentFiles(Segmenter):
 
     def content_key(self) -> dict[str, Any]:
         files = sorted(self.dir.iterdir())
-        return {"files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
+        return {
+            **super().content_key(),
+            "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files],
+        }
 
 
 class SegmentedSamples(Added):
-    """Per-image samples with a ``segments`` label map (H, W) added by ``segmenter``."""
+    """Per-image samples with a ``segments`` label map (H, W) added by ``segmenter`` (whose
+    ``content_key`` carries the version of its own code)."""
 
+    VERSION = 1
     provides = (SEGMENTS,)
 
     def __init__(

@@ -1,31 +1,70 @@
-"""Checkpoints: written atomically, carrying the resolved configuration."""
+"""Checkpoints: written durably and atomically, carrying the resolved configuration, and read as
+data only (no pickled code runs when a shared checkpoint is opened)."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from yacs.config import CfgNode
 
 from code.config import load_config
 from code.models.build import GazeModel, build_model
+from code.utils.files import sync_directory
+
+# Besides tensors and plain Python data, a checkpoint holds numpy's random state (a uint32
+# array): its reconstruction is allowed, nothing else that could name code.
+_NUMPY_ARRAYS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` via a temporary file and a rename, so no reader sees half."""
+    """Write ``state`` to ``path`` via a temporary file, flushed to disk, and a rename: no reader
+    sees half a file, and a crash (or power loss) leaves the old checkpoint or the new one."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    with open(tmp, "wb") as file:
+        torch.save(state, file)
+        file.flush()
+        os.fsync(file.fileno())
     os.replace(tmp, path)
+    sync_directory(path.parent)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint to CPU memory (it holds RNG states and the config, not just tensors)."""
+    """Read a checkpoint to CPU memory as data: tensors, numbers, strings, lists and dicts (and
+    numpy's random state). A file whose unpickling would construct anything else (e.g. call a
+    function) is refused before it runs; so is a file that is no checkpoint."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path}: not a checkpoint (torch.save's zip format, e.g. a run's best.pt)"
+        )
+    try:
+        with torch.serialization.safe_globals(_NUMPY_ARRAYS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).split("WeightsUnpickler error:")[-1].strip().split(". Please")[0]
+        raise ValueError(
+            f"{path}: refused to load: it holds more than tensors and plain data, and opening it "
+            f"would run code it names ({reason}); only load files you trust with other tools"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(
+            f"{path}: not a checkpoint (a file written by torch.save, e.g. a run's best.pt): {err}"
+        ) from None
+    if not isinstance(state, dict) or "model" not in state:
+        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{path}: not a saccade checkpoint (a run's best.pt or last.pt, with 'model' and "
+            f"'config'); found {found}"
+        )
+    return state
 
 
 def checkpoint_config(state: dict[str, Any]) -> CfgNode:

@@ -7,6 +7,7 @@ added to the per-image samples like segment files (``code.data.segments``), so t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +52,14 @@ class KMeansSegmenter(Segmenter):
         return relabel(labels[:height, :width].numpy())
 
     def content_key(self) -> dict[str, Any]:
-        return {"encoder": repr(self._make_encoder)}
+        """The encoder's configuration and a digest of its initial weights: code that builds or
+        initialises it differently makes other segments, and changes the key with them."""
+        digest = hashlib.sha256()
+        for name, tensor in self._make_encoder().state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return {**super().content_key(), "encoder": repr(self._make_encoder),
+                "weights": digest.hexdigest()}  # fmt: skip
 
 
 def kmeans(points: torch.Tensor, k: int, iterations: int, seed: int) -> torch.Tensor:
