@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -41,6 +40,7 @@ from code.metrics.scoring import (
     prediction_files,
     sim_optimisation,
 )
+from code.utils.cli import add_debug_option, run_command
 from code.utils.parallel import available_cpus
 
 
@@ -140,6 +140,8 @@ def main(argv: list[str]) -> None:
     compare.add_argument("a", type=Path, metavar="A")
     compare.add_argument("b", type=Path, metavar="B")
     compare.add_argument("--out", type=Path, required=True)
+    for command in sub.choices.values():
+        add_debug_option(command)
     sal = sub.choices["saliency"]
     sal.add_argument("--kind", choices=["log-density", "saliency-map"], required=True)
     sal.add_argument(
@@ -268,4 +270,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_command(main)

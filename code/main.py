@@ -24,6 +24,7 @@ from code.engine.reproducibility import run_info, seed_everything, set_determini
 from code.engine.trainer import Trainer
 from code.tasks.base import build_task
 from code.utils import distributed as dist
+from code.utils.cli import run_command
 from code.utils.logging import init_logger
 
 
@@ -34,7 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--opts", nargs="+", default=[], metavar="KEY VALUE", help="override config keys"
     )
     parser.add_argument(
-        "--debug", action="store_true", help="DEBUG logging: constructor args, tensor shapes"
+        "--debug",
+        action="store_true",
+        help="DEBUG logging (constructor args, tensor shapes) and the traceback of any error",
     )
     parser.add_argument(
         "--eval-only", action="store_true", help="evaluate a checkpoint (see --checkpoint)"
@@ -84,8 +87,10 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bo
     train), evaluate; rank 0 writes the outputs (``--eval-only``: to ``OUTPUT_DIR/eval``)."""
     output_dir = Path(cfg.OUTPUT_DIR)
     folder = run_folder(output_dir, args.eval_only)
-    claim_run_folder(folder, resume, args.overwrite)
+    removed = claim_run_folder(folder, resume, args.overwrite)
     log = init_logger(folder, dist.rank(), args.debug)
+    if removed:
+        log.info("%s: started over; removed %s", folder, ", ".join(removed))
     task = build_task(cfg)
     task.check()
     best = Path(args.checkpoint) if args.checkpoint else output_dir / "best.pt"
@@ -126,4 +131,4 @@ def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bo
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -39,6 +39,7 @@ from code.data.gaze import read_rgb
 from code.data.loaders.common import IMAGE_SUFFIXES
 from code.engine.checkpoint import load_model
 from code.tasks.base import Predictor, build_task
+from code.utils.cli import add_debug_option, run_command
 from code.utils.parallel import BackgroundWriter
 
 EXIT_SKIPPED = 3  # exit status when some images could not be read
@@ -83,6 +84,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sync-writes", action="store_true",
                         help="write each batch's files before predicting the next, without a "
                         "writer thread (as code.predict did before it had one)")  # fmt: skip
+    add_debug_option(parser)
     return parser
 
 
@@ -168,4 +170,4 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
 
 
 if __name__ == "__main__":
-    sys.exit(EXIT_SKIPPED if main()["skipped"] else 0)
+    run_command(lambda argv: EXIT_SKIPPED if main(argv)["skipped"] else 0)

@@ -15,7 +15,6 @@ import argparse
 import csv
 import glob
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from code.engine.outputs import EVAL_DIR
+from code.utils.cli import add_debug_option, run_command
 
 # The README's column order: information first, then the map-based metrics.
 COLUMNS = ("IG", "LL", "NSS", "AUC", "sAUC", "AUC_Judd", "CC", "KLDiv", "SIM")
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("runs", nargs="+", help="run folders or globs of them")
     parser.add_argument("--out", type=Path, required=True, help="folder for the report files")
     parser.add_argument("--names", nargs="+", help="row labels, one per run (default: folder)")
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     files = find_runs(args.runs)
     if args.names is not None and len(args.names) != len(files):
@@ -172,4 +173,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_command(main)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import code.data  # noqa: F401  (registers the loaders)
 from code.data.build import add_dataset_options, dataset_from_options
 from code.data.summary import format_summary, summarize
+from code.utils.cli import add_debug_option, run_command
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m code.data")
     parser.add_argument("command", choices=["summary"])
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_debug_option(parser)
     add_dataset_options(parser, argv)
     args = parser.parse_args(argv)
     summary = summarize(dataset_from_options(args))
@@ -27,4 +28,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run_command(main)

@@ -37,6 +37,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from code.data.gaze import GazeDataset
+from code.utils.cli import UserError
 from code.utils.files import remove_orphaned_temporaries, sync_directory
 from code.utils.logging import get_logger
 
@@ -49,7 +50,7 @@ COMMIT_EVERY = 64
 Sample = dict[str, np.ndarray]
 
 
-class CacheError(RuntimeError):
+class CacheError(UserError, RuntimeError):
     """A cache that cannot be used: stale, damaged or missing. The message names its path."""
 
 

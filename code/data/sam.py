@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from PIL import Image
 
 from code.data.gaze import read_rgb
 from code.data.loaders.common import IMAGE_SUFFIXES
+from code.utils.cli import add_debug_option, run_command
 
 
 def masks_to_labels(masks: list[np.ndarray], areas: list[float]) -> np.ndarray:
@@ -104,6 +104,7 @@ def main(argv: list[str]) -> None:
     conv.add_argument("--masks", type=Path, required=True)
     for p in (gen, conv):
         p.add_argument("--out", type=Path, required=True, help="the DATA.SEGMENTS.FILES.DIR")
+        add_debug_option(p)
     args = parser.parse_args(argv)
     if args.command == "generate":
         count = generate(args.checkpoint, args.model_type, args.images, args.out, args.device)
@@ -113,4 +114,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_command(main)

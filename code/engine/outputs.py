@@ -1,8 +1,10 @@
 """The folder a run writes to: no run is started over another one by accident.
 
-A folder holds a run when it has any of :data:`RUN_FILES`. Training starts there only to resume
-it (``--resume``) or to replace it (``--overwrite``); ``--eval-only`` writes its own files to
-``OUTPUT_DIR/eval`` and leaves the training run's untouched.
+A folder holds a run when it has a checkpoint or finished results (:data:`KEPT_FILES`). Training
+starts there only to resume it (``--resume``, from ``last.pt``) or to replace it
+(``--overwrite``); ``--eval-only`` writes its own files to ``OUTPUT_DIR/eval`` and leaves the
+training run's untouched. A folder with only the log of a run that failed before its first
+checkpoint holds nothing to protect: a new run starts over there.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from code.utils import distributed as dist
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "metrics.json")
+KEPT_FILES = ("last.pt", "best.pt", "metrics.json")  # what a failed start cannot have left
 # Rewritten by every run: removed when a run starts over, so it starts a fresh log and wandb id.
 RESTARTED_FILES = ("log.txt", "wandb_id.txt")
 EVAL_DIR = "eval"
@@ -26,21 +29,28 @@ def run_folder(output_dir: Path, eval_only: bool) -> Path:
     return output_dir / EVAL_DIR if eval_only else output_dir
 
 
-def claim_run_folder(folder: Path, resume: bool, overwrite: bool) -> None:
+def claim_run_folder(folder: Path, resume: bool, overwrite: bool) -> list[str]:
     """Check that a run may write to ``folder``; with ``overwrite`` remove the run held there.
 
-    Every rank checks the same folder before any of them writes; rank 0 removes, then all wait.
+    Returns the run files removed (a replaced run, or what a failed start left). Every rank
+    checks the same folder before any of them writes; rank 0 removes, then all wait.
     """
     held = [name for name in RUN_FILES if (folder / name).exists()]
     if resume:
         if not (folder / "last.pt").is_file():
-            raise FileNotFoundError(f"nothing to resume: {folder / 'last.pt'} does not exist")
-    elif held and not overwrite:
+            raise FileNotFoundError(
+                f"nothing to resume: {folder / 'last.pt'} does not exist (run without --resume)"
+            )
+        return []
+    if any(name in KEPT_FILES for name in held) and not overwrite:
+        ways = ["--resume to continue it"] if "last.pt" in held else []
+        ways.append("--overwrite to replace it")
         raise RunExistsError(
-            f"{folder} holds a run ({', '.join(held)}): pass --resume to continue it, "
-            "--overwrite to replace it, or choose another OUTPUT_DIR"
+            f"{folder} holds a run ({', '.join(held)}): pass {', or '.join(ways)}, or choose "
+            "another OUTPUT_DIR"
         )
-    elif dist.is_main():
+    if dist.is_main():
         for name in (*held, *RESTARTED_FILES):
             (folder / name).unlink(missing_ok=True)
     dist.barrier()
+    return held
