@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from code.data.batch import Batch
 from code.data.gaze import read_rgb
@@ -41,6 +40,7 @@ from code.engine.checkpoint import load_model
 from code.tasks.base import Predictor, build_task
 from code.utils.cli import add_debug_option, run_command
 from code.utils.parallel import BackgroundWriter
+from code.utils.progress import ProgressBar
 
 EXIT_SKIPPED = 3  # exit status when some images could not be read
 # Images read but waiting for others of their input size: at most this many batches' worth,
@@ -100,7 +100,7 @@ class Batcher:
         output: Path,
         batch_size: int,
         writer: BackgroundWriter,
-        progress: tqdm,
+        progress: ProgressBar,
     ) -> None:
         self.predictor, self.device, self.output = predictor, device, output
         self.batch_size, self.writer, self.progress = batch_size, writer, progress
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     args.output.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
     pending = 0 if args.sync_writes else PENDING_PER_IMAGE * args.batch_size
-    progress = tqdm(total=len(inputs), desc="predict", unit="img", disable=len(inputs) < 2)
+    progress = ProgressBar(total=len(inputs), desc="predict", unit="img", disable=len(inputs) < 2)
     with progress, BackgroundWriter(pending) as writer:
         batcher = Batcher(predictor, device, args.output, args.batch_size, writer, progress)
         for path in inputs:

@@ -34,12 +34,12 @@ from typing import Any
 import lmdb
 import numpy as np
 import torch.distributed as dist
-from tqdm import tqdm
 
 from code.data.gaze import GazeDataset
 from code.utils.cli import UserError
 from code.utils.files import remove_orphaned_temporaries, sync_directory
 from code.utils.logging import get_logger
+from code.utils.progress import ProgressBar
 
 FORMAT_VERSION = 1
 MAGIC = b"SCC1"
@@ -265,7 +265,9 @@ def _write(
     env = lmdb.open(str(tmp), map_size=map_size, meminit=False, map_async=True, sync=False)
     try:
         pending: list[tuple[bytes, bytes]] = []
-        for index in tqdm(range(len(source)), desc=f"caching {path.name}", disable=not progress):
+        for index in ProgressBar(
+            range(len(source)), desc=f"caching {path.name}", disable=not progress
+        ):
             pending.append((_key(index), first if index == 0 else encode_sample(source[index])))
             if len(pending) == COMMIT_EVERY or index == len(source) - 1:
                 map_size = _put(env, pending, map_size)

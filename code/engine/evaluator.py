@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from code.data.gaze import GazeDataset
@@ -30,6 +29,7 @@ from code.models.shapes import PredictionKind
 from code.registry import ConfigError
 from code.utils import distributed as dist
 from code.utils.parallel import available_cpus
+from code.utils.progress import ProgressBar
 
 
 def to_original_size(log_density: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -75,7 +75,7 @@ def write_predictions(
     folder.mkdir(parents=True, exist_ok=True)
     resize = ORIGINAL_SIZE[model.prediction][0]
     model.eval()
-    for batch in tqdm(loader, desc="predict", disable=not dist.is_main(), leave=False):
+    for batch in ProgressBar(loader, desc="predict", disable=not dist.is_main(), leave=False):
         prediction, _ = model(batch.to(device))
         for item, index in enumerate(batch.image_index.tolist()):
             stimulus = dataset.stimuli[index]
@@ -169,7 +169,7 @@ def evaluate_scanpath_model(
     ).fit(dataset)
     scores = {name: ConditionalScanpathEvaluator() for name in ("model", "center_bias", "uniform")}
     fix = dataset.fixations
-    for batch in tqdm(loader, desc="evaluate", disable=not dist.is_main(), leave=False):
+    for batch in ProgressBar(loader, desc="evaluate", disable=not dist.is_main(), leave=False):
         prediction, _ = model(batch.to(device))
         for item, index in enumerate(batch.image_index.tolist()):
             mask = batch.fixation_mask[item]

@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from code.data.batch import Batch
@@ -46,6 +45,7 @@ from code.models.build import GazeModel
 from code.registry import ConfigError
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
+from code.utils.progress import ProgressBar
 
 
 class ValidationScorer:
@@ -197,8 +197,9 @@ class Trainer:
         self.train_loader.batch_sampler.set_epoch(state.epoch)
         total = len(self.train_loader)
         window = torch.zeros(2, dtype=torch.float64, device=self.device)
-        bar = tqdm(total=total, initial=state.batches_consumed, desc=f"epoch {state.epoch + 1}",
-                   unit="batch", disable=not dist.is_main(), leave=False)  # fmt: skip
+        bar = ProgressBar(total=total, initial=state.batches_consumed,
+                          desc=f"epoch {state.epoch + 1}", unit="batch",
+                          disable=not dist.is_main(), leave=False)  # fmt: skip
         images, start = 0, time.perf_counter()
         for batch in self.train_loader:
             state.batches_consumed += 1

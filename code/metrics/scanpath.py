@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from code.data.gaze import GazeDataset
 from code.data.loaders.csv_layout import read_fixation_table
 from code.metrics import saliency as M
+from code.utils.progress import ProgressBar
 
 
 @dataclass(frozen=True)
@@ -248,7 +248,7 @@ def human_pairs(
     alignment, which is symmetric in its distances)."""
     by_image = scanpaths_by_image(dataset)
     pairs = {}
-    for image in tqdm(sorted(images & set(by_image)), desc="human ceiling", unit="img"):
+    for image in ProgressBar(sorted(images & set(by_image)), desc="human ceiling", unit="img"):
         stim = dataset.stimuli[image]
         pairs[image] = [
             compare(a, b, stim.height, stim.width, params)

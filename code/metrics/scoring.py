@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from code.data.gaze import GazeDataset, Stimulus
 from code.metrics.baselines import (
@@ -32,6 +31,7 @@ from code.metrics.saliency import (
 )
 from code.metrics.uncertainty import bootstrap
 from code.utils.parallel import ordered_thread_map
+from code.utils.progress import ProgressBar
 
 
 def stimulus_stem(stimulus: Stimulus) -> str:
@@ -184,7 +184,9 @@ def evaluate_saliency(
     scored_images = [i for i, rows in enumerate(rows_of) if len(rows)]
     per_image: dict[str, dict[str, list[float]]] = {name: {} for name in evaluators}
     scored = ordered_thread_map(score, images(), workers)
-    for scores, gold_gain in tqdm(scored, total=len(scored_images), desc="images", unit="img"):
+    for scores, gold_gain in ProgressBar(
+        scored, total=len(scored_images), desc="images", unit="img"
+    ):
         for name, image_scores in scores.items():
             for metric, value in evaluators[name].add(image_scores).items():
                 per_image[name].setdefault(metric, []).append(value)
@@ -258,7 +260,7 @@ def _shuffled_baselines(
     compute_size = next(iter(common)) if len(common) == 1 else (500, 500)
     result = {name: ShuffledBaseline(compute_size) for name in evaluators}
     for i, (stim, path) in enumerate(
-        tqdm(list(zip(dataset.stimuli, files, strict=True)), desc="shuffled baseline")
+        ProgressBar(list(zip(dataset.stimuli, files, strict=True)), desc="shuffled baseline")
     ):
         result["model"].add(as_float64(load_prediction(path, stim), device))
         result["uniform"].add(as_float64(uniform_log_density(stim.height, stim.width), device))

@@ -31,7 +31,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from yacs.config import CfgNode
 
 from code.data.batch import Batch
@@ -77,6 +76,7 @@ from code.tasks.base import (
     input_size,
 )
 from code.utils.logging import get_logger
+from code.utils.progress import ProgressBar
 
 KEY = "TASK.SCANPATH_GENERATION"
 HUMANS = "humans"
@@ -221,7 +221,7 @@ class ScanpathGenerationTask(Task):
         generator = torch.Generator().manual_seed(self.cfg.SEED)
         positions: dict[str, list[torch.Tensor]] = {}
         losses: dict[str, list[torch.Tensor]] = {}
-        for batch in tqdm(self.loaders["test"], desc="scanpaths", unit="batch"):
+        for batch in ProgressBar(self.loaders["test"], desc="scanpaths", unit="batch"):
             batch = batch.to(device)
             criterion = self.criterion(downstream, batch.input)
             count = len(batch)
@@ -276,7 +276,9 @@ class ScanpathGenerationTask(Task):
         for epoch in range(epochs):
             loader.batch_sampler.set_epoch(epoch)
             total, images = 0.0, 0
-            for batch in tqdm(loader, desc=f"attention network, epoch {epoch + 1}", unit="batch"):
+            for batch in ProgressBar(
+                loader, desc=f"attention network, epoch {epoch + 1}", unit="batch"
+            ):
                 criterion = self.criterion(downstream, batch.input.to(device))
                 _, loss = learned_scanpaths(network, criterion, self.foveation, self.length)
                 optimizer.zero_grad(set_to_none=True)
