@@ -63,31 +63,38 @@ def main(argv: list[str] | None = None) -> dict:
     """Run one experiment, or every stage and fold of a pipeline; returns the test report."""
     args = parse_args(argv)
     if is_pipeline_file(Path(args.cfg)):
-        if args.resume or args.eval_only or args.checkpoint or args.overwrite:
+        if args.resume or args.eval_only or args.checkpoint:
             raise ValueError(
                 "a pipeline resumes unfinished stages and skips finished ones by itself: drop "
-                "--resume, --eval-only, --checkpoint, --overwrite (delete a stage's folder to "
-                "run it again)"
+                "--resume, --eval-only, --checkpoint (--overwrite runs the stages whose config "
+                "changed again)"
             )
         pipeline = load_pipeline(Path(args.cfg), args.opts)
         device = dist.init_distributed(pipeline.timeout_s)
-        report = run_pipeline(pipeline, lambda cfg, resume: run(cfg, args, device, resume))
+        init_logger(pipeline.output_dir, dist.rank(), args.debug)  # each stage logs to its own
+        report = run_pipeline(
+            pipeline,
+            lambda cfg, resume, overwrite: run(cfg, args, device, resume, overwrite),
+            args.overwrite,
+        )
     else:
         cfg = load_config(args.cfg, args.opts)
         device = dist.init_distributed(cfg.DIST.TIMEOUT_S)
-        report = run(cfg, args, device, args.resume)
+        report = run(cfg, args, device, args.resume, args.overwrite)
     # Only after success: on an error the process exits and torchrun ends the other ranks,
     # whereas tearing the group down could wait on ranks stuck in a collective.
     dist.cleanup()
     return report
 
 
-def run(cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bool) -> dict:
+def run(
+    cfg: CfgNode, args: argparse.Namespace, device: torch.device, resume: bool, overwrite: bool
+) -> dict:
     """Run one configuration's task: prepare, train (unless --eval-only or the task does not
     train), evaluate; rank 0 writes the outputs (``--eval-only``: to ``OUTPUT_DIR/eval``)."""
     output_dir = Path(cfg.OUTPUT_DIR)
     folder = run_folder(output_dir, args.eval_only)
-    removed = claim_run_folder(folder, resume, args.overwrite)
+    removed = claim_run_folder(folder, resume, overwrite)
     log = init_logger(folder, dist.rank(), args.debug)
     if removed:
         log.info("%s: started over; removed %s", folder, ", ".join(removed))

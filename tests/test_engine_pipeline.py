@@ -1,13 +1,16 @@
-"""A two-stage pipeline over two folds runs end to end, summarises, and a rerun skips it all."""
+"""A two-stage pipeline over two folds runs end to end, summarises, and a rerun skips it all;
+a rerun with other options is refused until --overwrite."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from code.engine.checkpoint import load_checkpoint
+from code.engine.outputs import RunExistsError
 from code.main import main
 from tests.small_run import SMALL
 
@@ -57,3 +60,30 @@ def test_two_stages_two_folds_then_a_rerun_skips_finished_stages(tmp_path: Path)
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
     assert main(["--cfg", str(tmp_path / "pipeline.yaml")]) == summary
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == stamps  # nothing retrained
+
+
+def test_a_rerun_with_changed_options_is_refused_naming_the_keys_until_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    quickstart = Path("configs/quickstart.yaml").resolve()
+    (tmp_path / "spatial.yaml").write_text(STAGE_1.format(quickstart=quickstart))
+    out = tmp_path / "runs"
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(
+        PIPELINE.format(out=out, opts=json.dumps(SMALL))
+        .replace("[spatial.yaml, readout.yaml]", "[spatial.yaml]")
+        .replace("FOLDS: 2", "FOLDS: null")
+    )
+    first = main(["--cfg", str(pipeline), "--opts", "TRAIN.EPOCHS", "1"])
+    best = (out / "spatial" / "best.pt").read_bytes()
+    capsys.readouterr()
+    assert main(["--cfg", str(pipeline), "--opts", "TRAIN.EPOCHS", "1"]) == first
+    assert "stage spatial: finished with this config, skipped" in capsys.readouterr().out
+    changed = ["--opts", "TRAIN.EPOCHS", "2", "TRAIN.LR", "0.1"]
+    with pytest.raises(RunExistsError) as refused:
+        main(["--cfg", str(pipeline), *changed])
+    assert "TRAIN.EPOCHS (1 -> 2), TRAIN.LR (0.003 -> 0.1)); pass --overwrite" in str(refused.value)
+    assert (out / "spatial" / "best.pt").read_bytes() == best  # untouched
+    again = main(["--cfg", str(pipeline), *changed, "--overwrite"])
+    assert again != first and (out / "spatial" / "best.pt").read_bytes() != best
+    assert "EPOCHS: 2" in (out / "spatial" / "config.yaml").read_text()

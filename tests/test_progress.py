@@ -14,8 +14,10 @@ def test_a_log_file_gets_a_line_per_interval_not_per_item(monkeypatch: pytest.Mo
     now = [0.0]
     monkeypatch.setattr(tqdm.std, "time", lambda: now[0])
     log = io.StringIO()
-    for _ in ProgressBar(range(500), desc="evaluate", file=log):
+    bar = ProgressBar(range(500), desc="evaluate", file=log)
+    for i in bar:
         now[0] += 2.0  # an item every 2 s
+        bar.set_postfix(item=i)  # as the trainer's loss: shown on the next line, not one more
     lines = log.getvalue().splitlines()
     # ~1000 s of fake time: one line per 30 s (tqdm's own 0.1 s would write one per item)
     assert 1000 / LOG_INTERVAL_S / 2 < len(lines) < 1000 / LOG_INTERVAL_S * 2

@@ -9,8 +9,11 @@ A pipeline file holds one node, ``PIPELINE``::
       FOLDS: 2         # k-fold cross-validation by image; null: each stage's own split
 
 Stage ``s`` of fold ``k`` runs in ``OUTPUT_DIR/fold<k>/<stage file stem>`` and starts from the
-best checkpoint of stage ``s - 1`` of the same fold (``TRAIN.INIT.CHECKPOINT``). A stage whose
-``metrics.json`` exists is finished and skipped on a rerun; one with only ``last.pt`` resumes.
+best checkpoint of stage ``s - 1`` of the same fold (``TRAIN.INIT.CHECKPOINT``). On a rerun, a
+stage whose ``metrics.json`` exists is skipped (and the log says so) when the configuration it
+ran with (its ``config.yaml``) equals the one it would run with now; one that differs is refused,
+naming the differing keys, unless ``--overwrite`` runs it again (with every later stage of its
+fold). A stage with only ``last.pt`` resumes.
 At the end, ``summary.json`` and ``summary.txt`` give each stage's test metrics over the folds
 (mean ± standard deviation, ddof 0). On the command line, ``--opts PIPELINE.<KEY> VALUE`` sets a
 pipeline key; any other ``--opts`` pair is added to every stage's overrides.
@@ -28,6 +31,7 @@ import yaml
 from yacs.config import CfgNode
 
 from code.config import ConfigError, load_config, load_tree
+from code.engine.outputs import RunExistsError
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
 
@@ -101,18 +105,37 @@ def load_pipeline(path: Path, opts: list[str]) -> Pipeline:
     return Pipeline(output_dir, node.FOLDS, runs)
 
 
-def run_pipeline(pipeline: Pipeline, run_stage: Callable[[CfgNode, bool], dict]) -> dict:
-    """Run (or skip, or resume) every stage; ``run_stage(cfg, resume)`` returns its report."""
+def run_pipeline(
+    pipeline: Pipeline, run_stage: Callable[[CfgNode, bool, bool], dict], overwrite: bool
+) -> dict:
+    """Run, skip or resume every stage (see the module docstring); ``run_stage(cfg, resume,
+    overwrite)`` returns its report."""
     reports: dict[str, list[dict]] = {}
+    ran_in_fold: set[int | None] = set()  # folds where a stage ran: later stages must run too
     for run in pipeline.runs:
         dist.barrier()  # rank 0 has written the previous stage's files
         output_dir = Path(run.cfg.OUTPUT_DIR)
         done = output_dir / "metrics.json"
+        name = run.stage if run.fold is None else f"{run.stage} (fold {run.fold})"
         if done.is_file():
-            get_logger().info("stage %s (fold %s) is finished: %s", run.stage, run.fold, done)
-            report = json.loads(done.read_text())
+            changed = changed_keys(output_dir / "config.yaml", run.cfg)
+            if run.fold in ran_in_fold:
+                changed.append("TRAIN.INIT.CHECKPOINT (its stage ran again)")
+            if not changed:
+                get_logger().info("stage %s: finished with this config, skipped: %s", name, done)
+                reports.setdefault(run.stage, []).append(json.loads(done.read_text()))
+                continue
+            if not overwrite:
+                raise RunExistsError(
+                    f"{output_dir}: stage {name} finished with another config (differs in: "
+                    f"{', '.join(changed)}); pass --overwrite to run the changed stages again, "
+                    "or choose another PIPELINE.OUTPUT_DIR"
+                )
+            get_logger().info("stage %s: config differs in %s; running it again", name, changed)
+            report = run_stage(run.cfg, False, True)
         else:
-            report = run_stage(run.cfg, (output_dir / "last.pt").is_file())
+            report = run_stage(run.cfg, (output_dir / "last.pt").is_file(), False)
+        ran_in_fold.add(run.fold)
         reports.setdefault(run.stage, []).append(report)
     summary = summarise(reports)
     if dist.is_main():
@@ -122,6 +145,29 @@ def run_pipeline(pipeline: Pipeline, run_stage: Callable[[CfgNode, bool], dict])
         (pipeline.output_dir / "summary.txt").write_text(table + "\n")
         get_logger().info("pipeline %s, test metrics over folds:\n%s", pipeline.output_dir, table)
     return summary
+
+
+def changed_keys(saved: Path, cfg: CfgNode) -> list[str]:
+    """The keys whose values in ``cfg`` differ from the config saved at ``saved`` (a run's
+    ``config.yaml``), as ``KEY (old -> new)``; every key when there is none."""
+    if not saved.is_file():
+        return [f"everything ({saved} is missing)"]
+    before, now = _flat(yaml.safe_load(saved.read_text())), _flat(yaml.safe_load(cfg.dump()))
+    return [
+        f"{key} ({before.get(key, 'unset')} -> {now.get(key, 'unset')})"
+        for key in sorted(before.keys() | now.keys())
+        if before.get(key) != now.get(key)
+    ]
+
+
+def _flat(node: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def summarise(reports: dict[str, list[dict]]) -> dict:

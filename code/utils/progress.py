@@ -32,8 +32,13 @@ class ProgressBar(tqdm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         stream = kwargs.pop("file", None) or sys.stderr
-        if not (hasattr(stream, "isatty") and stream.isatty()):
+        self.redraws = hasattr(stream, "isatty") and stream.isatty()
+        if not self.redraws:
             kwargs.setdefault("mininterval", LOG_INTERVAL_S)
             kwargs.setdefault("maxinterval", LOG_INTERVAL_S)
             stream = _Lines(stream)
         super().__init__(*args, file=stream, **kwargs)
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        """New figures after the bar; in a log they wait for its next line."""
+        super().set_postfix(ordered_dict, refresh=refresh and self.redraws, **kwargs)
