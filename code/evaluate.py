@@ -44,10 +44,13 @@ from code.utils.cli import add_debug_option, run_command
 from code.utils.parallel import available_cpus
 
 
-def prepare_output(parser: argparse.ArgumentParser, out: Path) -> None:
-    """Make ``out``'s folder and check it can be written, before any work."""
+def prepare_output(parser: argparse.ArgumentParser, out: Path, overwrite: bool) -> None:
+    """Make ``out``'s folder and check it can be written, before any work; an existing file is
+    replaced only with ``--overwrite``."""
     if out.is_dir():
         parser.error(f"--out {out} is a folder: name the JSON file to write")
+    if out.exists() and not overwrite:
+        parser.error(f"--out {out} exists: pass --overwrite to replace it, or name another file")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -141,6 +144,7 @@ def main(argv: list[str]) -> None:
     compare.add_argument("b", type=Path, metavar="B")
     compare.add_argument("--out", type=Path, required=True)
     for command in sub.choices.values():
+        command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
         add_debug_option(command)
     sal = sub.choices["saliency"]
     sal.add_argument("--kind", choices=["log-density", "saliency-map"], required=True)
@@ -211,7 +215,7 @@ def main(argv: list[str]) -> None:
     if args.command == "saliency" and args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     fit_options = check_fit_options(parser, args) if args.command == "saliency" else None
-    prepare_output(parser, args.out)
+    prepare_output(parser, args.out, args.overwrite)
     if args.command == "compare":
         result = compare_results(read_result(args.a), read_result(args.b), args.a, args.b)
         print(format_comparison(result))

@@ -1,7 +1,7 @@
 """Run a trained model on your own images.
 
     python -m code.predict --checkpoint RUN/best.pt --input IMAGE_OR_DIR --output DIR
-                           [--batch-size N] [--sync-writes] [TASK OPTIONS]
+                           [--batch-size N] [--sync-writes] [--overwrite] [TASK OPTIONS]
 
 The model and its task are rebuilt from the configuration stored in the checkpoint (no config
 file needed); the task says what is written, named after each image's stem, and may add
@@ -20,6 +20,10 @@ predicted). For the ``density`` task, in the layouts ``code.evaluate`` reads:
   ``scanpaths/<stem>_scanpaths.npy``, (K, L, 2) fixations (x, y) in original pixels, and
   ``scanpaths/<stem>_scanpaths.png``, drawn on the image (not with ``--no-overlays``).
 
+Every run also writes ``run_info.json``: the checkpoint's path and SHA-256, the configuration
+it holds, the code's commit and the command. A folder that is not empty is refused unless
+``--overwrite`` (files of the same name are then replaced).
+
 Images that cannot be read are reported by name and skipped; the exit status is then 3 (0 when
 every image was written). An input without any image is an error.
 """
@@ -27,16 +31,20 @@ every image was written). An input without any image is an error.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from yacs.config import CfgNode
 
 from code.data.batch import Batch
 from code.data.gaze import read_rgb
 from code.data.loaders.common import IMAGE_SUFFIXES
 from code.engine.checkpoint import load_model
+from code.engine.reproducibility import run_info
 from code.tasks.base import Predictor, build_task
 from code.utils.cli import add_debug_option, run_command
 from code.utils.parallel import BackgroundWriter
@@ -72,6 +80,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def write_run_info(path: Path, checkpoint: Path, cfg: CfgNode) -> None:
+    """Where the predictions came from: the checkpoint (path, SHA-256), its config, the code."""
+    digest = hashlib.sha256()
+    with open(checkpoint, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    info = {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": digest.hexdigest(),
+            "config": cfg.dump(sort_keys=False), **run_info()}  # fmt: skip
+    path.write_text(json.dumps(info, indent=2))
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m code.predict", description=__doc__.split("\n")[0]
@@ -84,6 +103,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sync-writes", action="store_true",
                         help="write each batch's files before predicting the next, without a "
                         "writer thread (as code.predict did before it had one)")  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --output folder that is not empty")  # fmt: skip
     add_debug_option(parser)
     return parser
 
@@ -143,8 +164,14 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     task.add_predict_options(parser)  # the checkpoint's task knows its own options
     args = parser.parse_args(argv)
     inputs = list_inputs(args.input)
+    if args.output.is_dir() and any(args.output.iterdir()) and not args.overwrite:
+        raise FileExistsError(
+            f"--output {args.output} is not empty (another model's predictions?): pass "
+            "--overwrite to write into it, or choose another folder"
+        )
     predictor = task.predictor(model, device, args)
     args.output.mkdir(parents=True, exist_ok=True)
+    write_run_info(args.output / "run_info.json", known.checkpoint, cfg)
     written, skipped = [], []
     pending = 0 if args.sync_writes else PENDING_PER_IMAGE * args.batch_size
     progress = ProgressBar(total=len(inputs), desc="predict", unit="img", disable=len(inputs) < 2)

@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("runs", nargs="+", help="run folders or globs of them")
     parser.add_argument("--out", type=Path, required=True, help="folder for the report files")
     parser.add_argument("--names", nargs="+", help="row labels, one per run (default: folder)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a report in --out")
     add_debug_option(parser)
     args = parser.parse_args(argv)
     files = find_runs(args.runs)
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> str:
         parser.error(f"two runs share a row label in {names}: pass --names")
     runs = {name: json.loads(f.read_text()) for name, f in zip(names, files, strict=True)}
     groups = group_runs(runs)
+    if (args.out / "report.md").exists() and not args.overwrite:
+        parser.error(f"--out {args.out} holds a report: pass --overwrite to replace it")
     args.out.mkdir(parents=True, exist_ok=True)
     text = markdown(groups)
     (args.out / "report.md").write_text(text + "\n")

@@ -54,6 +54,7 @@ def run(name, directory, out, *extra):
             str(out),
             "--center-bias-folds",
             "3",
+            "--overwrite",  # the tests score into the same files again
             *extra,
         ]
     )
@@ -243,6 +244,12 @@ def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
     evaluate.main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
                    "--out", str(tmp_path / "cmp.json")])  # fmt: skip
     comparison = json.loads((tmp_path / "cmp.json").read_text())
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # an existing --out is replaced only with --overwrite
+        evaluate.main(["compare", str(tmp_path / "b.json"), str(tmp_path / "a.json"),
+                       "--out", str(tmp_path / "cmp.json")])  # fmt: skip
+    assert "cmp.json exists: pass --overwrite" in capsys.readouterr().err
+    assert json.loads((tmp_path / "cmp.json").read_text()) == comparison
     results = [json.loads((tmp_path / f"{x}.json").read_text()) for x in "ab"]
     assert comparison["n_images"] == 6 and comparison["only_in_A"] == 0
     for metric, row in comparison["metrics"].items():
@@ -289,3 +296,10 @@ def test_report_tables_runs_with_their_baselines_and_intervals(small_osie, tmp_p
     assert (tmp_path / "report" / "report_ig.png").stat().st_size > 0
     with pytest.raises(FileNotFoundError, match=r"no metrics\.json"):
         report.main([str(tmp_path / "maps"), "--out", str(tmp_path / "x")])
+    # another report is never overwritten by accident
+    report_md = (tmp_path / "report" / "report.md").read_bytes()
+    with pytest.raises(SystemExit):
+        report.main([str(tmp_path / "runs" / "a"), "--out", str(tmp_path / "report")])
+    assert (tmp_path / "report" / "report.md").read_bytes() == report_md
+    report.main([str(tmp_path / "runs" / "a"), "--out", str(tmp_path / "report"), "--overwrite"])
+    assert (tmp_path / "report" / "report.md").read_bytes() != report_md

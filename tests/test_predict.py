@@ -3,6 +3,8 @@ thread: the same densities as one image at a time, optional overlays, write erro
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from pathlib import Path
 
@@ -102,7 +104,7 @@ def test_no_overlays_writes_the_densities_alone(
     checkpoint: Path, images: Path, tmp_path: Path
 ) -> None:
     _predict(checkpoint, images, tmp_path / "out", "--no-overlays")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["densities"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["densities", "run_info.json"]
     assert len(list((tmp_path / "out" / "densities").iterdir())) == len(SIZES)
 
 
@@ -113,7 +115,7 @@ def test_a_failing_write_is_raised(
     blocked = tmp_path / "out" / "densities" / "c.npy"
     blocked.mkdir(parents=True)  # np.save cannot write a file where a folder is
     with pytest.raises(IsADirectoryError, match=r"c\.npy"):
-        _predict(checkpoint, images, tmp_path / "out", *options)
+        _predict(checkpoint, images, tmp_path / "out", *options, "--overwrite")
 
 
 def test_writer_runs_writes_in_order_and_bounds_those_waiting() -> None:
@@ -191,3 +193,20 @@ def test_reconstructions_of_a_batch_are_those_of_each_image(tmp_path: Path) -> N
     assert list(pictures["1"]) == [f"{stem}_reconstruction.png" for stem in "abc"]
     for name, picture in pictures["3"].items():  # drawn from the same numbers, up to rounding
         assert np.abs(picture - pictures["1"][name]).max() <= 1
+
+
+def test_a_folder_with_other_files_is_refused_and_run_info_names_the_checkpoint(
+    checkpoint: Path, images: Path, tmp_path: Path
+) -> None:
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "a.png").write_bytes((images / "a.png").read_bytes())
+    output = tmp_path / "out"
+    _predict(checkpoint, one, output)
+    info = json.loads((output / "run_info.json").read_text())
+    assert info["checkpoint"] == str(checkpoint.resolve())
+    assert info["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert "TASK:" in info["config"] and info["command"] and "git_commit" in info
+    with pytest.raises(FileExistsError, match=r"out is not empty .*--overwrite"):
+        _predict(checkpoint, one, output)
+    _predict(checkpoint, one, output, "--overwrite")
