@@ -244,12 +244,6 @@ def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
     evaluate.main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
                    "--out", str(tmp_path / "cmp.json")])  # fmt: skip
     comparison = json.loads((tmp_path / "cmp.json").read_text())
-    capsys.readouterr()
-    with pytest.raises(SystemExit):  # an existing --out is replaced only with --overwrite
-        evaluate.main(["compare", str(tmp_path / "b.json"), str(tmp_path / "a.json"),
-                       "--out", str(tmp_path / "cmp.json")])  # fmt: skip
-    assert "cmp.json exists: pass --overwrite" in capsys.readouterr().err
-    assert json.loads((tmp_path / "cmp.json").read_text()) == comparison
     results = [json.loads((tmp_path / f"{x}.json").read_text()) for x in "ab"]
     assert comparison["n_images"] == 6 and comparison["only_in_A"] == 0
     for metric, row in comparison["metrics"].items():
@@ -258,6 +252,11 @@ def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
         assert row["ci95"][0] <= row["difference"] <= row["ci95"][1]
         assert 0 <= row["wilcoxon_p"] <= 1 and 0 <= row["t_p"] <= 1
     assert "Wilcoxon p" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # an existing --out is replaced only with --overwrite
+        evaluate.main(["compare", str(tmp_path / "b.json"), str(tmp_path / "a.json"),
+                       "--out", str(tmp_path / "cmp.json")])  # fmt: skip
+    assert "cmp.json exists: pass --overwrite" in capsys.readouterr().err
+    assert json.loads((tmp_path / "cmp.json").read_text()) == comparison
     # refused: other settings, other data; bad subsets name their file
     run(name, b, tmp_path / "b24.json", "--judd-jitter-seed", "7")
     with pytest.raises(ValueError, match=r"scored differently: settings judd_jitter_seed: 42 vs 7"):
