@@ -17,7 +17,7 @@ LAYERS = [
     ["code.metrics"],
     ["code.config", "code.config_types", "code.engine"],
     ["code.tasks"],
-    ["code.main", "code.predict", "code.evaluate", "code.report"],
+    ["code.main", "code.experiment", "code.predict", "code.evaluate", "code.report"],
 ]
 
 

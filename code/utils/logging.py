@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
-
 LOGGER_NAME = "saccade"
 _debug = False
 
@@ -81,12 +79,18 @@ def log_shapes(forward: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _is_array(value: Any) -> bool:
+    # duck-typed: importing torch here would make every command pay for it before --help
+    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, type)
+
+
 def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"Tensor{tuple(value.shape)}:{str(value.dtype).removeprefix('torch.')}"
+    if _is_array(value):
+        kind = "Tensor" if type(value).__module__.startswith("torch") else type(value).__name__
+        return f"{kind}{tuple(value.shape)}:{str(value.dtype).removeprefix('torch.')}"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple) and any(isinstance(v, torch.Tensor) for v in value):
+    if isinstance(value, list | tuple) and any(_is_array(v) for v in value):
         return "[" + ", ".join(_describe(v) for v in value) + "]"
     if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
         items = {k: getattr(value, k) for k in value.__dataclass_fields__}
