@@ -242,12 +242,14 @@ def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
     assert saliency["per_image"]["image"] == names and np.isfinite(saliency["metrics"]["IG"])
     scanpaths = ["scanpaths", *dataset, "--predictions", str(osie_out / "scanpaths.csv"),
                  "--out", str(tmp_path / "scanpaths.json")]  # fmt: skip
-    with pytest.raises(ValueError, match=r"without durations .*--temporal-bin-ms 0"):
-        evaluate(scanpaths)
-    evaluate([*scanpaths, "--temporal-bin-ms", "0"])
+    # the README's command as written: no durations, so no temporal bins, for the humans too
+    evaluate(scanpaths)
     scored = json.loads((tmp_path / "scanpaths.json").read_text())
     assert scored["n_images"] == 3 and scored["n_pairs"] == 3 * 3 * 15  # 3 samples x 15 humans
     assert np.isfinite(scored["metrics"]["ScanMatch"]) and "MM_duration" not in scored["metrics"]
+    assert scored["temporal_bin_ms"] == 0 and "MM_duration" not in scored["human_ceiling"]
+    evaluate([*scanpaths, "--temporal-bin-ms", "0", "--overwrite"])
+    assert json.loads((tmp_path / "scanpaths.json").read_text()) == scored
 
 
 def test_predict_exit_status_says_images_were_skipped(tmp_path: Path) -> None:

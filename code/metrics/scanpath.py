@@ -11,7 +11,7 @@ pixels, not continuous positions; computed in integers, so no cell boundary depe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import torch
 from code.data.gaze import GazeDataset
 from code.data.loaders.csv_layout import read_fixation_table
 from code.metrics import saliency as M
+from code.utils.logging import get_logger
 from code.utils.progress import ProgressBar
 
 
@@ -270,7 +271,12 @@ def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatc
     result = score_scanpaths(dataset, predictions, params)
     scored = set(result["per_image"]["image"])
     images = {i for i, stimulus in enumerate(dataset.stimuli) if stimulus.id in scored}
-    return {**result, "human_ceiling": human_ceiling(dataset, params, images)}
+    # the humans scored as the model was (without temporal bins where it has no durations)
+    params = replace(params, temporal_bin_ms=result["temporal_bin_ms"])
+    ceiling = human_ceiling(dataset, params, images)
+    if not result["durations"]:
+        ceiling.pop("MM_duration", None)
+    return {**result, "human_ceiling": ceiling}
 
 
 def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchParams) -> dict:
@@ -283,10 +289,13 @@ def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchPa
     # durations, which only ScanMatch's temporal bins and MultiMatch's duration need.
     timed = bool(np.isfinite(table.fixations.duration_ms).all())
     if not timed and params.temporal_bin_ms > 0:
-        raise ValueError(
-            f"{predictions}: scanpaths without durations (duration_ms empty) cannot be binned "
-            "in time for ScanMatch: pass --temporal-bin-ms 0"
+        get_logger().warning(
+            "%s: scanpaths without durations (duration_ms empty): ScanMatch without temporal "
+            "bins (as --temporal-bin-ms 0) and MultiMatch without its duration measure, for "
+            "the model and the human ceiling alike",
+            predictions,
         )
+        params = replace(params, temporal_bin_ms=0.0)
     predicted = scanpaths_by_image(table)
     humans = scanpaths_by_image(dataset)
     rows_of: dict[int, list[dict[str, float]]] = {}
@@ -305,6 +314,7 @@ def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchPa
         "n_pairs": len(rows),
         "n_images": len(predicted),
         "durations": timed,
+        "temporal_bin_ms": params.temporal_bin_ms,
         "per_image": {  # each image's mean over its (predicted, human) pairs
             "image": [dataset.stimuli[image].id for image in means],
             "n_pairs": [len(rows_of[image]) for image in means],
