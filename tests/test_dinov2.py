@@ -118,3 +118,20 @@ def test_token_map_position_is_the_patch_at_that_position(arch: str) -> None:
     torch.testing.assert_close(before, expected, rtol=1e-5, atol=1e-5)
     changed = (after - before).abs().amax(dim=1)[0] > 1e-6
     assert changed.nonzero().tolist() == [[2, 4]]
+
+
+def test_files_that_are_not_dinov2_weights_are_named_in_a_short_message(tmp_path: Path) -> None:
+    (tmp_path / "config.pt").write_text("MODEL:\n  NAME: x\n")  # not torch.save's format
+    with pytest.raises(ValueError, match=r"config\.pt: not a DINOv2 weight file \(MODEL\.ENCOD"):
+        DinoV2Encoder(SMALL, [0], str(tmp_path / "config.pt"), True, False)
+    torch.save({"epoch": 3, "lr": 0.1}, tmp_path / "log.pt")  # no tensors
+    with pytest.raises(ValueError, match=r"log\.pt: .*a dict of tensors was expected, found"):
+        DinoV2Encoder(SMALL, [0], str(tmp_path / "log.pt"), True, False)
+    # ViT-B weights for a ViT-S: every block differs; the message names a few, not all
+    torch.save(timm.create_model("vit_base_patch14_dinov2", pretrained=False,
+                                 num_classes=0).state_dict(), tmp_path / "vitb.pt")  # fmt: skip
+    with pytest.raises(ValueError) as refused:
+        DinoV2Encoder(SMALL, [0], str(tmp_path / "vitb.pt"), True, False)
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'vitb.pt'}: DINOv2 weights of another architecture")
+    assert "cls_token (1, 1, 768) (model: (1, 1, 384))" in message and len(message) < 1000

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from code.models.base import Encoder, Features
 from code.models.shapes import ShapeSpec
-from code.models.weights import read_state_dict
+from code.models.weights import check_shapes, read_state_dict
 from code.registry import ENCODERS
 from code.utils.logging import get_logger, log_shapes, log_signature
 
@@ -91,7 +91,12 @@ def load_vit_weights(vit: torch.nn.Module, path: Path) -> None:
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     state = read_state_dict(path, "DINOv2", "MODEL.ENCODER.DINOV2.WEIGHTS")
-    state = checkpoint_filter_fn(state, vit)  # maps the official layout (and others) to timm's
+    try:  # maps the official layout (and others) to timm's
+        state = checkpoint_filter_fn(state, vit)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: not DINOv2 weights for {type(vit).__name__}: "
+                         f"{type(err).__name__}: {str(err)[:300]}") from None  # fmt: skip
+    check_shapes(vit, state, path, "DINOv2")
     missing, unexpected = vit.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
