@@ -45,6 +45,7 @@ from code.data.gaze import read_rgb
 from code.data.loaders.common import IMAGE_SUFFIXES
 from code.engine.checkpoint import load_model
 from code.engine.reproducibility import run_info
+from code.registry import TASKS
 from code.tasks.base import Predictor, build_task
 from code.utils.cli import add_debug_option, run_command
 from code.utils.parallel import BackgroundWriter
@@ -89,6 +90,19 @@ def write_run_info(path: Path, checkpoint: Path, cfg: CfgNode) -> None:
     info = {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": digest.hexdigest(),
             "config": cfg.dump(sort_keys=False), **run_info()}  # fmt: skip
     path.write_text(json.dumps(info, indent=2))
+
+
+def task_options_help() -> str:
+    """Each task's own options, a section per task (``--help`` with ``--checkpoint`` shows only
+    those of the checkpoint's task)."""
+    sections = []
+    for name in TASKS.names():
+        task_parser = argparse.ArgumentParser(add_help=False, usage=argparse.SUPPRESS)
+        group = task_parser.add_argument_group(f"options for checkpoints of task {name!r}")
+        TASKS.get(name).add_predict_options(group)
+        if group._group_actions:
+            sections.append(task_parser.format_help().strip())
+    return "\n" + "\n\n".join(sections) if sections else ""
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -157,6 +171,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     input order."""
     argv = sys.argv[1:] if argv is None else argv
     parser = make_parser()
+    if {"-h", "--help"} & set(argv) and "--checkpoint" not in argv:
+        parser.print_help()
+        print(task_options_help())
+        parser.exit()
     known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, cfg = load_model(known.checkpoint, device)

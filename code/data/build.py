@@ -232,19 +232,38 @@ def add_dataset_options(parser: argparse.ArgumentParser, argv: list[str]) -> Non
         for name in DATASETS.names()
         if not any(isinstance(hint, Choice | Chain) for hint in DATASETS.schema(name).values())
     ]
-    parser.add_argument("--dataset", required=True, choices=names, help="registered data set")
+    parser.add_argument("--dataset", required=True, choices=names,
+                        help="registered data set, then its loader's options (below)")  # fmt: skip
     chosen = next((b for a, b in itertools.pairwise(argv) if a == "--dataset"), None)
-    if chosen not in names:
-        return  # argparse reports the missing or unknown --dataset
-    for key, hint in DATASETS.schema(chosen).items():
+    if chosen not in names:  # argparse reports the missing or unknown --dataset; help lists all
+        sections = []
+        for name in names:
+            loader = argparse.ArgumentParser(add_help=False, usage=argparse.SUPPRESS)
+            _add_loader_options(loader.add_argument_group(f"--dataset {name}"), name)
+            sections.append(loader.format_help().strip())
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.epilog = "\n\n".join(sections)
+        return
+    _add_loader_options(parser, chosen)
+
+
+def _add_loader_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str
+) -> None:
+    for key, hint in DATASETS.schema(name).items():
         option = "--" + key.lower().replace("_", "-")
-        parser.add_argument(option, dest=key.lower(), required=True, type=_option_type(hint))
+        parser.add_argument(option, dest=key.lower(), required=True, type=_option_type(hint),
+                            metavar=_type_label(hint))  # fmt: skip
 
 
 def dataset_from_options(args: argparse.Namespace) -> GazeDataset:
     """Load the data set chosen by :func:`add_dataset_options`."""
     params = {key.lower(): getattr(args, key.lower()) for key in DATASETS.schema(args.dataset)}
     return DATASETS.get(args.dataset)(**params)
+
+
+def _type_label(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint).replace("typing.", "")).upper()
 
 
 def _option_type(hint: Any) -> Callable[[str], Any]:

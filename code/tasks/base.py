@@ -110,7 +110,8 @@ class Task:
         """Pictures of the final model on the test data, ``report`` being its evaluation (rank
         0 only); none by default."""
 
-    def add_predict_options(self, parser: argparse.ArgumentParser) -> None:
+    @classmethod
+    def add_predict_options(cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
         """Command-line options of ``code.predict`` for this task's models; none by default."""
 
     def predictor(

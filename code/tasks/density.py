@@ -216,7 +216,8 @@ class DensityTask(Task):
             )
         get_logger().info("overlays written to %s", folder)
 
-    def add_predict_options(self, parser: argparse.ArgumentParser) -> None:
+    @classmethod
+    def add_predict_options(cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
         parser.add_argument(
             "--scanpaths", type=int, default=0, metavar="K", help="scanpaths per image"
         )
