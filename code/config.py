@@ -22,7 +22,7 @@ import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from yacs.config import CfgNode
@@ -43,7 +43,22 @@ from code.registry import (
     Chain,
     Choice,
     ConfigError,
+    above,
+    at_least,
+    between,
+    broken_check,
+    each,
+    length,
 )
+
+# Constrained value types, named for what they hold.
+Count = Annotated[int, at_least(1)]
+Amount = Annotated[int, at_least(0)]
+Positive = Annotated[float, above(0)]
+NonNegative = Annotated[float, at_least(0)]
+Fraction = Annotated[float, between(0, 1)]
+CountOrNone = Annotated[int | None, at_least(1)]
+PositiveOrNone = Annotated[float | None, above(0)]
 
 OPTS_SOURCE = "--opts"
 PART_NODES = (dict, Choice, Chain)  # schema entries that are nodes, not values
@@ -55,27 +70,29 @@ SCHEMA: dict[str, Any] = {
     "OUTPUT_DIR": str,
     "TASK": Choice(TASKS),  # what the run does (code.tasks): train and score a density model, ...
     "DIST": {
-        "TIMEOUT_S": int,  # a rank waiting longer than this in a collective fails the run
+        "TIMEOUT_S": Count,  # a rank waiting longer than this in a collective fails the run
     },
     "DATA": {
         "DATASET": Choice(DATASETS),
         "SPLIT": {
-            "VAL_FRACTION": float,
-            "TEST_FRACTION": float,
+            "VAL_FRACTION": Fraction,
+            "TEST_FRACTION": Fraction,
             "SEED": int,
-            "FOLDS": int | None,  # k-fold cross-validation by image: test = fold FOLD
-            "FOLD": int | None,
+            "FOLDS": Annotated[
+                int | None, at_least(2)
+            ],  # k-fold cross-validation by image: test = fold FOLD
+            "FOLD": Annotated[int | None, at_least(0)],
         },
-        "IMAGE_SIZE": list[int],
+        "IMAGE_SIZE": Annotated[list[int], length(2), each(at_least(1))],  # [height, width]
         "SEGMENTS": Choice(SEGMENTERS),
         "SAMPLES": Choice(SAMPLES),
         "TRANSFORMS": Chain(TRANSFORMS),  # training items only, after the cache
         "CENTERBIAS": {
-            "BANDWIDTH": float,
-            "UNIFORM_WEIGHT": float,
+            "BANDWIDTH": Positive,
+            "UNIFORM_WEIGHT": Fraction,
         },
-        "BATCH_SIZE": int,
-        "NUM_WORKERS": int,  # loader processes; 0: load in the training process
+        "BATCH_SIZE": Count,
+        "NUM_WORKERS": Amount,  # loader processes; 0: load in the training process
         "PIN_MEMORY": bool,  # page-locked batches, for faster copies to a GPU
         "PERSISTENT_WORKERS": bool,  # keep the workers between epochs (when NUM_WORKERS > 0)
         "CACHE": {
@@ -90,13 +107,15 @@ SCHEMA: dict[str, Any] = {
         "DECODER": Choice(DECODERS),
     },
     "TRAIN": {
-        "EPOCHS": int,
+        "EPOCHS": Count,
         "OPTIMIZER": Choice(OPTIMIZERS),
-        "LR": float,
-        "WEIGHT_DECAY": float,
+        "LR": NonNegative,
+        "WEIGHT_DECAY": NonNegative,
         "SCHEDULER": Choice(SCHEDULERS),  # stepped once per epoch
         "MOMENTUM_SCHEDULE": Choice(MOMENTUM_SCHEDULES),  # set before every optimizer step
-        "STOP_LR": float | None,  # stop when every group's LR fell below this (DeepGaze)
+        "STOP_LR": Annotated[
+            float | None, above(0)
+        ],  # stop when every group's LR fell below this (DeepGaze)
         "PARAM_GROUPS": {  # parameters matching PATTERNS[i] (fnmatch) train at LR x LR_SCALES[i]
             "PATTERNS": list[str],
             "LR_SCALES": list[float],
@@ -109,23 +128,29 @@ SCHEMA: dict[str, Any] = {
         "PRECISION": Literal["fp32", "bf16", "fp16"],
         "COMPILE": Literal["default", "reduce-overhead", "max-autotune"] | None,  # torch.compile
         "CHANNELS_LAST": bool,  # the model's weights (and so its convolutions) channels-last
-        "ACCUMULATION_STEPS": int,
-        "CLIP_GRAD_NORM": float | None,
+        "ACCUMULATION_STEPS": Count,
+        "CLIP_GRAD_NORM": PositiveOrNone,
         "BEST_METRIC": str,  # val_loss or a validation metric of the task (e.g. val_ig)
-        "PATIENCE": int | None,  # early stopping: epochs without a better BEST_METRIC
-        "CHECKPOINT_EVERY": int | None,  # also write last.pt every this many optimizer steps
-        "LOG_EVERY": int,
+        "PATIENCE": Annotated[
+            int | None, at_least(1)
+        ],  # early stopping: epochs without a better BEST_METRIC
+        "CHECKPOINT_EVERY": Annotated[
+            int | None, at_least(1)
+        ],  # also write last.pt every this many optimizer steps
+        "LOG_EVERY": Count,
     },
     "EVAL": {
         "PROTOCOL": Literal["raw", "benchmark"],
-        "FIXATION_MAP_SIGMA": float,
-        "CENTERBIAS_FOLDS": int,
+        "FIXATION_MAP_SIGMA": Positive,
+        "CENTERBIAS_FOLDS": Annotated[int, at_least(2)],
         "JUDD_JITTER_SEED": int | None,
-        "SIM_STEPS": int,
+        "SIM_STEPS": Amount,
         "KEEP_PREDICTIONS": bool,
-        "SCANPATH_IMAGES": int | None,
-        "NUM_OVERLAYS": int,
-        "WORKERS": int | None,  # threads scoring saliency images; None: every available core
+        "SCANPATH_IMAGES": CountOrNone,
+        "NUM_OVERLAYS": Amount,
+        "WORKERS": Annotated[
+            int | None, at_least(1)
+        ],  # threads scoring saliency images; None: every available core
     },
     "TRACKING": {
         "WANDB": {
@@ -133,7 +158,7 @@ SCHEMA: dict[str, Any] = {
             "MODE": Literal["offline", "online"],
             "PROJECT": str,
         },
-        "VAL_OVERLAYS": int,  # validation predictions drawn each epoch
+        "VAL_OVERLAYS": Amount,  # validation predictions drawn each epoch
     },
 }
 
@@ -238,6 +263,8 @@ def _camel(key: str) -> str:
 
 
 def _annotation(expected: Any) -> str:
+    if typing.get_origin(expected) is Annotated:
+        return _annotation(typing.get_args(expected)[0])
     if typing.get_origin(expected) is Literal:
         return "Literal[" + ", ".join(json.dumps(v) for v in typing.get_args(expected)) + "]"
     if typing.get_origin(expected) in (typing.Union, types.UnionType):
@@ -403,13 +430,16 @@ def _validate(
             yield from _validate(value, expected, full + ".", sources, root_file)
         else:
             ok, converted = _check_type(value, expected)
-            if ok:
-                tree[key] = converted
-            else:
+            broken = broken_check(converted, expected) if ok else None
+            if not ok:
                 yield (
                     f"{full}: expected {_type_name(expected)}, got {value!r} "
                     f"({type(value).__name__}) in {_source(sources, full)}"
                 )
+            elif broken is not None:
+                yield f"{full}: must be {broken.says}, got {value!r} in {_source(sources, full)}"
+            else:
+                tree[key] = converted
 
 
 def _validate_parts(
@@ -472,6 +502,8 @@ _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 def _check_type(value: Any, expected: Any) -> tuple[bool, Any]:
     """Whether ``value`` fits the type hint ``expected``; also the value in its canonical form."""
     origin = typing.get_origin(expected)
+    if origin is Annotated:  # the type, with checks applied after (``broken_check``)
+        return _check_type(value, typing.get_args(expected)[0])
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(expected):
             ok, converted = _check_type(value, option)
@@ -505,6 +537,8 @@ def _check_type(value: Any, expected: Any) -> tuple[bool, Any]:
 
 
 def _type_name(expected: Any) -> str:
+    if typing.get_origin(expected) is Annotated:
+        return _type_name(typing.get_args(expected)[0])
     if isinstance(expected, Choice):
         return f"a node choosing a {expected.registry.kind}"
     if isinstance(expected, Chain):

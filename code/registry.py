@@ -118,6 +118,44 @@ class Chain:
     registry: Registry
 
 
+@dataclass(frozen=True)
+class Check:
+    """A constraint on a configuration value, declared with its key: ``Annotated[int,
+    at_least(1)]`` in the schema or a part's type hint. It is tested when the config loads (not
+    on ``None``); ``says`` completes "must be ..."."""
+
+    test: Callable[[Any], bool]
+    says: str
+
+
+def at_least(bound: float) -> Check:
+    return Check(lambda value: value >= bound, f"at least {bound}")
+
+
+def above(bound: float) -> Check:
+    return Check(lambda value: value > bound, f"greater than {bound}")
+
+
+def between(low: float, high: float) -> Check:
+    return Check(lambda value: low <= value <= high, f"in [{low}, {high}]")
+
+
+def length(count: int) -> Check:
+    return Check(lambda value: len(value) == count, f"a list of {count} values")
+
+
+def each(check: Check) -> Check:
+    return Check(lambda value: all(check.test(v) for v in value), f"a list of values {check.says}")
+
+
+def broken_check(value: Any, hint: Any) -> Check | None:
+    """The first ``Check`` annotated on ``hint`` that ``value`` fails (``None`` passes all)."""
+    if value is None or typing.get_origin(hint) is not Annotated:
+        return None
+    checks = [m for m in hint.__metadata__ if isinstance(m, Check)]
+    return next((check for check in checks if not check.test(value)), None)
+
+
 class PartFactory:
     """A configured sub-part: its parent calls it with the wiring it supplies (e.g. channels).
 
@@ -203,6 +241,8 @@ def _schema_entry(hint: Any) -> Any:
         if registries:
             listed = typing.get_origin(typing.get_args(hint)[0]) is list
             return (Chain if listed else Choice)(registries[0])
+        if any(isinstance(m, Check) for m in hint.__metadata__):
+            return hint  # checked when the config loads
         return typing.get_args(hint)[0]
     return hint
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 import yaml
 
 from code.config import TYPED_VIEW, ConfigError, load_config, render_typed_view, save_config
 from code.engine.pipeline import is_pipeline_file, load_pipeline
-from code.registry import Registry, constructor_schema
+from code.registry import Registry, at_least, broken_check, constructor_schema
 
 QUICKSTART = Path("configs/quickstart.yaml")
 
@@ -192,3 +193,31 @@ def test_registry_rejects_duplicates_defaults_and_untyped_parameters() -> None:
     with pytest.raises(TypeError, match="needs a type hint"):
         constructor_schema(untyped, wiring=())
     assert registry.schema("a") == {"SIZE": int}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("TRAIN.EPOCHS", "0", "must be at least 1, got 0"),
+        ("DATA.IMAGE_SIZE", "[96]", r"must be a list of 2 values, got \[96\]"),
+        ("DATA.IMAGE_SIZE", "[0, 96]", r"must be a list of values at least 1, got \[0, 96\]"),
+        ("TRAIN.LR", "-0.1", "must be at least 0, got -0.1"),
+        ("DATA.SPLIT.VAL_FRACTION", "1.5", r"must be in \[0, 1\]"),
+        ("TRAIN.PATIENCE", "0", "must be at least 1"),
+        ("EVAL.CENTERBIAS_FOLDS", "1", "must be at least 2"),
+    ],
+)
+def test_values_out_of_range_are_refused_when_the_config_loads(
+    key: str, value: str, says: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{re.escape(key)}: {says}.* in --opts"):
+        load_config("configs/quickstart.yaml", [key, value])
+    load_config("configs/quickstart.yaml", ["TRAIN.PATIENCE", "null"])  # None passes a check
+
+
+def test_a_part_declares_checks_on_its_keys_in_its_type_hints() -> None:
+    def part(width: Annotated[int, at_least(1)], name: str) -> None: ...
+
+    schema = constructor_schema(part, wiring=())
+    assert broken_check(0, schema["WIDTH"]).says == "at least 1"
+    assert broken_check(3, schema["WIDTH"]) is None and schema["NAME"] is str
