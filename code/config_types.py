@@ -626,6 +626,7 @@ class DataDatasetSplitPartDatasetGeneratedConfig(Protocol):
 
 class DataDatasetSplitPartDatasetCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class DataDatasetSplitPartDatasetConcatConfig(Protocol):
@@ -685,6 +686,7 @@ class DataDatasetSplitPartDatasetConcatDatasetsGeneratedConfig(Protocol):
 
 class DataDatasetSplitPartDatasetConcatDatasetsCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class DataDatasetSplitPartDatasetConcatDatasetsCocoFreeviewConfig(Protocol):
@@ -737,6 +739,7 @@ class DataDatasetGeneratedConfig(Protocol):
 
 class DataDatasetCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class DataDatasetConcatConfig(Protocol):
@@ -825,6 +828,7 @@ class DataDatasetConcatDatasetsSplitPartDatasetGeneratedConfig(Protocol):
 
 class DataDatasetConcatDatasetsSplitPartDatasetCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class DataDatasetConcatDatasetsSplitPartDatasetCocoFreeviewConfig(Protocol):
@@ -868,6 +872,7 @@ class DataDatasetConcatDatasetsGeneratedConfig(Protocol):
 
 class DataDatasetConcatDatasetsCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class DataDatasetConcatDatasetsCocoFreeviewConfig(Protocol):
@@ -1022,6 +1027,7 @@ class TaskLinearProbeTestDatasetSplitPartDatasetGeneratedConfig(Protocol):
 
 class TaskLinearProbeTestDatasetSplitPartDatasetCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class TaskLinearProbeTestDatasetSplitPartDatasetConcatConfig(Protocol):
@@ -1081,6 +1087,7 @@ class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsGeneratedConfig(Pr
 
 class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class TaskLinearProbeTestDatasetSplitPartDatasetConcatDatasetsCocoFreeviewConfig(Protocol):
@@ -1133,6 +1140,7 @@ class TaskLinearProbeTestDatasetGeneratedConfig(Protocol):
 
 class TaskLinearProbeTestDatasetCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class TaskLinearProbeTestDatasetConcatConfig(Protocol):
@@ -1221,6 +1229,7 @@ class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetGeneratedConfig(Pr
 
 class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class TaskLinearProbeTestDatasetConcatDatasetsSplitPartDatasetCocoFreeviewConfig(Protocol):
@@ -1264,6 +1273,7 @@ class TaskLinearProbeTestDatasetConcatDatasetsGeneratedConfig(Protocol):
 
 class TaskLinearProbeTestDatasetConcatDatasetsCsvConfig(Protocol):
     ROOT: str
+    OUT_OF_IMAGE: Literal["error", "clip", "drop"]
 
 
 class TaskLinearProbeTestDatasetConcatDatasetsCocoFreeviewConfig(Protocol):

@@ -304,10 +304,26 @@ def test_csv_layout(tmp_path):
             "a.png,s1,0,19.9,9.9,80,0,20,10",
         ],
     )
-    data = load_csv_layout(str(tmp_path))
+    data = load_csv_layout(str(tmp_path), "error")
     np.testing.assert_array_equal(data.fixations.subject, [0, 1, 1])  # names numbered sorted
     np.testing.assert_array_equal(data.fixations.x, [19.9, 0, 3.5])  # ordered by fix_index
     assert np.isnan(data.fixations.duration_ms[1]) and np.isnan(data.fixations.onset_ms[2])
+
+
+def test_csv_out_of_image_policy_errs_clips_within_a_pixel_or_drops_and_counts(tmp_path):
+    # subject 1: a fixation 0.38 px right of the 20 px wide image (border noise); subject 2:
+    # one 10 px outside (no border noise)
+    write_csv(tmp_path, ["a.png,1,0,20.38,4,100,,20,10", "a.png,1,1,5,4,100,,20,10",
+                         "a.png,2,0,30,4,100,,20,10"])  # fmt: skip
+    for policy, first in (("error", "1, fixation 0 at x=20.38"), ("clip", "2, fixation 0")):
+        with pytest.raises(ValueError, match=f"outside their image.*subject {first}"):
+            load_csv_layout(str(tmp_path), policy)
+    dropped = load_csv_layout(str(tmp_path), "drop")
+    np.testing.assert_array_equal(dropped.fixations.x, [5.0])
+    assert sum(dropped.skipped.values()) == 2 + 1  # two fixations, one scanpath left empty
+    write_csv(tmp_path, ["a.png,1,0,20.38,4,100,,20,10", "a.png,1,1,5,4,100,,20,10"])
+    clipped = load_csv_layout(str(tmp_path), "clip")
+    assert clipped.fixations.x[0] == np.nextafter(20.0, 0) and sum(clipped.adjusted.values()) == 1
 
 
 @pytest.mark.parametrize(
@@ -323,4 +339,4 @@ def test_csv_layout(tmp_path):
 def test_csv_layout_bad_rows_name_file_and_item(tmp_path, row, message):
     write_csv(tmp_path, [row])
     with pytest.raises((ValueError, FileNotFoundError), match=message):
-        load_csv_layout(str(tmp_path))
+        load_csv_layout(str(tmp_path), "error")

@@ -9,9 +9,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import scipy.io
 
 from benchmarks.osie import REPO, data_root
+from code.config import load_config
+from code.data.build import gaze_dataset
+from code.data.gaze import GazeDataset
 from code.data.loaders.csv_layout import load_csv_layout
 from code.data.summary import summarize
 
@@ -73,7 +77,7 @@ def test_scene500_coordinates_and_times_match_csv(scene500):
 
 
 def test_generic_csv_layout_reads_osie_like_the_mat_loader(osie):
-    generic = load_csv_layout(str(data_root() / "osie"))
+    generic = load_csv_layout(str(data_root() / "osie"), "error")
     assert len(generic.fixations) == len(osie.fixations)
     np.testing.assert_allclose(np.sort(generic.fixations.x), np.sort(osie.fixations.x), atol=0.006)
     assert set(generic.subjects) == set(osie.subjects)
@@ -114,3 +118,25 @@ def test_missing_real_data_is_a_skip_for_users_and_a_failure_under_ci(tmp_path):
     assert f"real eye-tracking data not found: {tmp_path / 'absent' / 'osie'}" in user.stdout
     ci = run("true")
     assert ci.returncode != 0 and "CI needs it" in ci.stdout
+
+
+def test_the_csv_example_config_reads_scene500s_csv_export_like_its_own_loader(scene500):
+    """Scene500's fixations.csv has 6 fixations up to 0.38 px outside their image (1-based
+    values in (0, 1)): `clip` reads it as the built-in loader does, `drop` leaves them out,
+    `error` names the first."""
+
+    def load(policy: str) -> GazeDataset:
+        root = str(data_root() / "scene500")
+        opts = ["DATA.DATASET.CSV.ROOT", root, "DATA.DATASET.CSV.OUT_OF_IMAGE", policy]
+        return gaze_dataset(load_config("configs/own_data/csv_saliency.yaml", opts))
+
+    clipped = load("clip")
+    assert len(clipped.fixations) == len(scene500.fixations) == 43894
+    assert sum(clipped.adjusted.values()) == sum(scene500.adjusted.values()) == 6
+    for axis in ("x", "y"):
+        got, want = getattr(clipped.fixations, axis), getattr(scene500.fixations, axis)
+        np.testing.assert_allclose(np.sort(got), np.sort(want), atol=0.006)
+    dropped = load("drop")
+    assert len(dropped.fixations) == 43894 - 6 and sum(dropped.skipped.values()) == 6
+    with pytest.raises(ValueError, match=r"6 fixation\(s\) outside .*y=-0\.38"):
+        load("error")

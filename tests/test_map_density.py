@@ -161,6 +161,8 @@ def run_cli(root, out, *extra):
             "csv",
             "--root",
             str(root),
+            "--out-of-image",
+            "error",
             "--predictions",
             str(root / "maps"),
             "--kind",

@@ -13,6 +13,12 @@ On disk::
 Every image file in stimuli/ is a stimulus (images without fixations included). Integer
 subjects keep their ids; names are numbered in sorted order. Fixations of a scanpath are
 ordered by ``fix_index``, which must be 0, 1, 2, ... without gaps or repeats.
+
+Fixations outside their image (``OUT_OF_IMAGE``, e.g. eye-tracker noise at the border):
+``error`` refuses the table naming the first; ``clip`` moves those less than one pixel outside
+onto the border, as the built-in loaders do, and refuses any further out; ``drop`` removes every
+one outside (its scanpath keeps the rest, in order). What is moved or dropped is counted and
+reported with the data set's summary.
 """
 
 from __future__ import annotations
@@ -20,28 +26,34 @@ from __future__ import annotations
 import csv
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from code.data.gaze import GazeDataset, Scanpath, Stimulus, stimulus_index
-from code.data.loaders.common import build_dataset, file_stimulus, list_images
+from code.data.loaders.common import build_dataset, file_stimulus, list_images, onto_border
 from code.registry import DATASETS
 
 FIXATION_COLUMNS = ("image", "subject", "fix_index", "x", "y", "duration_ms", "onset_ms")
+OutOfImage = Literal["error", "clip", "drop"]
 
 
 @DATASETS.register("csv")
-def load_csv_layout(root: str) -> GazeDataset:
+def load_csv_layout(root: str, out_of_image: OutOfImage) -> GazeDataset:
     """Read ``<root>/stimuli/`` + ``<root>/fixations.csv``."""
     base = Path(root)
     stimuli = [file_stimulus(p, p.name) for p in list_images(base / "stimuli")]
-    return read_fixation_table(base / "fixations.csv", stimuli, base.name or "csv")
+    return read_fixation_table(base / "fixations.csv", stimuli, base.name or "csv", out_of_image)
 
 
-def read_fixation_table(csv_path: Path, stimuli: list[Stimulus], name: str) -> GazeDataset:
+def read_fixation_table(
+    csv_path: Path, stimuli: list[Stimulus], name: str, out_of_image: OutOfImage = "error"
+) -> GazeDataset:
     """The scanpaths of a ``fixations.csv`` (the layout above) on ``stimuli``, validated like
-    any data set (coordinates inside their image); ``image`` names a stimulus by its id or,
-    where that is unambiguous, its file stem."""
+    any data set (coordinates inside their image, after the ``out_of_image`` policy); ``image``
+    names a stimulus by its id or, where that is unambiguous, its file stem."""
+    if out_of_image not in ("error", "clip", "drop"):
+        raise ValueError(f"OUT_OF_IMAGE must be error, clip or drop, got {out_of_image!r}")
     index_of = stimulus_index(stimuli)
     rows = _read_rows(csv_path)
     subject_ids = _subject_ids([r["subject"] for _, r in rows])
@@ -61,6 +73,8 @@ def read_fixation_table(csv_path: Path, stimuli: list[Stimulus], name: str) -> G
             raise ValueError(f"{where}, fixation {fix_index}: x/y missing or not finite")
         trains[image, subject_ids[row["subject"]]].append((fix_index, *values))
     scanpaths = []
+    skipped: Counter[str] = Counter()
+    adjusted: Counter[str] = Counter()
     for (image, subject), fixations in sorted(trains.items()):
         fixations.sort()
         order = [f[0] for f in fixations]
@@ -70,8 +84,20 @@ def read_fixation_table(csv_path: Path, stimuli: list[Stimulus], name: str) -> G
                 f"be 0..{len(order) - 1} without gaps or repeats, got {order}"
             )
         _, x, y, duration, onset = np.asarray(fixations, dtype=np.float64).T
+        height, width = stimuli[image].size
+        if out_of_image == "clip":
+            x, y = onto_border(x, width, adjusted), onto_border(y, height, adjusted)
+        elif out_of_image == "drop":
+            inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+            skipped["fixation outside the image, dropped (OUT_OF_IMAGE: drop)"] += int(
+                (~inside).sum()
+            )
+            if not inside.any():
+                skipped["scanpath with every fixation outside the image"] += 1
+                continue
+            x, y, onset, duration = x[inside], y[inside], onset[inside], duration[inside]
         scanpaths.append(Scanpath(image, subject, x, y, onset, duration))
-    return build_dataset(name, stimuli, scanpaths, (Counter(), Counter()), [csv_path])
+    return build_dataset(name, stimuli, scanpaths, (skipped, adjusted), [csv_path])
 
 
 def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
