@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.io
 from scipy.special import logsumexp
 
 from benchmarks.osie import osie_dataset
@@ -302,3 +303,33 @@ def test_report_tables_runs_with_their_baselines_and_intervals(small_osie, tmp_p
     assert (tmp_path / "report" / "report.md").read_bytes() == report_md
     report.main([str(tmp_path / "runs" / "a"), "--out", str(tmp_path / "report"), "--overwrite"])
     assert (tmp_path / "report" / "report.md").read_bytes() != report_md
+
+
+def test_maps_from_other_tools_as_png_jpg_or_mat_score_as_the_same_npy(small_osie, tmp_path):
+    """Grey-level images and .mat files are read as the maps they hold: the same values as
+    .npy give the same scores; an image is refused as a log-density; two maps for one image are
+    refused."""
+    from PIL import Image
+
+    name, dataset = small_osie
+    rng = np.random.default_rng(1)
+    folders = {suffix: tmp_path / suffix for suffix in ("npy", "png", "mat")}
+    for folder in folders.values():
+        folder.mkdir()
+    for stim in dataset.stimuli:
+        stem = stim.id.split(".")[0]
+        grey = rng.integers(0, 256, stim.size, dtype=np.uint8)
+        np.save(folders["npy"] / f"{stem}.npy", grey)
+        Image.fromarray(grey).convert("RGB").save(folders["png"] / f"{stem}.png")  # 3 channels
+        scipy.io.savemat(folders["mat"] / f"{stem}.mat", {"saliency_map": grey.astype(float)})
+    results = {}
+    for suffix, folder in folders.items():
+        run(name, folder, tmp_path / f"{suffix}.json", "--kind", "saliency-map")
+        results[suffix] = json.loads((tmp_path / f"{suffix}.json").read_text())["metrics"]
+    assert results["png"] == results["npy"]  # the same uint8 values
+    assert results["mat"] == pytest.approx(results["npy"], rel=1e-12)  # as float64
+    with pytest.raises(ValueError, match=r"png: .*\.png is an image: it holds a saliency map"):
+        run(name, folders["png"], tmp_path / "x.json")  # --kind log-density
+    np.save(folders["png"] / f"{dataset.stimuli[0].id.split('.')[0]}.npy", np.zeros(3))
+    with pytest.raises(ValueError, match=r"two maps for one image"):
+        run(name, folders["png"], tmp_path / "x.json", "--kind", "saliency-map")
