@@ -111,7 +111,7 @@ def test_cli_missing_and_extra_files(small_osie, tmp_path):
     name, dataset = small_osie
     write_predictions(tmp_path, dataset)
     (tmp_path / "1004.npy").rename(tmp_path / "9999.npy")
-    with pytest.raises(ValueError, match=r"1 missing.*1004\.npy.*1 extra.*9999\.npy"):
+    with pytest.raises(ValueError, match=r"1 missing.*1004.*1 extra.*9999\.npy"):
         run(name, tmp_path, tmp_path / "r.json")
 
 

@@ -63,7 +63,9 @@ def prediction_files(dataset: GazeDataset, directory: Path, extra_allowed: bool)
             f"{directory}: two maps for one image, e.g. {[p.name for p in doubled[0]]}"
         )
     missing = [s for s in expected if s not in present]
-    extra = [] if extra_allowed else sorted(set(present) - set(expected))
+    extra = (
+        [] if extra_allowed else sorted(present[s][0].name for s in set(present) - set(expected))
+    )
     if missing or extra:
         raise ValueError(
             f"{directory}: predictions do not match the {len(expected)} stimuli of {dataset.name}: "
