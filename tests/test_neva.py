@@ -324,3 +324,20 @@ def test_a_saliency_model_can_be_the_downstream_model(tmp_path: Path, saliency_m
 def test_a_missing_downstream_checkpoint_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*nothing\.pt"):
         _neva(tmp_path, tmp_path / "nothing.pt")
+
+
+def test_the_printed_table_keeps_every_column_apart() -> None:
+    from code.tasks.scanpath_generation import TABLE_METRICS, format_report
+
+    cell = {"mean": -123.4567, "se": 9.876}
+    report = {
+        "metrics": {
+            name: dict.fromkeys(TABLE_METRICS, cell) for name in ("NeVA", "winner-take-all")
+        },
+        "versus_random": {"NeVA": dict.fromkeys(TABLE_METRICS, cell)},
+        "criterion": "reconstruction",
+        "utility": {"NeVA": {"mean": [0.5, 0.25]}, "winner-take-all": {"mean": [0.5, 0.4]}},
+    }
+    lines = format_report(report).splitlines()
+    assert lines[0].split() == ["generator", *TABLE_METRICS]
+    assert lines[2].split()[0] == "winner-take-all" and len(lines[2].split()) == 1 + 3 * 7

@@ -442,17 +442,24 @@ def utility_curve(losses: torch.Tensor) -> dict[str, list[float]]:
 def format_report(report: dict) -> str:
     """The metric table (mean ± s.e. over images) and the loss after each fixation."""
     names = list(report["metrics"])
-    lines = [f"{'generator':<10}" + "".join(f"{m:>20}" for m in TABLE_METRICS)]
-    for name in names:
-        cells = (report["metrics"][name][m] for m in TABLE_METRICS)
-        lines.append(f"{name:<10}" + "".join(f"{c['mean']:>12.4f} ± {c['se']:.3f}" for c in cells))
+    # every column as wide as its header (MultiMatch's names are long) and a space apart
+    widths = [max(20, len(m) + 2) for m in TABLE_METRICS]
+    first = max(10, *(len(n) + 2 for n in names))
+
+    def row(label: str, cells: dict) -> str:
+        values = (f"{cells[m]['mean']:.4f} ± {cells[m]['se']:.3f}" for m in TABLE_METRICS)
+        return f"{label:<{first}}" + "".join(
+            f"{v:>{w}}" for v, w in zip(values, widths, strict=True)
+        )
+
+    header = "".join(f"{m:>{w}}" for m, w in zip(TABLE_METRICS, widths, strict=True))
+    lines = [f"{'generator':<{first}}" + header]
+    lines += [row(name, report["metrics"][name]) for name in names]
     lines.append("\nminus random, image by image (mean ± s.e.):")
-    for name, cells in report["versus_random"].items():
-        row = (cells[m] for m in TABLE_METRICS)
-        lines.append(f"{name:<10}" + "".join(f"{c['mean']:>12.4f} ± {c['se']:.3f}" for c in row))
+    lines += [row(name, cells) for name, cells in report["versus_random"].items()]
     lines.append(f"\n{report['criterion']} loss after fixation t (mean over images):")
     steps = len(report["utility"][names[0]]["mean"])
-    lines.append(f"{'generator':<10}" + "".join(f"{t + 1:>9}" for t in range(steps)))
+    lines.append(f"{'generator':<{first}}" + "".join(f"{t + 1:>9}" for t in range(steps)))
     for name, curve in report["utility"].items():
-        lines.append(f"{name:<10}" + "".join(f"{v:>9.5f}" for v in curve["mean"]))
+        lines.append(f"{name:<{first}}" + "".join(f"{v:>9.5f}" for v in curve["mean"]))
     return "\n".join(lines)
