@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tqdm import tqdm
+
 LOGGER_NAME = "saccade"
 _debug = False
 
@@ -35,7 +37,7 @@ def init_logger(output_dir: Path | None, rank: int, debug: bool) -> logging.Logg
     logger.setLevel(level)
     prefix = f"[rank {rank}] " if rank else ""
     fmt = logging.Formatter(f"%(asctime)s {prefix}%(levelname)s %(message)s", "%H:%M:%S")
-    console = logging.StreamHandler(sys.stdout)
+    console = _AboveProgressBars(sys.stdout)
     console.setLevel(level if rank == 0 else logging.WARNING)
     console.setFormatter(fmt)
     logger.addHandler(console)
@@ -45,6 +47,17 @@ def init_logger(output_dir: Path | None, rank: int, debug: bool) -> logging.Logg
         file.setFormatter(fmt)
         logger.addHandler(file)
     return logger
+
+
+class _AboveProgressBars(logging.StreamHandler):
+    """Console lines written above any progress bar (tqdm clears and redraws it), so --debug's
+    shape lines do not run into the bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # as logging.StreamHandler: report, never raise
+            self.handleError(record)
 
 
 def log_signature(init: F) -> F:
