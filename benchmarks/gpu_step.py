@@ -60,13 +60,16 @@ def synthetic_batch(size: int, height: int, width: int, device: torch.device) ->
 
 def train_step(
     model: GazeModel, optimizer: torch.optim.Optimizer, batch: Batch, precision: Precision
-) -> None:
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, loss, backward and optimizer step; the loss and the prediction, detached."""
     with precision.autocast():
         prediction, batch = model(batch)
     loss_sum, count = model.loss(prediction, batch)
-    (loss_sum / count).backward()
+    loss = loss_sum / count
+    loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    return loss.detach(), prediction.detach()
 
 
 def measure(

@@ -206,6 +206,17 @@ def save_config(cfg: CfgNode, path: Path) -> None:
     path.write_text(cfg.dump(sort_keys=False))
 
 
+def flat_keys(node: dict, prefix: str = "") -> dict:
+    """A configuration as {"DATA.IMAGE_SIZE": value, ...}, to compare two key by key."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(flat_keys(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 # --- the typed view for editors ----------------------------------------------------------------
 
 TYPED_VIEW = Path(__file__).with_name("config_types.py")

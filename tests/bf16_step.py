@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.gpu_step import train_step
 from code.config import load_config
 from code.data.batch import Batch
 from code.engine.optim import build_optimizer
@@ -63,13 +64,8 @@ def main(argv: list[str]) -> None:
     precision = Precision("bf16", torch.device("cpu"))
     for step in range(2):
         batch = synthetic_batch(requires, int(height), int(width))
-        with precision.autocast():
-            prediction, batch = model(batch)
-        loss_sum, count = model.loss(prediction, batch)
-        (loss_sum / count).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        print(f"step {step}: loss {(loss_sum / count).item():.4f}, {prediction.dtype}", flush=True)
+        loss, prediction = train_step(model, optimizer, batch, precision)
+        print(f"step {step}: loss {loss.item():.4f}, {prediction.dtype}", flush=True)
 
 
 if __name__ == "__main__":

@@ -33,14 +33,3 @@ def torchrun(nproc: int, args: list[str], timeout: float) -> subprocess.Complete
     return subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
-
-
-def flat_keys(node: dict, prefix: str = "") -> dict:
-    """A configuration as {"DATA.IMAGE_SIZE": value, ...}, to compare files key by key."""
-    flat = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            flat.update(flat_keys(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat

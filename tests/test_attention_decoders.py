@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from code.config import ConfigError, load_config
+from code.config import ConfigError, flat_keys, load_config
 from code.data.batch import Batch
 from code.main import main
 from code.models.attention import ShiftedWindowAttention, WindowAttention
@@ -24,7 +24,6 @@ from code.models.encoders.hierarchical_transformer import PatchMerging
 from code.models.layers.transformer import TransformerBlock
 from code.models.shapes import PredictionKind
 from code.registry import ATTENTIONS
-from tests.small_run import flat_keys
 from tests.test_hierarchical_transformer import MECHANISMS
 from tests.test_models import _batch
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from code.config import ConfigError, load_config
+from code.config import ConfigError, flat_keys, load_config
 from code.data.batch import Batch, Collate
 from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 from code.data.samples import ImageSamples, ImageTargets
@@ -34,7 +34,6 @@ from code.models.input_stages.masking import (
 )
 from code.models.layers.gaussian_blur import GaussianBlur
 from code.predict import main as predict
-from tests.small_run import flat_keys
 
 
 def _batch(image: torch.Tensor, mask: torch.Tensor | None = None) -> Batch:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from yacs.config import CfgNode
 
-from code.config import ConfigError, load_config
+from code.config import ConfigError, flat_keys, load_config
 from code.data.batch import Batch
 from code.models.attention import ShiftedWindowAttention, WindowAttention
 from code.models.build import build_model
@@ -22,7 +22,6 @@ from code.models.encoders.hierarchical_transformer import (
 )
 from code.models.layers.transformer import TransformerBlock
 from code.registry import ATTENTIONS, ENCODERS
-from tests.small_run import flat_keys
 
 KEY = "MODEL.ENCODER.HIERARCHICAL_TRANSFORMER"
 ABLATIONS = Path("configs/06_attention/cpu_osie")

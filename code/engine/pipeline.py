@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 from yacs.config import CfgNode
 
-from code.config import ConfigError, load_config, load_tree
+from code.config import ConfigError, flat_keys, load_config, load_tree
 from code.engine.outputs import RunExistsError
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
@@ -152,22 +152,13 @@ def changed_keys(saved: Path, cfg: CfgNode) -> list[str]:
     ``config.yaml``), as ``KEY (old -> new)``; every key when there is none."""
     if not saved.is_file():
         return [f"everything ({saved} is missing)"]
-    before, now = _flat(yaml.safe_load(saved.read_text())), _flat(yaml.safe_load(cfg.dump()))
+    before = flat_keys(yaml.safe_load(saved.read_text()))
+    now = flat_keys(yaml.safe_load(cfg.dump()))
     return [
         f"{key} ({before.get(key, 'unset')} -> {now.get(key, 'unset')})"
         for key in sorted(before.keys() | now.keys())
         if before.get(key) != now.get(key)
     ]
-
-
-def _flat(node: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
 
 
 def summarise(reports: dict[str, list[dict]]) -> dict:
