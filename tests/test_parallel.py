@@ -57,5 +57,5 @@ def test_evaluation_workers_come_from_the_config_and_are_checked():
     quickstart = "configs/quickstart.yaml"
     assert evaluation_workers(load_config(quickstart, [])) == available_cpus()
     assert evaluation_workers(load_config(quickstart, ["EVAL.WORKERS", "3"])) == 3
-    with pytest.raises(ConfigError, match=r"EVAL\.WORKERS must be at least 1"):
-        evaluation_workers(load_config(quickstart, ["EVAL.WORKERS", "0"]))
+    with pytest.raises(ConfigError, match=r"EVAL\.WORKERS: must be at least 1, got 0"):
+        load_config(quickstart, ["EVAL.WORKERS", "0"])

@@ -26,7 +26,6 @@ from code.metrics.map_density import MapDensityFit
 from code.metrics.scanpath import ConditionalScanpathEvaluator
 from code.metrics.scoring import evaluate_saliency, sim_optimisation, stimulus_stem
 from code.models.shapes import PredictionKind
-from code.registry import ConfigError
 from code.utils import distributed as dist
 from code.utils.parallel import available_cpus
 from code.utils.progress import ProgressBar
@@ -84,16 +83,10 @@ def write_predictions(
 
 
 def evaluation_workers(cfg: CfgNode) -> int:
-    """Threads scoring saliency images: EVAL.WORKERS, or every available core when null.
-
-    Call it before training: a bad count would otherwise only show once training is over.
-    """
+    """Threads scoring saliency images: EVAL.WORKERS (at least 1, checked when the config
+    loads), or every available core when null."""
     workers = cfg.EVAL.WORKERS
-    if workers is None:
-        return available_cpus()
-    if workers < 1:
-        raise ConfigError(f"EVAL.WORKERS must be at least 1 (null: every core), got {workers}")
-    return workers
+    return available_cpus() if workers is None else workers
 
 
 def evaluate_model(

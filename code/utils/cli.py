@@ -5,6 +5,7 @@ with its traceback. ``--debug`` shows the traceback of either."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -38,11 +39,11 @@ def run_command(main: Callable[[list[str]], object], argv: Sequence[str] | None 
     except USER_ERRORS as err:
         if "--debug" in argv:
             raise
-        logger = get_logger()
-        message = f"{err}\n(--debug shows where it was raised)"
-        if logger.handlers:  # a run's log: the error goes into log.txt too
-            logger.error("%s", message)
-        else:
-            print(f"error: {message}", file=sys.stderr)
+        print(f"error: {err}\n(--debug shows where it was raised)", file=sys.stderr)
+        logger = get_logger()  # a run that has a log.txt gets the error there too
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (err,), None)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)
         sys.exit(EXIT_USER_ERROR)
     sys.exit(status if isinstance(status, int) else 0)
