@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from code.data.batch import Batch
@@ -89,18 +90,26 @@ def save_heatmap(path: Path, image: np.ndarray, log_density: np.ndarray) -> None
     Image.fromarray(np.rint(blended).astype(np.uint8)).save(path, **HEATMAP_PNG)
 
 
-def save_scanpaths(path: Path, image: np.ndarray, scanpaths: Sequence[np.ndarray]) -> None:
+def save_scanpaths(
+    path: Path, image: np.ndarray, scanpaths: Sequence[np.ndarray], labels: Sequence[str],
+    title: str,
+) -> None:  # fmt: skip
     """Scanpaths ((L, 2) arrays of x, y) as numbered fixations joined by lines, one colour per
-    scanpath."""
+    scanpath, named in a legend (``labels``), with ``title`` in the bottom-left corner; the
+    picture has the image's size."""
     height, width = image.shape[:2]
     fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(image)
-    for k, path_xy in enumerate(scanpaths):
+    for k, (path_xy, label) in enumerate(zip(scanpaths, labels, strict=True)):
         colour = plt.get_cmap("tab10")(k % 10)
-        ax.plot(path_xy[:, 0], path_xy[:, 1], "-o", color=colour, lw=1.5, ms=5, alpha=0.85)
+        ax.plot(path_xy[:, 0], path_xy[:, 1], "-o", color=colour, lw=1.5, ms=5, alpha=0.85,
+                label=label)  # fmt: skip
         for i, (x, y) in enumerate(path_xy):
             ax.annotate(str(i + 1), (x, y), color="white", fontsize=7, ha="center", va="center")
+    ax.legend(loc="upper right", fontsize=6, framealpha=0.7)
+    ax.text(0.01, 0.01, title, transform=ax.transAxes, fontsize=7, va="bottom",
+            bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0})  # fmt: skip
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.axis("off")
@@ -110,7 +119,7 @@ def save_scanpaths(path: Path, image: np.ndarray, scanpaths: Sequence[np.ndarray
 
 def save_utility_plot(path: Path, curves: dict[str, dict[str, list[float]]], title: str) -> None:
     """A loss after each fixation, one line (mean ± s.e. band) per scanpath generator."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, curve in curves.items():
         mean, error = np.asarray(curve["mean"]), np.nan_to_num(np.asarray(curve["se"]))
         steps = np.arange(1, len(mean) + 1)
@@ -118,10 +127,10 @@ def save_utility_plot(path: Path, curves: dict[str, dict[str, list[float]]], tit
         ax.fill_between(steps, mean - error, mean + error, alpha=0.2)
     ax.set_xlabel("fixations")
     ax.set_ylabel("downstream loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a count of fixations
     ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the bands
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -333,7 +333,9 @@ class DensityPredictor(Predictor):
         writes: list[Write] = [partial(np.save, folder / f"{stem}_scanpaths.npy", scanpaths)]
         if options.overlays:
             picture = folder / f"{stem}_scanpaths.png"
-            writes.append(partial(save_scanpaths, picture, image, scanpaths))
+            labels = [f"sample {k + 1}" for k in range(len(scanpaths))]
+            title = f"{stem}: {len(scanpaths)} sampled scanpaths, numbered in fixation order"
+            writes.append(partial(save_scanpaths, picture, image, scanpaths, labels, title))
         return writes
 
     def finish(self, output: Path, names: list[str]) -> None:

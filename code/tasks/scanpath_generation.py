@@ -387,7 +387,9 @@ class ScanpathGenerationTask(Task):
                 paths.append(np.stack([xs, ys], axis=1)[: self.length])
             stimulus = test.stimuli[index]
             picture = folder / f"{stimulus_stem(stimulus)}_scanpaths.png"
-            save_scanpaths(picture, stimulus.read(), paths)
+            labels = ["NeVA", "a human (first fixations)"][: len(paths)]
+            save_scanpaths(picture, stimulus.read(), paths, labels,
+                           f"{stimulus.id}: numbers give the fixation order")  # fmt: skip
         get_logger().info("scanpaths drawn to %s (NeVA blue, a human orange)", folder)
 
     def predictor(
