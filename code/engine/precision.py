@@ -13,6 +13,7 @@ added after it: the same sum, its gradient a plain reduction, and AMX stays in u
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -58,11 +59,15 @@ class Precision:
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
-    def autocast(self) -> contextlib.AbstractContextManager:
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """The forward pass's context: autocast to ``dtype`` (none for fp32)."""
         if self.dtype is None:
-            return contextlib.nullcontext()
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.autocast(self.device_type, dtype=self.dtype))
-        if self.device_type == "cpu" and self.dtype == torch.bfloat16:
-            stack.enter_context(ConvolutionBiasApart())
-        return stack
+            yield
+            return
+        cpu_bf16 = self.device_type == "cpu" and self.dtype == torch.bfloat16
+        with (
+            torch.autocast(self.device_type, dtype=self.dtype),
+            ConvolutionBiasApart() if cpu_bf16 else contextlib.nullcontext(),
+        ):
+            yield
