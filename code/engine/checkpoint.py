@@ -20,7 +20,12 @@ from code.utils.files import sync_directory
 
 # Besides tensors and plain Python data, a checkpoint holds numpy's random state (a uint32
 # array): its reconstruction is allowed, nothing else that could name code.
-_NUMPY_ARRAYS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+_NUMPY_ARRAYS = [
+    np.zeros(0).__reduce__()[0],  # numpy's array reconstruction, whatever module holds it
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),
+]
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -34,6 +34,7 @@ class KMeansSegmenter(Segmenter):
         self.iterations = iterations
         self._make_encoder = encoder
         self._encoder: torch.nn.Module | None = None
+        self._weights_digest: str | None = None
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, stimulus: Stimulus) -> np.ndarray:
@@ -54,12 +55,14 @@ class KMeansSegmenter(Segmenter):
     def content_key(self) -> dict[str, Any]:
         """The encoder's configuration and a digest of its initial weights: code that builds or
         initialises it differently makes other segments, and changes the key with them."""
-        digest = hashlib.sha256()
-        for name, tensor in self._make_encoder().state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+        if self._weights_digest is None:  # once: each split's cache asks
+            digest = hashlib.sha256()
+            for name, tensor in self._make_encoder().state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+            self._weights_digest = digest.hexdigest()
         return {**super().content_key(), "encoder": repr(self._make_encoder),
-                "weights": digest.hexdigest()}  # fmt: skip
+                "weights": self._weights_digest}  # fmt: skip
 
 
 def kmeans(points: torch.Tensor, k: int, iterations: int, seed: int) -> torch.Tensor:
