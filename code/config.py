@@ -78,9 +78,8 @@ SCHEMA: dict[str, Any] = {
             "VAL_FRACTION": Fraction,
             "TEST_FRACTION": Fraction,
             "SEED": int,
-            "FOLDS": Annotated[
-                int | None, at_least(2)
-            ],  # k-fold cross-validation by image: test = fold FOLD
+            # k-fold cross-validation by image: test = fold FOLD
+            "FOLDS": Annotated[int | None, at_least(2)],
             "FOLD": Annotated[int | None, at_least(0)],
         },
         "IMAGE_SIZE": Annotated[list[int], length(2), each(at_least(1))],  # [height, width]
@@ -113,9 +112,7 @@ SCHEMA: dict[str, Any] = {
         "WEIGHT_DECAY": NonNegative,
         "SCHEDULER": Choice(SCHEDULERS),  # stepped once per epoch
         "MOMENTUM_SCHEDULE": Choice(MOMENTUM_SCHEDULES),  # set before every optimizer step
-        "STOP_LR": Annotated[
-            float | None, above(0)
-        ],  # stop when every group's LR fell below this (DeepGaze)
+        "STOP_LR": PositiveOrNone,  # stop when every group's LR fell below this (DeepGaze)
         "PARAM_GROUPS": {  # parameters matching PATTERNS[i] (fnmatch) train at LR x LR_SCALES[i]
             "PATTERNS": list[str],
             "LR_SCALES": list[float],
@@ -131,12 +128,8 @@ SCHEMA: dict[str, Any] = {
         "ACCUMULATION_STEPS": Count,
         "CLIP_GRAD_NORM": PositiveOrNone,
         "BEST_METRIC": str,  # val_loss or a validation metric of the task (e.g. val_ig)
-        "PATIENCE": Annotated[
-            int | None, at_least(1)
-        ],  # early stopping: epochs without a better BEST_METRIC
-        "CHECKPOINT_EVERY": Annotated[
-            int | None, at_least(1)
-        ],  # also write last.pt every this many optimizer steps
+        "PATIENCE": CountOrNone,  # early stopping: epochs without a better BEST_METRIC
+        "CHECKPOINT_EVERY": CountOrNone,  # also write last.pt every this many optimizer steps
         "LOG_EVERY": Count,
     },
     "EVAL": {
@@ -148,9 +141,7 @@ SCHEMA: dict[str, Any] = {
         "KEEP_PREDICTIONS": bool,
         "SCANPATH_IMAGES": CountOrNone,
         "NUM_OVERLAYS": Amount,
-        "WORKERS": Annotated[
-            int | None, at_least(1)
-        ],  # threads scoring saliency images; None: every available core
+        "WORKERS": CountOrNone,  # threads scoring saliency images; None: every available core
     },
     "TRACKING": {
         "WANDB": {

@@ -16,6 +16,7 @@ from yacs.config import CfgNode
 
 from code.config import load_config
 from code.models.build import GazeModel, build_model
+from code.models.weights import refusal_reason
 from code.utils.files import sync_directory
 
 # Besides tensors and plain Python data, a checkpoint holds numpy's random state (a uint32
@@ -54,10 +55,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).split("WeightsUnpickler error:")[-1].strip().split(". Please")[0]
         raise ValueError(
             f"{path}: refused to load: it holds more than tensors and plain data, and opening it "
-            f"would run code it names ({reason}); only load files you trust with other tools"
+            f"would run code it names ({refusal_reason(err)}); only load files you trust with "
+            "other tools"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise ValueError(

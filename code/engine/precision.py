@@ -26,7 +26,7 @@ class ConvolutionBiasApart(TorchFunctionMode):
     the spatial dimensions (in the convolution's output dtype, so autocast keeps bf16)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+        kwargs = dict(kwargs or {})  # the bias is taken out: the caller's dict stays as it was
         if func not in _CONVOLUTIONS:
             return func(*args, **kwargs)
         if "bias" in kwargs:

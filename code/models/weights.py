@@ -24,10 +24,9 @@ def read_state_dict(path: Path, what: str, key: str) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        reason = str(err).split("WeightsUnpickler error:")[-1].strip().split(". Please")[0]
         raise ValueError(
             f"{path}: not a {what} weight file ({key}): a .pth/.pt of tensors or a "
-            f".safetensors file was expected; reading it gave: {reason}"
+            f".safetensors file was expected; reading it gave: {refusal_reason(err)}"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # the layout of many training checkpoints (and of saccade's)
@@ -39,6 +38,12 @@ def read_state_dict(path: Path, what: str, key: str) -> dict[str, torch.Tensor]:
             f"{found}"
         )
     return state
+
+
+def refusal_reason(err: Exception) -> str:
+    """The line of a ``weights_only`` load error that says what was refused (torch's message
+    goes on with advice on loading untrusted files anyway)."""
+    return str(err).split("WeightsUnpickler error:")[-1].strip().split(". Please")[0]
 
 
 def check_shapes(

@@ -24,6 +24,7 @@ reported with the data set's summary.
 from __future__ import annotations
 
 import csv
+import typing
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Literal
@@ -52,8 +53,9 @@ def read_fixation_table(
     """The scanpaths of a ``fixations.csv`` (the layout above) on ``stimuli``, validated like
     any data set (coordinates inside their image, after the ``out_of_image`` policy); ``image``
     names a stimulus by its id or, where that is unambiguous, its file stem."""
-    if out_of_image not in ("error", "clip", "drop"):
-        raise ValueError(f"OUT_OF_IMAGE must be error, clip or drop, got {out_of_image!r}")
+    if out_of_image not in typing.get_args(OutOfImage):
+        raise ValueError(f"OUT_OF_IMAGE must be one of {typing.get_args(OutOfImage)}, got "
+                         f"{out_of_image!r}")  # fmt: skip
     index_of = stimulus_index(stimuli)
     rows = _read_rows(csv_path)
     subject_ids = _subject_ids([r["subject"] for _, r in rows])
