@@ -15,10 +15,10 @@ out=output/01_dinogaze_spade/cpu_osie
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(no_injection scanpath spatial_on_scanpaths spade spade_static cross_attention report)
 for step in "${steps[@]}"; do
-  if [ "$step" = report ]; then
+  if [ "$step" = report ]; then  # the tables are made from the runs: rewritten each time
     uv run python -m code.report "$out"/{no_injection,spade,spade_static,cross_attention,scanpath,spatial_on_scanpaths} \
       --names "no injection (identity)" "SPADE (dynamic)" "SPADE (static)" cross-attention \
-      "scanpath model (conditional)" "spatial model (no injection)" --out "$out/report"
+      "scanpath model (conditional)" "spatial model (no injection)" --out "$out/report" --overwrite
   elif [ "$step" = spatial_on_scanpaths ]; then
     uv run python -m code.main --cfg "$configs/no_injection.yaml" --eval-only \
       --checkpoint "$out/no_injection/best.pt" --opts \

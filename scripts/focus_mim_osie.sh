@@ -37,7 +37,9 @@ for step in "${steps[@]}"; do
           ready+=("$folder") names+=("$name")
         fi
       done
-      uv run python -m code.report "${ready[@]}" --names "${names[@]}" --out "$out/report" ;;
+      # the tables are made from the runs: rewritten each time
+      uv run python -m code.report "${ready[@]}" --names "${names[@]}" --out "$out/report" \
+        --overwrite ;;
     *)
       uv run python -m code.main --cfg configs/04_focus_mim/saliency_probe.yaml --opts \
         PIPELINE.STAGES "[cpu_osie/$step.yaml, saliency_probe/readout.yaml]" \
