@@ -193,6 +193,15 @@ def _in_schema_order(tree: dict, schema: Any) -> dict:
     }
 
 
+def is_pipeline_file(path: Path) -> bool:
+    """Whether ``path`` is a pipeline file (a top-level ``PIPELINE`` node, ``code.engine.pipeline``)
+    and not a run config."""
+    if not path.is_file():
+        return False
+    data = yaml.safe_load(path.read_text())
+    return isinstance(data, dict) and "PIPELINE" in data
+
+
 def save_config(cfg: CfgNode, path: Path) -> None:
     path.write_text(cfg.dump(sort_keys=False))
 

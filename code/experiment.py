@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from yacs.config import CfgNode
 
-from code.config import load_config, save_config
+from code.config import save_config
 from code.engine.checkpoint import load_checkpoint, load_model_state
 from code.engine.outputs import claim_run_folder, run_folder
-from code.engine.pipeline import is_pipeline_file, load_pipeline, run_pipeline
+from code.engine.pipeline import load_pipeline, run_pipeline
 from code.engine.reproducibility import run_info, seed_everything, set_deterministic
 from code.engine.trainer import Trainer
 from code.tasks.base import build_task
@@ -21,32 +21,40 @@ from code.utils import distributed as dist
 from code.utils.logging import init_logger
 
 
-def run_experiment(args: argparse.Namespace) -> dict:
-    """Run one experiment, or every stage and fold of a pipeline (``code.main``'s parsed
-    arguments); returns the test report."""
-    if is_pipeline_file(Path(args.cfg)):
-        if args.resume or args.eval_only or args.checkpoint:
-            raise ValueError(
-                "a pipeline resumes unfinished stages and skips finished ones by itself: drop "
-                "--resume, --eval-only, --checkpoint (--overwrite runs the stages whose config "
-                "changed again)"
-            )
-        pipeline = load_pipeline(Path(args.cfg), args.opts)
-        device = dist.init_distributed(pipeline.timeout_s)
-        init_logger(pipeline.output_dir, dist.rank(), args.debug)  # each stage logs to its own
-        report = run_pipeline(
-            pipeline,
-            lambda cfg, resume, overwrite: run(cfg, args, device, resume, overwrite),
-            args.overwrite,
+def run_pipeline_file(args: argparse.Namespace) -> dict:
+    """Run every stage and fold of the pipeline ``args.cfg`` (``code.main``'s parsed arguments);
+    returns the last stage's test report."""
+    if args.resume or args.eval_only or args.checkpoint:
+        raise ValueError(
+            "a pipeline resumes unfinished stages and skips finished ones by itself: drop "
+            "--resume, --eval-only, --checkpoint (--overwrite runs the stages whose config "
+            "changed again)"
         )
-    else:
-        cfg = load_config(args.cfg, args.opts)
-        device = dist.init_distributed(cfg.DIST.TIMEOUT_S)
-        report = run(cfg, args, device, args.resume, args.overwrite)
+    pipeline = load_pipeline(Path(args.cfg), args.opts)
+    device = dist.init_distributed(pipeline.timeout_s)
+    init_logger(pipeline.output_dir, dist.rank(), args.debug)  # each stage logs to its own
+    report = run_pipeline(
+        pipeline,
+        lambda cfg, resume, overwrite: run(cfg, args, device, resume, overwrite),
+        args.overwrite,
+    )
+    _leave_process_group()
+    return report
+
+
+def run_config(cfg: CfgNode, args: argparse.Namespace) -> dict:
+    """Run the experiment of one loaded run config (``code.main``'s parsed arguments); returns
+    its test report."""
+    device = dist.init_distributed(cfg.DIST.TIMEOUT_S)
+    report = run(cfg, args, device, args.resume, args.overwrite)
+    _leave_process_group()
+    return report
+
+
+def _leave_process_group() -> None:
     # Only after success: on an error the process exits and torchrun ends the other ranks,
     # whereas tearing the group down could wait on ranks stuck in a collective.
     dist.cleanup()
-    return report
 
 
 def run(

@@ -5,13 +5,16 @@
 
 also runs as plain ``python -m code.main``. FILE is a run config or a pipeline of them
 (``code.engine.pipeline``). The work itself is ``code.experiment``; it is imported after the
-arguments are read, so ``--help`` and a mistyped option answer before torch and the parts load.
+arguments and a run config are read, so ``--help``, a mistyped option and a mistyped config key
+answer before torch and the parts load.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from code.config import is_pipeline_file, load_config
 from code.utils.cli import run_command
 
 
@@ -49,9 +52,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Run one experiment, or every stage and fold of a pipeline; returns the test report."""
     args = parse_args(argv)
-    from code.experiment import run_experiment
+    if is_pipeline_file(Path(args.cfg)):
+        from code.experiment import run_pipeline_file
 
-    return run_experiment(args)
+        return run_pipeline_file(args)
+    # Read before code.experiment imports torch and every part: a mistyped key answers at once.
+    cfg = load_config(args.cfg, args.opts)
+    from code.experiment import run_config
+
+    return run_config(cfg, args)
 
 
 if __name__ == "__main__":

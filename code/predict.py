@@ -13,8 +13,9 @@ predicted). For the ``density`` task, in the layouts ``code.evaluate`` reads:
 - ``densities/<stem>.npy``: the log-density (natural log, float32) at the image's original size
   (``code.evaluate saliency --predictions OUT/densities``). For a scanpath model: the density of
   the next fixation given a first fixation at the image centre.
-- ``overlays/<stem>_overlay.png``: the image with the density as a heat map (not with
-  ``--no-overlays``, which writes no pictures).
+- ``overlays/<stem>_overlay.png``: the image with the density as a heat map and, to its
+  right, the map's colour bar (0 to the maximum) (not with ``--no-overlays``, which writes no
+  pictures).
 - scanpath models, ``--scanpaths K``: ``scanpaths.csv`` (the generic fixation layout, subject =
   sample 0..K-1; ``code.evaluate scanpaths --predictions OUT/scanpaths.csv``), and per image
   ``scanpaths/<stem>_scanpaths.npy``, (K, L, 2) fixations (x, y) in original pixels, and
@@ -176,17 +177,18 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         print(task_options_help())
         parser.exit()
     known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    # What can be refused without the model is refused before it loads.
+    inputs = list_inputs(known.input)
+    if known.output.is_dir() and any(known.output.iterdir()) and not known.overwrite:
+        raise FileExistsError(
+            f"--output {known.output} is not empty (another model's predictions?): pass "
+            "--overwrite to write into it, or choose another folder"
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, cfg = load_model(known.checkpoint, device)
     task = build_task(cfg)
     task.add_predict_options(parser)  # the checkpoint's task knows its own options
     args = parser.parse_args(argv)
-    inputs = list_inputs(args.input)
-    if args.output.is_dir() and any(args.output.iterdir()) and not args.overwrite:
-        raise FileExistsError(
-            f"--output {args.output} is not empty (another model's predictions?): pass "
-            "--overwrite to write into it, or choose another folder"
-        )
     predictor = task.predictor(model, device, args)
     args.output.mkdir(parents=True, exist_ok=True)
     write_run_info(args.output / "run_info.json", known.checkpoint, cfg)

@@ -9,8 +9,15 @@ from typing import Annotated
 import pytest
 import yaml
 
-from code.config import TYPED_VIEW, ConfigError, load_config, render_typed_view, save_config
-from code.engine.pipeline import is_pipeline_file, load_pipeline
+from code.config import (
+    TYPED_VIEW,
+    ConfigError,
+    is_pipeline_file,
+    load_config,
+    render_typed_view,
+    save_config,
+)
+from code.engine.pipeline import load_pipeline
 from code.registry import Registry, at_least, broken_check, constructor_schema
 
 QUICKSTART = Path("configs/quickstart.yaml")

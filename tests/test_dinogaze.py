@@ -213,10 +213,10 @@ def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
         assert scanpaths.shape == (3, 4, 2)
         assert np.all((scanpaths >= 0) & (scanpaths < [size[1], size[0]]))
         assert np.allclose(scanpaths[:, 0], [size[1] / 2, size[0] / 2])  # OSIE-style start
-        for picture_path in (out / "overlays" / f"{stem}_overlay.png",
-                             out / "scanpaths" / f"{stem}_scanpaths.png"):  # fmt: skip
-            with Image.open(picture_path) as picture:
-                assert picture.size == (size[1], size[0])
+        with Image.open(out / "scanpaths" / f"{stem}_scanpaths.png") as picture:
+            assert picture.size == (size[1], size[0])
+        with Image.open(out / "overlays" / f"{stem}_overlay.png") as picture:
+            assert picture.size[1] == size[0] and picture.size[0] > size[1]  # + its colour bar
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match=r"empty: no image files"):

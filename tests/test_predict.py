@@ -209,4 +209,6 @@ def test_a_folder_with_other_files_is_refused_and_run_info_names_the_checkpoint(
     assert "TASK:" in info["config"] and info["command"] and "git_commit" in info
     with pytest.raises(FileExistsError, match=r"out is not empty .*--overwrite"):
         _predict(checkpoint, one, output)
+    with pytest.raises(FileExistsError, match=r"out is not empty"):  # before a model loads
+        _predict(tmp_path / "no_such_checkpoint.pt", one, output)
     _predict(checkpoint, one, output, "--overwrite")

@@ -115,6 +115,19 @@ def test_code_main_refuses_in_one_message(
     assert re.match(f"error: .*{pattern}", capsys.readouterr().err)
 
 
+def test_a_mistyped_config_key_answers_before_torch_loads() -> None:
+    script = (
+        "import sys\nfrom code.main import main\n"
+        f"try:\n    main(['--cfg', {QUICKSTART!r}, '--opts', 'TRAIN.EPOCH', '2'])\n"
+        "except Exception as error:\n    print(type(error).__name__)\n"
+        "print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, text=True,
+                          capture_output=True, timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["ConfigError", "False"], done.stderr
+
+
 def test_debug_shows_the_traceback(outcomes: dict[str, tuple[int, str, str]]) -> None:
     status, _, stderr = outcomes["main: unknown key, --debug"]
     assert status == 1 and "Traceback" in stderr and "ConfigError" in stderr

@@ -27,6 +27,26 @@ def test_heatmap_is_transparent_where_the_density_is_low(tmp_path: Path) -> None
     assert np.abs(heat[10, 10].astype(int) - 120).max() > 40  # at the peak: the colour map
 
 
+def test_heatmap_has_a_colour_bar_from_zero_to_the_maximum_beside_the_image(
+    tmp_path: Path,
+) -> None:
+    image = np.full((120, 80, 3), 120, dtype=np.uint8)
+    log_density = _peaked_log_density(120, 80)
+    save_heatmap(tmp_path / "heat.png", image, log_density)
+    heat = np.asarray(Image.open(tmp_path / "heat.png")).astype(int)
+    assert heat.shape[0] == 120 and heat.shape[1] > 80  # the bar is beside, not over, the image
+    bar = heat[:, 80:]
+    coloured = np.flatnonzero(np.abs(bar - 255).max(axis=2).max(axis=0) > 0)
+    strip = bar[:, coloured[0] : coloured[0] + 3].mean(axis=1)  # the strip's first columns
+    rows = np.flatnonzero(np.abs(strip - 255).max(axis=1) > 0)
+    top, bottom = strip[rows[0]], strip[rows[-1]]
+    assert np.array_equal(bottom, [visualize.COLOUR_BAR_GREY] * 3)  # 0: the grey shows through
+    # the maximum: the colour the image's brightest pixel has, the peak of the density
+    peak = np.unravel_index(np.argmax(log_density), log_density.shape)
+    assert np.abs(top - heat[peak]).max() <= 20
+    assert np.abs(top - bottom).max() > 60
+
+
 def test_overlay_adds_the_fixation_map_panel(tmp_path: Path) -> None:
     image = np.zeros((60, 80, 3), dtype=np.uint8)
     fixations = np.array([[10.0, 10.0], [40.0, 30.0]])
@@ -42,7 +62,7 @@ def test_the_utility_plot_counts_whole_fixations_and_keeps_its_legend_off_the_ba
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     figures = []
-    monkeypatch.setattr(visualize.plt, "close", figures.append)  # keep the figure to look at
+    monkeypatch.setattr(visualize.pyplot(), "close", figures.append)  # keep the figure to look at
     curves = {name: {"mean": [1.0, 0.8, 0.7], "se": [0.1, 0.1, 0.1]} for name in ("a", "b")}
     visualize.save_utility_plot(tmp_path / "utility.png", curves, "loss")
     (ax,) = figures[0].axes

@@ -65,14 +65,6 @@ class Pipeline:
         return self.runs[0].cfg.DIST.TIMEOUT_S
 
 
-def is_pipeline_file(path: Path) -> bool:
-    """Whether ``path`` is a pipeline file (a top-level ``PIPELINE`` node) and not a run config."""
-    if not path.is_file():
-        return False
-    data = yaml.safe_load(path.read_text())
-    return isinstance(data, dict) and "PIPELINE" in data
-
-
 def load_pipeline(path: Path, opts: list[str]) -> Pipeline:
     """Read a pipeline and resolve every stage of every fold now, so errors come before work."""
     if len(opts) % 2:

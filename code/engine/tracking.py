@@ -10,15 +10,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 from yacs.config import CfgNode
 
 from code.data.batch import Batch
-from code.engine.visualize import DRAWERS
+from code.engine.visualize import DRAWERS, pyplot
 from code.utils import distributed as dist
 
 Record = dict[str, Any]
@@ -66,6 +62,7 @@ class Tracker:
             return
         steps = [r for r in self.records if r["kind"] == "step"]
         epochs = [r for r in self.records if r["kind"] == "epoch"]
+        plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
         axes[0].plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, alpha=0.5,
                      label="train (step)")  # fmt: skip

@@ -6,19 +6,19 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.ticker import MaxNLocator
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from code.data.batch import Batch
 from code.metrics.saliency import empirical_saliency_map
 from code.models.shapes import PredictionKind
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DENSITY_CMAP = "magma"  # perceptually uniform, dark where nobody looks
 HEATMAP_OPACITY = 0.8  # at the density's maximum; it falls to 0 with the density
@@ -26,6 +26,18 @@ HEATMAP_OPACITY = 0.8  # at the density's maximum; it falls to 0 with the densit
 # about as small as Pillow's default (level 6, which searches for repeats) and ~6x faster to
 # encode, which was the largest part of code.predict's time.
 HEATMAP_PNG = {"compress_type": zlib.Z_RLE}
+COLOUR_BAR_GREY = 128  # the colour bar shows the heat map's colours over a neutral grey
+
+
+def pyplot() -> ModuleType:
+    """matplotlib's pyplot with the file-only Agg backend. Imported on first use, not with this
+    module: it would add ~0.6 s to the start-up of every command that imports a task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 
 def save_overlay(
@@ -50,6 +62,7 @@ def save_overlay(
     panels["predicted density"] = np.exp(log_density)
     if true_log_density is not None:
         panels["true density"] = np.exp(true_log_density)
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (name, values) in zip(axes[0], panels.items(), strict=True):
         ax.set_title(name, fontsize=9)
@@ -69,6 +82,7 @@ def save_overlay(
 
 def save_panels(path: Path, images: dict[str, np.ndarray], title: str) -> None:
     """Images side by side, each under its name (e.g. input, reconstruction, target)."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(images), figsize=(4 * len(images), 3.4), squeeze=False)
     for ax, (name, image) in zip(axes[0], images.items(), strict=True):
         ax.imshow(np.clip(image, 0, 1))
@@ -78,16 +92,44 @@ def save_panels(path: Path, images: dict[str, np.ndarray], title: str) -> None:
 
 def save_heatmap(path: Path, image: np.ndarray, log_density: np.ndarray) -> None:
     """The image with the density (scaled to its maximum) over it in a perceptual colour map,
-    opaque where the density is high and transparent where it is low (the image shows there)."""
+    opaque where the density is high and transparent where it is low (the image shows there);
+    to its right, a colour bar from 0 to the maximum drawn the same way over grey."""
     density = np.exp(log_density - log_density.max(), dtype=np.float32)
+    picture = np.concatenate([_heat(image, density), _colour_bar(image.shape[0])], axis=1)
+    Image.fromarray(picture).save(path, **HEATMAP_PNG)
+
+
+def _heat(background: np.ndarray, density: np.ndarray) -> np.ndarray:
+    """``density`` (0..1) coloured and blended over ``background`` (uint8 RGB), as uint8."""
+    import matplotlib  # here: see pyplot()
+
     # The colour map's table indexed as the colour map does it (floor(x * N), 1 in the last
     # entry), in float32: half the time of calling it on a million float64 pixels.
-    colours = plt.get_cmap(DENSITY_CMAP)
+    colours = matplotlib.colormaps[DENSITY_CMAP]
     table = colours(np.arange(colours.N))[:, :3].astype(np.float32) * 255
     heat = table[np.minimum((density * colours.N).astype(np.intp), colours.N - 1)]
     alpha = (HEATMAP_OPACITY * np.sqrt(density))[..., None]
-    blended = image + alpha * (heat - image)
-    Image.fromarray(np.rint(blended).astype(np.uint8)).save(path, **HEATMAP_PNG)
+    return np.rint(background + alpha * (heat - background)).astype(np.uint8)
+
+
+def _colour_bar(height: int) -> np.ndarray:
+    """A white panel ``height`` pixels high with the heat map's scale: a strip from the maximum
+    (top) to 0 (bottom) and its labels."""
+    font = ImageFont.load_default(size=int(np.clip(height // 32, 8, 24)))
+    labels = ("max", "max/2", "0")
+    text_width = max(int(np.ceil(font.getlength(label))) for label in labels)
+    margin = max(3, height // 60)
+    strip_width = max(6, height // 40)
+    top, bottom = margin + font.size // 2, height - margin - font.size // 2
+    panel = Image.new("RGB", (3 * margin + strip_width + text_width, height), "white")
+    levels = np.linspace(1, 0, max(bottom - top, 1), dtype=np.float32)
+    grey = np.full((len(levels), strip_width, 3), COLOUR_BAR_GREY, np.uint8)
+    strip = _heat(grey, np.repeat(levels[:, None], strip_width, axis=1))
+    panel.paste(Image.fromarray(strip), (margin, top))
+    draw = ImageDraw.Draw(panel)
+    for label, y in zip(labels, (top, (top + bottom) / 2, bottom), strict=True):
+        draw.text((2 * margin + strip_width, y), label, fill="black", font=font, anchor="lm")
+    return np.asarray(panel)
 
 
 def save_scanpaths(
@@ -97,6 +139,7 @@ def save_scanpaths(
     """Scanpaths ((L, 2) arrays of x, y) as numbered fixations joined by lines, one colour per
     scanpath, named in a legend (``labels``), with ``title`` in the bottom-left corner; the
     picture has the image's size."""
+    plt = pyplot()
     height, width = image.shape[:2]
     fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
@@ -119,6 +162,9 @@ def save_scanpaths(
 
 def save_utility_plot(path: Path, curves: dict[str, dict[str, list[float]]], title: str) -> None:
     """A loss after each fixation, one line (mean ± s.e. band) per scanpath generator."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, curve in curves.items():
         mean, error = np.asarray(curve["mean"]), np.nan_to_num(np.asarray(curve["se"]))
@@ -134,12 +180,12 @@ def save_utility_plot(path: Path, curves: dict[str, dict[str, list[float]]], tit
     plt.close(fig)
 
 
-def _save(fig: plt.Figure, axes: np.ndarray, path: Path) -> None:
+def _save(fig: Figure, axes: np.ndarray, path: Path) -> None:
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def hwc(image: torch.Tensor) -> np.ndarray:
