@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,7 +151,20 @@ def test_scanpath_command_scores_a_human_as_well_as_the_human_ceiling(
     # one human against all humans (itself included once) is close to the human ceiling
     for name in ("ScanMatch", "sequence_score", "MM_position"):
         assert abs(metrics[name] - ceiling[name]) < 0.1, name
-    assert "ScanMatch" in capsys.readouterr().out
+    for name in ("model", "human_ceiling"):  # each value with its interval over images
+        for metric, interval in result["intervals"][name].items():
+            value = result["metrics" if name == "model" else name][metric]
+            assert interval["mean"] == pytest.approx(value, rel=1e-9)
+            assert interval["ci95"][0] < value < interval["ci95"][1] and interval["se"] > 0
+    assert result["length"] == max(per_image_lengths(predictions).values())
+    table = capsys.readouterr().out
+    assert "ScanMatch" in table and "95% interval" in table
+
+
+def per_image_lengths(table: Path) -> dict[str, int]:
+    """Fixations per image in a one-subject fixation table."""
+    images = [line.split(",")[0] for line in table.read_text().splitlines()[1:]]
+    return {image: images.count(image) for image in images}
 
 
 def test_out_folder_is_made_and_checked_before_any_work(small_osie, tmp_path, capsys):

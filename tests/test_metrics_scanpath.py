@@ -181,3 +181,28 @@ def test_conditional_evaluator_uniform():
     result = ev.compute()
     assert result["LL"] == pytest.approx(-math.log(48))
     assert result["IG"] == 0 and result["NSS"] == 0 and result["AUC"] == 0.5
+
+
+def test_human_ceiling_cut_to_a_length_scores_each_viewers_first_fixations_against_the_others():
+    """Viewer 0 looks at cells 0, 1, 2 of a 3 × 1 grid, viewer 1 at cells 0, 1. Whole scanpaths:
+    one edit apart. Cut to 2 fixations, as a model of 2 fixations is scored: viewer 0's first two
+    against viewer 1 match (0 edits), viewer 1's against viewer 0's whole scanpath are one edit
+    apart, so the ceiling is 0.5."""
+    from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
+    from code.metrics.scanpath import human_pairs
+
+    def scanpath(subject: int, cells: list[int]) -> Scanpath:
+        xs, ys = np.array([100.0 * c + 50 for c in cells]), np.full(len(cells), 50.0)
+        return Scanpath(0, subject, xs, ys, np.full(len(cells), np.nan), np.full(len(cells), 200.0))
+
+    stimuli = [Stimulus("a.png", 100, 300, None)]
+    dataset = GazeDataset("toy", stimuli, Fixations.from_scanpaths([scanpath(0, [0, 1, 2]),
+                                                                    scanpath(1, [0, 1])]))  # fmt: skip
+    params = ScanMatchParams(Grid(3, 1), 2.0, 0.0, 0.0)
+
+    def edits(length: int | None) -> list[float]:
+        return [row["string_edit_distance"] for row in human_pairs(dataset, params, {0}, length)[0]]
+
+    assert edits(None) == [1.0]
+    assert sorted(edits(2)) == [0.0, 1.0]
+    assert sorted(edits(3)) == [1.0, 1.0]  # as long as the longest: each pair in both orders

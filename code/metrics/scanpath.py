@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from itertools import combinations
+from itertools import combinations, permutations
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 from code.data.gaze import GazeDataset
 from code.data.loaders.csv_layout import read_fixation_table
 from code.metrics import saliency as M
+from code.metrics.uncertainty import bootstrap
 from code.utils.logging import get_logger
 from code.utils.progress import ProgressBar
 
@@ -237,46 +238,58 @@ def compare(
     }
 
 
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+def _mean(rows: list[dict[str, float]], metrics: list[str] | None = None) -> dict[str, float]:
+    """Each metric's mean over ``rows`` (NaNs left out); ``metrics``: those of the first row."""
+    if not rows:
+        return {}
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in metrics or rows[0]}
 
 
 def human_pairs(
-    dataset: GazeDataset, params: ScanMatchParams, images: set[int]
+    dataset: GazeDataset, params: ScanMatchParams, images: set[int], length: int | None = None
 ) -> dict[int, list[dict[str, float]]]:
-    """Per image of ``images``: every human scanpath compared with every other human's scanpath
-    of the same image (each unordered pair once; the metrics are symmetric except MultiMatch's
-    alignment, which is symmetric in its distances)."""
+    """Per image of ``images``: human scanpaths compared with each other. ``length`` None: every
+    unordered pair of whole scanpaths once (the metrics are symmetric except MultiMatch's
+    alignment, which is symmetric in its distances). ``length`` L: each viewer's first L
+    fixations against every other viewer's whole scanpath (ordered pairs), as a model's
+    scanpaths of L fixations are scored against the viewers', so the two compare."""
     by_image = scanpaths_by_image(dataset)
     pairs = {}
     for image in ProgressBar(sorted(images & set(by_image)), desc="human ceiling", unit="img"):
         stim = dataset.stimuli[image]
-        pairs[image] = [
-            compare(a, b, stim.height, stim.width, params)
-            for a, b in combinations(by_image[image].values(), 2)
-        ]
+        scanpaths = list(by_image[image].values())
+        if length is None:
+            ordered = combinations(scanpaths, 2)
+        else:
+            ordered = ((tuple(x[:length] for x in a), b) for a, b in permutations(scanpaths, 2))
+        pairs[image] = [compare(a, b, stim.height, stim.width, params) for a, b in ordered]
     return pairs
-
-
-def human_ceiling(
-    dataset: GazeDataset, params: ScanMatchParams, images: set[int]
-) -> dict[str, float]:
-    """Leave-one-subject-out agreement on ``images``: ``human_pairs`` averaged over pairs."""
-    return _mean([row for rows in human_pairs(dataset, params, images).values() for row in rows])
 
 
 def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchParams) -> dict:
     """``score_scanpaths`` beside the human ceiling on the same images (those with predicted
-    and human scanpaths)."""
+    and human scanpaths): each viewer's first L fixations, L the longest predicted scanpath,
+    against the other viewers' scanpaths; each with its bootstrap s.e. and 95 % interval over
+    images (each image weighted by its number of scanpath pairs, as the means are)."""
     result = score_scanpaths(dataset, predictions, params)
     scored = set(result["per_image"]["image"])
     images = {i for i, stimulus in enumerate(dataset.stimuli) if stimulus.id in scored}
     # the humans scored as the model was (without temporal bins where it has no durations)
     params = replace(params, temporal_bin_ms=result["temporal_bin_ms"])
-    ceiling = human_ceiling(dataset, params, images)
-    if not result["durations"]:
-        ceiling.pop("MM_duration", None)
-    return {**result, "human_ceiling": ceiling}
+    pairs = human_pairs(dataset, params, images, result["length"])
+    metrics = [m for m in result["metrics"]]  # without MM_duration where the model has none
+    ceiling = {m: [float(np.nanmean([row[m] for row in rows])) for rows in pairs.values()]
+               for m in metrics}  # fmt: skip
+    n_ceiling = [len(rows) for rows in pairs.values()]
+    per_image = result["per_image"]
+    return {
+        **result,
+        "human_ceiling": _mean([row for rows in pairs.values() for row in rows], metrics),
+        "intervals": {
+            "model": bootstrap(per_image["model"], per_image["n_pairs"], weighted=metrics),
+            "human_ceiling": bootstrap(ceiling, n_ceiling, weighted=metrics),
+        },
+    }
 
 
 def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchParams) -> dict:
@@ -313,6 +326,7 @@ def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchPa
         "metrics": metrics,
         "n_pairs": len(rows),
         "n_images": len(predicted),
+        "length": max(len(xs) for by_model in predicted.values() for xs, _, _ in by_model.values()),
         "durations": timed,
         "temporal_bin_ms": params.temporal_bin_ms,
         "per_image": {  # each image's mean over its (predicted, human) pairs
@@ -324,9 +338,20 @@ def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchPa
 
 
 def format_scanpath_table(result: dict) -> str:
-    lines = [f"{'metric':<22}{'model':>12}{'human':>12}"]
+    """The model's and the human ceiling's value of every metric, each with its bootstrap s.e.
+    and 95 % interval over images."""
+    lines = [
+        f"{result['n_images']} images, {result['n_pairs']} (predicted, human) scanpath pairs; "
+        f"human ceiling: each viewer's first {result['length']} fixations (the longest "
+        "predicted scanpath) against the other viewers'",
+        f"{'metric':<22}{'model':>10}{'s.e.':>8}{'95% interval':>20}"
+        f"{'humans':>10}{'s.e.':>8}{'95% interval':>20}",
+    ]
     for metric, value in result["metrics"].items():
-        lines.append(
-            f"{metric:<22}{value:>12.4f}{result['human_ceiling'].get(metric, math.nan):>12.4f}"
-        )
+        cells = f"{metric:<22}"
+        for name, mean in (("model", value), ("human_ceiling", result["human_ceiling"][metric])):
+            interval = result["intervals"][name][metric]
+            low, high = interval["ci95"]
+            cells += f"{mean:>10.4f}{interval['se']:>8.4f}{f'[{low:.4f}, {high:.4f}]':>20}"
+        lines.append(cells)
     return "\n".join(lines)

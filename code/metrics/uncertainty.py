@@ -8,6 +8,8 @@ gives the bootstrap distribution, so the interval is that of the number the tabl
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 PER_FIXATION = frozenset({"AUC", "sAUC", "NSS", "LL", "IG"})
@@ -15,10 +17,13 @@ RESAMPLES = 2000
 SEED = 0
 
 
-def weights(metric: str, n_fixations: np.ndarray) -> np.ndarray:
-    """Each image's weight in the data-set value of ``metric``."""
-    n_fixations = np.asarray(n_fixations, dtype=np.float64)
-    return n_fixations if metric in PER_FIXATION else np.ones_like(n_fixations)
+def weights(
+    metric: str, counts: np.ndarray, weighted: Collection[str] = PER_FIXATION
+) -> np.ndarray:
+    """Each image's weight in the data-set value of ``metric``: its count (fixations; for
+    scanpath metrics, scanpath pairs) for the metrics in ``weighted``, else 1."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return counts if metric in weighted else np.ones_like(counts)
 
 
 def _resampled_means(values: np.ndarray, w: np.ndarray, draws: np.ndarray) -> np.ndarray:
@@ -29,13 +34,21 @@ def _draws(n_images: int) -> np.ndarray:
     return np.random.default_rng(SEED).integers(0, n_images, size=(RESAMPLES, n_images))
 
 
-def bootstrap(per_image: dict[str, list[float]], n_fixations: list[int]) -> dict[str, dict]:
-    """Per metric: the weighted mean, the bootstrap standard error and 95 % percentile interval
-    (``RESAMPLES`` resamples of the images, seeded, so the numbers are reproducible)."""
-    draws = _draws(len(n_fixations))
+def bootstrap(
+    per_image: dict[str, list[float]],
+    counts: list[int],
+    weighted: Collection[str] = PER_FIXATION,
+) -> dict[str, dict]:
+    """Per metric: the weighted mean (``weights``), the bootstrap standard error and 95 %
+    percentile interval (``RESAMPLES`` resamples of the images, seeded, so the numbers are
+    reproducible). An image without a value (NaN: e.g. MultiMatch of one-fixation scanpaths)
+    weighs 0."""
+    draws = _draws(len(counts))
     result = {}
     for metric, values in per_image.items():
-        v, w = np.asarray(values, dtype=np.float64), weights(metric, n_fixations)
+        v, w = np.asarray(values, dtype=np.float64), weights(metric, counts, weighted)
+        w = np.where(np.isnan(v), 0.0, w)
+        v = np.nan_to_num(v)
         means = _resampled_means(v, w, draws)
         low, high = np.percentile(means, [2.5, 97.5])
         mean = float((v * w).sum() / w.sum())

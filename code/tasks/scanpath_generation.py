@@ -350,7 +350,8 @@ class ScanpathGenerationTask(Task):
             for name, v in per_image.items()
             if name != RANDOM
         }
-        pairs = human_pairs(test, params, set(range(len(test.stimuli))))
+        # the viewers' first LENGTH fixations against the others', as NeVA's are scored
+        pairs = human_pairs(test, params, set(range(len(test.stimuli))), self.length)
         ceiling = {m: [np.nanmean([r[m] for r in rows]) for rows in pairs.values() if rows]
                    for m in TABLE_METRICS}  # fmt: skip
         scores[HUMANS] = {m: mean_and_error(values) for m, values in ceiling.items()}
