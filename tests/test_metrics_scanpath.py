@@ -1,8 +1,14 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
+from code.config import load_config
+from code.data.batch import Batch
+from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 from code.metrics.scanpath import (
     ConditionalScanpathEvaluator,
     Grid,
@@ -13,6 +19,7 @@ from code.metrics.scanpath import (
     sequence_score,
     string_edit_distance,
 )
+from code.models.shapes import PredictionKind
 
 H, W = 600, 800
 
@@ -183,12 +190,262 @@ def test_conditional_evaluator_uniform():
     assert result["IG"] == 0 and result["NSS"] == 0 and result["AUC"] == 0.5
 
 
+# --------------------------------------------------------------------------- conditional scores
+# A scanpath model whose density depends on the history, scored by pysaliency 0.2.22's own
+# conditional definitions (ScanpathModel.log_likelihood / information_gain over FixationTrains,
+# ScanpathSaliencyMapModel.NSS / AUC with every pixel a negative): the reference every
+# conditional score of the framework must reproduce.
+
+RECENCY_WEIGHTS = (0.5, 0.25, 0.1)  # mass around the most recent, 2nd and 3rd most recent fixation
+
+
+def gaussian_density(cx: float, cy: float, sigma: float, height: int, width: int) -> np.ndarray:
+    """An isotropic Gaussian about (cx, cy) read at the pixel centres, normalised over the grid."""
+    gx = np.exp(-0.5 * ((np.arange(width) + 0.5 - cx) / sigma) ** 2)
+    gy = np.exp(-0.5 * ((np.arange(height) + 0.5 - cy) / sigma) ** 2)
+    return np.outer(gy / gy.sum(), gx / gx.sum())
+
+
+def history_log_density(
+    recent_xs: np.ndarray, recent_ys: np.ndarray, height: int, width: int, sigma: float
+) -> np.ndarray:
+    """The test's scanpath model: log p(next fixation | history), ``recent_*`` most recent first.
+
+    Gaussians of σ px about the most recent fixations, weighted ``RECENCY_WEIGHTS`` (a longer
+    history than three is ignored); the rest of the mass on a broad Gaussian about the image
+    centre (all of it for an empty history). Scores of this model depend on which fixations
+    form the history and in which order."""
+    weights = RECENCY_WEIGHTS[: len(recent_xs)]
+    density = (1 - sum(weights)) * gaussian_density(
+        width / 2, height / 2, max(height, width) / 3, height, width
+    )
+    for weight, x, y in zip(weights, recent_xs, recent_ys, strict=False):
+        density += weight * gaussian_density(x, y, sigma, height, width)
+    return np.log(density)
+
+
+def pysaliency_conditional_scores(
+    stimuli, fixations, sigma: float, memory: int, baseline
+) -> dict[str, float]:
+    """LL, IG (over ``baseline``), NSS and AUC of :func:`history_log_density` (the last
+    ``memory`` fixations of pysaliency's history) by pysaliency, per fixation."""
+    import pysaliency
+
+    class HistoryModel(pysaliency.ScanpathModel):
+        def conditional_log_density(self, stimulus, x_hist, y_hist, t_hist, attributes=None,
+                                    out=None) -> np.ndarray:  # fmt: skip
+            height, width = stimulus.size
+            recent_xs, recent_ys = x_hist[::-1][:memory], y_hist[::-1][:memory]
+            return history_log_density(recent_xs, recent_ys, height, width, sigma)
+
+    class HistoryDensityMaps(pysaliency.ScanpathSaliencyMapModel):
+        """The model's conditional densities as saliency maps (NSS, AUC of the density)."""
+
+        def conditional_saliency_map(self, stimulus, x_hist, y_hist, t_hist, attributes=None,
+                                     out=None) -> np.ndarray:  # fmt: skip
+            return np.exp(model.conditional_log_density(stimulus, x_hist, y_hist, t_hist))
+
+    model = HistoryModel()
+    maps = HistoryDensityMaps()
+    return {
+        "LL": model.log_likelihood(stimuli, fixations),
+        "IG": model.information_gain(stimuli, fixations, baseline),
+        "NSS": maps.NSS(stimuli, fixations),
+        "AUC": maps.AUC(stimuli, fixations, nonfixations="uniform"),
+    }
+
+
+def distinct_stimuli(sizes: list[tuple[int, int]]):
+    """pysaliency stimuli of these sizes, each with its own content (so its own id)."""
+    import pysaliency
+
+    images = []
+    for i, (h, w) in enumerate(sizes):
+        a = np.zeros((h, w), dtype=np.uint8)
+        a.flat[:4] = np.frombuffer(np.int32(i).tobytes(), dtype=np.uint8)
+        images.append(a)
+    return pysaliency.Stimuli(images)
+
+
+def test_conditional_evaluator_equals_pysaliency_on_osie_scanpaths(osie_csv):
+    """Real OSIE scanpaths (3 images × 4 viewers, every fixation, the first with an empty
+    history; coordinates ÷ 4, on 150 × 200 maps, to keep the test fast), each fixation's density
+    given the ones before it, IG over pysaliency's own Gaussian centre bias; fed to the
+    evaluator one scanpath per ``update`` (scanpaths of different lengths). Checked to fail
+    with: IG in nats (no ÷ ln 2), IG without the baseline subtracted, x and y swapped, NSS of
+    the log-density instead of the density, AUC with the fixated pixel left out of the
+    negatives (pysaliency's "unfixated"), and means per ``update`` call (per scanpath) instead
+    of per fixation."""
+    import pysaliency
+
+    sigma, memory, shrink = 15.0, len(RECENCY_WEIGHTS), 4
+    subjects = np.unique(osie_csv.subject)[:4]
+    paths = [
+        (image, (xs / shrink, ys / shrink))
+        for image, (xs, ys, _) in osie_scanpaths(osie_csv, [0, 1, 2], subjects)
+        if len(xs)
+    ]
+    sizes = [(int(h) // shrink, int(w) // shrink) for h, w in osie_csv.sizes[:3]]
+    stimuli = distinct_stimuli(sizes)
+    fixations = pysaliency.FixationTrains.from_fixation_trains(
+        [xs for _, (xs, _) in paths],
+        [ys for _, (_, ys) in paths],
+        [np.arange(len(xs), dtype=float) for _, (xs, _) in paths],
+        [image for image, _ in paths],
+        list(range(len(paths))),
+    )
+    baseline = pysaliency.models.GaussianModel(width=0.4, caching=False)
+    expected = pysaliency_conditional_scores(stimuli, fixations, sigma, memory, baseline)
+    assert expected["IG"] > 0.3 and expected["AUC"] > 0.75  # far from chance
+
+    ev = ConditionalScanpathEvaluator()
+    for image, (xs, ys) in paths:
+        height, width = sizes[image]
+        logps = np.stack(
+            [
+                history_log_density(
+                    xs[:k][::-1][:memory], ys[:k][::-1][:memory], height, width, sigma
+                )
+                for k in range(len(xs))
+            ]
+        )
+        ev.update(logps, xs, ys, baseline.log_density(stimuli.stimulus_objects[image]))
+    result = ev.compute()
+    assert ev.state()[0, 1] == len(fixations.x)
+    for metric, value in expected.items():
+        assert result[metric] == pytest.approx(value, rel=1e-9), metric
+
+
+class HistoryGaussians(torch.nn.Module):
+    """:func:`history_log_density` as a framework scanpath model: each fixation's density from
+    the history its batch holds (most recent first, masked), where the DeepGaze III head reads
+    it."""
+
+    prediction = PredictionKind.CONDITIONAL_LOG_DENSITY
+
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        self.sigma = sigma
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, None]:
+        height, width = batch.input.shape[-2:]
+        items, targets = batch.history_mask.shape[:2]
+        out = torch.empty(items, targets, height, width, dtype=torch.float64)
+        for i in range(items):
+            for k in range(targets):
+                recent = batch.history[i, k][batch.history_mask[i, k]].double().numpy()
+                out[i, k] = torch.from_numpy(
+                    history_log_density(recent[:, 0], recent[:, 1], height, width, self.sigma)
+                )
+        return out, None
+
+
+def random_walks(
+    rng: np.random.Generator, lengths: dict[int, list[int]], height: int, width: int, step: float
+) -> list[Scanpath]:
+    """Scanpaths of the given lengths per image (viewers 3, 0, 2, 1, ...): each fixation a
+    Gaussian step from the last, kept in the image, on quarter pixels (exact in float32)."""
+    subjects = [3, 0, 2, 1, 4]
+    scanpaths = []
+    for image, image_lengths in lengths.items():
+        for subject, length in zip(subjects, image_lengths, strict=False):
+            xy = [rng.uniform([width / 4, height / 4], [3 * width / 4, 3 * height / 4])]
+            for _ in range(length - 1):
+                xy.append(xy[-1] + rng.normal(0, step, 2))
+            xy = np.clip(np.floor(np.array(xy) * 4) / 4, 0, [width - 0.25, height - 0.25])
+            times = np.full(length, np.nan)
+            scanpaths.append(Scanpath(image, subject, xy[:, 0], xy[:, 1], times, times))
+    return scanpaths
+
+
+def test_scanpath_model_scores_equal_pysaliency_given_each_fixations_history(tmp_path: Path):
+    """The scanpath model's row of the README, end to end: ``evaluate_scanpath_model`` on the
+    items of the README's scanpath config (HISTORY_LENGTH 3, INCLUDE_FIRST false), with a model
+    whose density follows the last three fixations, against pysaliency's conditional scores
+    of the same model on ``FixationTrains`` without each scanpath's first fixation; IG over the
+    same cross-validated centre bias. Random-walk scanpaths of 1 to 8 fixations on three 24 × 32
+    images, the fixation table's rows shuffled. Also the two baseline rows and the fixation
+    count. Checked to fail with: the history holding the target itself, the history shifted one
+    further back, the history oldest first, the first fixation scored, a scored fixation read
+    from the row before its own, x and y swapped when scoring, IG over the uniform model
+    instead of the centre bias, IG in nats, and means per scanpath instead of per fixation."""
+    import pysaliency
+
+    from code.data.build import build_loader, build_samples
+    from code.data.centerbias import CenterBias
+    from code.engine.evaluator import evaluate_scanpath_model
+    from code.metrics.baselines import CrossValidatedCenterBias
+
+    height, width, sigma = 24, 32, 2.0
+    cfg = load_config(
+        Path("configs/01_dinogaze_spade/cpu_osie/scanpath.yaml"),
+        ["DATA.IMAGE_SIZE", f"[{height}, {width}]", "DATA.CACHE.DIR", "null",
+         "DATA.NUM_WORKERS", "0", "DATA.BATCH_SIZE", "3", "EVAL.CENTERBIAS_FOLDS", "3",
+         "EVAL.SCANPATH_IMAGES", "null"],
+    )  # fmt: skip
+    items = cfg.DATA.SAMPLES.SCANPATH
+    assert (items.HISTORY_LENGTH, items.INCLUDE_FIRST) == (3, False)  # what the README row says
+
+    arrays, stimuli = [], []
+    for i in range(3):
+        path = tmp_path / f"walk{i}.png"
+        Image.fromarray(np.full((height, width, 3), 50 * i + 20, np.uint8)).save(path)
+        arrays.append(np.asarray(Image.open(path)))
+        stimuli.append(Stimulus(path.name, height, width, path))
+    rng = np.random.default_rng(1)
+    scanpaths = random_walks(rng, {0: [6, 1, 4, 2], 1: [5, 3], 2: [8, 2, 2]}, height, width, 3.0)
+    fixations = Fixations.from_scanpaths(scanpaths)
+    dataset = GazeDataset("walks", stimuli, fixations.select(rng.permutation(len(fixations))))
+
+    samples_centerbias = CenterBias(cfg.DATA.CENTERBIAS.BANDWIDTH,
+                                    cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT).fit(dataset)  # fmt: skip
+    samples = build_samples(cfg, dataset, "test", samples_centerbias, None, transformed=False)
+    report = evaluate_scanpath_model(
+        cfg, HistoryGaussians(sigma), dataset, build_loader(cfg, samples, train=False), "cpu"
+    )
+
+    centerbias = CrossValidatedCenterBias(
+        cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT, 3
+    ).fit(dataset)
+    reference_stimuli = pysaliency.Stimuli(arrays)
+    by_content = {
+        pysaliency.datasets.get_image_hash(a): centerbias.log_density(i, height, width)
+        for i, a in enumerate(arrays)
+    }
+
+    class CentreBias(pysaliency.Model):
+        def _log_density(self, stimulus: np.ndarray) -> np.ndarray:
+            return by_content[pysaliency.datasets.get_image_hash(stimulus)]
+
+    trains = pysaliency.FixationTrains.from_fixation_trains(
+        [s.x for s in scanpaths],
+        [s.y for s in scanpaths],
+        [np.arange(len(s.x), dtype=float) for s in scanpaths],
+        [s.image for s in scanpaths],
+        [s.subject for s in scanpaths],
+    )
+    scored = trains[trains.lengths > 0]  # INCLUDE_FIRST false: from each second fixation on
+    baseline = CentreBias(caching=False)
+    expected = pysaliency_conditional_scores(reference_stimuli, scored, sigma, 3, baseline)
+    assert expected["IG"] > 1.0 and expected["AUC"] > 0.85  # far from chance
+
+    assert report["n_fixations"] == len(scored.x) == 33 - 9
+    for metric, value in expected.items():
+        assert report["metrics"][metric] == pytest.approx(value, rel=1e-9), metric
+    centre_row, uniform_row = report["baselines"]["center_bias"], report["baselines"]["uniform"]
+    assert centre_row["LL"] == pytest.approx(baseline.log_likelihood(reference_stimuli, scored))
+    assert centre_row["IG"] == 0
+    uniform = pysaliency.UniformModel()
+    assert uniform_row["IG"] == pytest.approx(
+        uniform.information_gain(reference_stimuli, scored, baseline), rel=1e-9
+    )
+
+
 def test_human_ceiling_cut_to_a_length_scores_each_viewers_first_fixations_against_the_others():
     """Viewer 0 looks at cells 0, 1, 2 of a 3 × 1 grid, viewer 1 at cells 0, 1. Whole scanpaths:
     one edit apart. Cut to 2 fixations, as a model of 2 fixations is scored: viewer 0's first two
     against viewer 1 match (0 edits), viewer 1's against viewer 0's whole scanpath are one edit
     apart, so the ceiling is 0.5."""
-    from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
     from code.metrics.scanpath import human_pairs
 
     def scanpath(subject: int, cells: list[int]) -> Scanpath:
@@ -196,8 +453,8 @@ def test_human_ceiling_cut_to_a_length_scores_each_viewers_first_fixations_again
         return Scanpath(0, subject, xs, ys, np.full(len(cells), np.nan), np.full(len(cells), 200.0))
 
     stimuli = [Stimulus("a.png", 100, 300, None)]
-    dataset = GazeDataset("toy", stimuli, Fixations.from_scanpaths([scanpath(0, [0, 1, 2]),
-                                                                    scanpath(1, [0, 1])]))  # fmt: skip
+    fixations = Fixations.from_scanpaths([scanpath(0, [0, 1, 2]), scanpath(1, [0, 1])])
+    dataset = GazeDataset("toy", stimuli, fixations)
     params = ScanMatchParams(Grid(3, 1), 2.0, 0.0, 0.0)
 
     def edits(length: int | None) -> list[float]:
