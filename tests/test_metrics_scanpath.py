@@ -441,6 +441,46 @@ def test_scanpath_model_scores_equal_pysaliency_given_each_fixations_history(tmp
     )
 
 
+def test_scanpaths_by_image_keeps_every_fixation_in_fixation_order():
+    """Four scanpaths on three images written out by hand: two viewers of image 0 (one with
+    a single fixation), viewer 3 on images 0 and 1, fixation indices with gaps; the table's
+    rows shuffled. Every scanpath, first fixation included, comes back under its image and
+    viewer, ordered by fixation index, durations beside their fixations. Checked to fail
+    with: rows in table order (no sort), rows sorted by scanpath only (not by index), the first
+    fixation dropped, scanpaths keyed by scanpath id instead of viewer, and x and y swapped."""
+    from code.metrics.scanpath import scanpaths_by_image
+
+    #         image, subject, train, [(index, x, y, duration), ...] in temporal order
+    written = [
+        (0, 3, 0, [(0, 10.0, 20.0, 100.0), (1, 30.0, 5.0, 110.0), (2, 50.5, 40.0, 120.0)]),
+        (0, 7, 1, [(0, 99.0, 1.0, 300.0)]),
+        (1, 3, 2, [(0, 1.0, 2.0, 210.0), (4, 3.0, 4.0, 220.0), (9, 5.0, 6.0, 230.0)]),
+        (2, 0, 3, [(1, 8.0, 9.0, 400.0), (2, 7.0, 6.0, 410.0)]),
+    ]
+    columns = [
+        (image, subject, train, *fixation)
+        for image, subject, train, fixations in written
+        for fixation in fixations
+    ]
+    image, subject, train, index, x, y, duration = (np.array(c) for c in zip(*columns, strict=True))
+    nan = np.full(len(x), np.nan)
+    table = Fixations(x, y, image, subject, train, index, nan, duration)
+    stimuli = [Stimulus(f"{i}.png", 100, 120, None) for i in range(3)]
+    order = np.random.default_rng(0).permutation(len(x))
+    dataset = GazeDataset("written", stimuli, table.select(order))
+
+    result = scanpaths_by_image(dataset)
+    assert {i: sorted(by_subject) for i, by_subject in result.items()} == {
+        0: [3, 7],
+        1: [3],
+        2: [0],
+    }
+    for image, subject, _, fixations in written:
+        _, xs, ys, durations = (list(c) for c in zip(*fixations, strict=True))
+        got = result[image][subject]
+        assert [list(c) for c in got] == [xs, ys, durations], (image, subject)
+
+
 def test_human_ceiling_cut_to_a_length_scores_each_viewers_first_fixations_against_the_others():
     """Viewer 0 looks at cells 0, 1, 2 of a 3 × 1 grid, viewer 1 at cells 0, 1. Whole scanpaths:
     one edit apart. Cut to 2 fixations, as a model of 2 fixations is scored: viewer 0's first two
