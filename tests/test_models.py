@@ -287,6 +287,35 @@ def test_nll_scores_the_pixel_a_fixation_lies_in() -> None:
     assert torch.isclose(nll, expected) and count == 2
 
 
+def test_finalizer_adds_the_weighted_centre_bias_log_density() -> None:
+    """The finalizer's output is log_softmax(blurred readout + w · log centre bias), w = 0.7,
+    on a 6x10 image whose centre bias peaks off-centre. The reference takes the blurred readout
+    from the same finalizer with a zero centre bias (log_softmax only shifts it) and adds
+    0.7 · log centre bias by hand. Catches the centre bias subtracted, multiplied into the
+    readout, added without its weight (w = 1) or left out, mirrored along either axis (a
+    transposed one cannot even be added on a non-square image), and the readout dropped."""
+    from code.models.decoders.finalizer import Finalizer
+
+    torch.manual_seed(0)
+    height, width, weight = 6, 10, 0.7
+    finalizer = Finalizer(stride=2, blur_sigma=3.0, learn_blur=True, centerbias_weight=weight)
+    readout = torch.randn(2, 1, 3, 5)
+    rows = torch.arange(height, dtype=torch.float32)[:, None]
+    cols = torch.arange(width, dtype=torch.float32)[None, :]
+    bump = -0.5 * (rows - 1) ** 2 - 0.2 * (cols - 7) ** 2  # peak at row 1, column 7
+    centerbias = torch.log_softmax(bump.flatten(), 0).view(height, width).expand(2, -1, -1)
+    with torch.no_grad():
+        without = finalizer(readout, torch.zeros(2, height, width))
+        output = finalizer(readout, centerbias)
+    expected = torch.log_softmax((without + weight * centerbias).flatten(1), 1).view_as(output)
+    assert torch.allclose(output, expected, atol=1e-5)
+    # the readout still shapes the result: a finalizer that dropped it would pass the above
+    assert (
+        output - torch.log_softmax(weight * centerbias.flatten(1), 1).view_as(output)
+    ).abs().max() > 0.1
+    assert torch.allclose(torch.logsumexp(output.flatten(1), 1), torch.zeros(2), atol=1e-5)
+
+
 def test_gaussian_blur_matches_scipy_inside_the_image() -> None:
     from scipy.ndimage import gaussian_filter
 
