@@ -1,9 +1,12 @@
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import scipy.io
+from scipy import stats
 from scipy.special import logsumexp
 
 from benchmarks.osie import osie_dataset
@@ -204,6 +207,8 @@ def test_per_image_scores_give_the_table_and_its_intervals(small_osie, tmp_path,
         w = np.asarray(per_image["n_fixations"] if metric in PER_FIXATION else [1] * 6, float)
         assert np.dot(per_image["model"][metric], w) / w.sum() == pytest.approx(value, rel=1e-9)
         spread = result["uncertainty"]["model"][metric]
+        # the bootstrap weighs the images as the table does (n_fixations passed on, not 1s)
+        assert spread["mean"] == pytest.approx(value, rel=1e-9)
         assert spread["ci95"][0] <= value <= spread["ci95"][1] and spread["se"] > 0
     for baseline in ("uniform", "center_bias"):
         assert set(result["uncertainty"][baseline]) == set(result["baselines"][baseline])
@@ -223,6 +228,95 @@ def test_bootstrap_and_paired_tests_against_textbook_values():
     assert paired["CC"]["wilcoxon_p"] < 1e-10 and paired["CC"]["t_p"] < 1e-10
     same = paired_comparison({"CC": values.tolist()}, {"CC": values.tolist()}, [1] * 400)
     assert same["CC"]["difference"] == 0 and same["CC"]["wilcoxon_p"] == 1.0
+
+
+# pysaliency's averaging, written out: per fixation (each image weighs its fixation count) or
+# per image; code.metrics.uncertainty must weigh the resampled images the same way
+AVERAGED_PER_FIXATION = {"AUC", "sAUC", "NSS", "LL", "IG"}
+AVERAGED_PER_IMAGE = {"AUC_Judd", "CC", "KLDiv", "SIM"}
+
+
+def uneven_images() -> tuple[np.ndarray, np.ndarray]:
+    """Fixation counts (2 to 400) and values of 40 images; the values fall with the count, so
+    the per-fixation mean (-0.36) and the per-image mean (0.22) lie 6 s.e. apart."""
+    rng = np.random.default_rng(7)
+    counts = np.round(np.exp(rng.uniform(np.log(2), np.log(400), 40)))
+    return counts, 1.5 - 0.4 * np.log(counts) + rng.normal(0, 0.3, 40)
+
+
+def percentile_bootstrap(
+    samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray]
+) -> Any:
+    """scipy's 95 % percentile bootstrap, images resampled with all their columns together."""
+    return stats.bootstrap(
+        samples,
+        statistic,
+        paired=True,
+        vectorized=True,
+        n_resamples=50_000,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(1),
+    )
+
+
+def weighted_mean(v: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
+    return (v * c).sum(axis) / c.sum(axis)
+
+
+def test_bootstrap_is_scipys_95_percent_interval_with_images_weighted_as_the_metric():
+    """Every metric's mean, s.e. and interval against scipy.stats.bootstrap of the weighted
+    mean (per-fixation metrics) or of the plain mean (per-image ones), at a tolerance (0.12
+    s.e.) far below what a wrong variant moves. Catches the 5/95 percentiles (0.23 and 0.42
+    s.e. inside), 0.025/0.975 taken as percentiles, images weighted by 1 for AUC, sAUC, NSS,
+    LL or IG, or by their fixations for AUC-Judd, CC, KLDiv or SIM, and a resample that
+    averages images equally though the metric's value weighs them."""
+    assert set(METRICS) == AVERAGED_PER_FIXATION | AVERAGED_PER_IMAGE
+    counts, values = uneven_images()
+    result = bootstrap({metric: values.tolist() for metric in METRICS}, counts.tolist())
+    per_fixation = percentile_bootstrap((values, counts), weighted_mean)
+    per_image = percentile_bootstrap((values,), lambda v, axis=-1: v.mean(axis))
+    for metric in METRICS:
+        weighted = metric in AVERAGED_PER_FIXATION
+        reference = per_fixation if weighted else per_image
+        mean = np.average(values, weights=counts) if weighted else values.mean()
+        se = reference.standard_error
+        assert result[metric]["mean"] == pytest.approx(mean, rel=1e-12), metric
+        assert result[metric]["se"] == pytest.approx(se, rel=0.08), metric
+        np.testing.assert_allclose(
+            result[metric]["ci95"], reference.confidence_interval, rtol=0, atol=0.12 * se,
+            err_msg=metric,
+        )  # fmt: skip
+
+
+def test_paired_interval_resamples_the_images_of_both_models_together_weighted():
+    """A − B of two models whose per-image values are strongly correlated, and whose
+    difference grows with the fixation count: against scipy.stats.bootstrap of the difference
+    of weighted means (IG) and of plain means (CC). Catches the 5/95 percentiles, equal weights
+    for IG or fixation weights for CC, and A and B resampled independently (a far wider
+    interval)."""
+    counts, a = uneven_images()
+    rng = np.random.default_rng(8)
+    b = a - 0.3 + 0.15 * np.log(counts) + rng.normal(0, 0.05, len(a))
+    result = paired_comparison(
+        {"IG": a.tolist(), "CC": a.tolist()}, {"IG": b.tolist(), "CC": b.tolist()}, counts.tolist()
+    )
+    references = {
+        "IG": percentile_bootstrap(
+            (a, b, counts), lambda x, y, c, axis=-1: weighted_mean(x - y, c, axis)
+        ),
+        "CC": percentile_bootstrap((a - b,), lambda d, axis=-1: d.mean(axis)),
+    }
+    for metric, reference in references.items():
+        row = result[metric]
+        weights = counts if metric == "IG" else np.ones_like(counts)
+        assert row["A"] == pytest.approx(np.average(a, weights=weights), rel=1e-12)
+        assert row["B"] == pytest.approx(np.average(b, weights=weights), rel=1e-12)
+        assert row["difference"] == pytest.approx(np.average(a - b, weights=weights), rel=1e-9)
+        np.testing.assert_allclose(
+            row["ci95"], reference.confidence_interval, rtol=0,
+            atol=0.12 * reference.standard_error, err_msg=metric,
+        )  # fmt: skip
 
 
 def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
