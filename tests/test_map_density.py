@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.ndimage import gaussian_filter
 
 from code import evaluate
 from code.data.centerbias import CenterBias
+from code.data.gaze import Fixations, GazeDataset, Stimulus
 from code.data.generated import generated_dataset
 from code.metrics.map_density import (
     MapDensityFit,
@@ -128,6 +130,95 @@ def test_bad_training_input_is_named(scenes):
         fit_map_density(train.subset([]), [], center_bias, OPTIONS)
     with pytest.raises(ValueError, match="knots"):
         fit_map_density(train, maps, center_bias, MapDensityOptions(1, 2, 10))
+
+
+# ----------------------------------------- fitting at a resolution reduced unevenly in y and x
+
+# (height, width) -> the fitting grid at downsample 16, written out: 136/16 = 8.5 rounds to 8,
+# 120/16 = 7.5 to 8, 36/16 = 2.25 to 2, 96/16 = 6; so each coarse pixel averages a whole block
+# of 17x15 or 18x16 original pixels, and rows and columns shrink by different factors
+UNEVEN = {(136, 120): (8, 8), (36, 96): (2, 6)}
+UNEVEN_DOWNSAMPLE = 16
+GENERATING_SIGMA = 20.0  # original pixels
+
+
+@pytest.fixture(scope="module")
+def uneven() -> tuple[GazeDataset, list[np.ndarray], MapDensityFit]:
+    """Ten images of two shapes whose fixations are drawn from scipy's blur (σ = 20 px) of
+    sparse point maps, plus 10 % uniform; the fit is given the sharp point maps."""
+    rng = np.random.default_rng(11)
+    shapes = [(136, 120)] * 6 + [(36, 96)] * 4
+    maps, columns = [], {name: [] for name in ("x", "y", "image", "subject")}
+    for image, (height, width) in enumerate(shapes):
+        points = np.zeros((height, width))
+        np.add.at(points, (rng.integers(0, height, 6), rng.integers(0, width, 6)), 1.0)
+        p = gaussian_filter(points, GENERATING_SIGMA, mode="nearest")
+        p = 0.9 * p / p.sum() + 0.1 / p.size
+        row, col = np.divmod(rng.choice(p.size, 400, p=p.ravel()), width)
+        columns["x"].append(col + rng.uniform(0, 1, 400))
+        columns["y"].append(row + rng.uniform(0, 1, 400))
+        columns["image"].append(np.full(400, image))
+        columns["subject"].append(np.arange(400) % 8)
+        maps.append(points)
+    x, y, image, subject = (np.concatenate(columns[name]) for name in columns)
+    n = len(x)
+    fixations = Fixations(
+        x=x, y=y, image=image, subject=subject, train=image * 8 + subject,
+        index=np.zeros(n, np.int64), onset_ms=np.full(n, np.nan), duration_ms=np.full(n, np.nan),
+    )  # fmt: skip
+    stimuli = [Stimulus(f"uneven_{i}", h, w, None) for i, (h, w) in enumerate(shapes)]
+    dataset = GazeDataset("uneven", stimuli, fixations)
+    center_bias = CenterBias(0.1, 0.1).fit(dataset)
+    options = MapDensityOptions(knots=6, downsample=UNEVEN_DOWNSAMPLE, iterations=15)
+    return dataset, maps, fit_map_density(dataset, maps, center_bias, options)
+
+
+def reference_density(
+    fit: MapDensityFit, x: np.ndarray, sigma: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted density of normalised maps ``x`` (clipped to [0, 1]), built with scipy:
+    Gaussian blur (σ per axis, in pixels of ``x``; edge pixel repeated; kernel cut at 4σ), the
+    fitted f interpolated between its knots, normalised, and mixed with the centre bias; and
+    the centre bias alone."""
+    radius = tuple(max(1, math.ceil(4 * s)) for s in sigma)
+    blurred = gaussian_filter(x, sigma, mode="nearest", radius=radius)
+    f = np.interp(blurred, np.linspace(0, 1, len(fit.values)), fit.values)
+    w = fit.center_bias_weight
+    center = np.exp(fit.center_bias.log_density(*x.shape))
+    return (1 - w) * f / f.sum() + w * center, center
+
+
+def test_fitted_blur_is_in_original_pixels_on_both_axes(uneven):
+    """Fitting grids that shrink rows and columns by different factors (1/17 and 1/15, 1/18 and
+    1/16). The reported training information gain must be that of scipy's blur of the
+    block-averaged maps with σ·h/H along rows and σ·w/W along columns at the reported σ, and
+    the reported σ must be near the generating 20 px (18.5: the fit is at 1/16 resolution).
+    Catches (through the information gain) either axis's factor used for both, the two swapped,
+    the nominal 1/16 for both, fixations counted in a coarse column by the row factor; (through
+    the recovery) σ reported in fitting pixels; and, at full resolution, the fitted σ applied
+    in fitting pixels. Recovery alone would not catch the factor bugs: they fit 17.5 to 19.8."""
+    dataset, maps, fit = uneven
+    assert fit.sigma == pytest.approx(GENERATING_SIGMA, rel=0.15)  # 18.5: fitted at 1/16
+    lo, hi = min(m.min() for m in maps), max(m.max() for m in maps)
+    assert fit.map_range == (lo, hi)
+    fix = dataset.fixations
+    gains = []
+    for i, (stim, full) in enumerate(zip(dataset.stimuli, maps, strict=True)):
+        (height, width), (h, w) = stim.size, UNEVEN[stim.size]
+        by, bx = height // h, width // w  # each coarse pixel: a by x bx block
+        coarse = ((full - lo) / (hi - lo)).reshape(h, by, w, bx).mean((1, 3))
+        sigma = (fit.sigma * h / height, fit.sigma * w / width)
+        p, center = reference_density(fit, coarse, sigma)
+        rows = np.floor(fix.y[fix.image == i]).astype(int) // by
+        cols = np.floor(fix.x[fix.image == i]).astype(int) // bx
+        gains.append(np.log2(p[rows, cols]) - np.log2(center[rows, cols]))
+    gain = np.concatenate(gains).mean()
+    assert fit.training["information_gain"] == pytest.approx(gain, rel=1e-9)
+    assert gain > 0.1  # the maps are informative: σ matters
+    # applied to a map at its full size (a 36x96 one), σ is in its pixels on both axes
+    full = maps[6]
+    p, _ = reference_density(fit, (full - lo) / (hi - lo), (fit.sigma, fit.sigma))
+    np.testing.assert_allclose(fit.log_density(full).numpy(), np.log(p), rtol=1e-9)
 
 
 # --------------------------------------------------------------------------- the CLI
