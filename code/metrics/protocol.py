@@ -106,9 +106,10 @@ def sim_optimal_map(
 class ShuffledBaseline:
     """The sAUC baseline of the protocol: mean density of the model's *other* predictions.
 
-    Densities are averaged at ``compute_size`` (bilinear resizing, renormalised), as
-    pysaliency's ``ShuffledBaselineModel``; the prediction for image i is
-    (N·mean − p_i) / (N − 1), resized to image i's size.
+    As pysaliency's ``ShuffledBaselineModel`` (and the MIT/Tübingen benchmark's): log-densities
+    are resized to ``compute_size`` (bilinear, corners aligned, renormalised) and their
+    densities averaged there; the prediction for image i is (N·mean − p_i) / (N − 1), its log
+    resized back to image i's size the same way. It is the *log*-density that is interpolated.
     """
 
     def __init__(self, compute_size: tuple[int, int]) -> None:
@@ -117,7 +118,7 @@ class ShuffledBaseline:
         self.count = 0
 
     def add(self, log_density: torch.Tensor) -> None:
-        density = _resize_density(exp(as_float64(log_density)), self.compute_size)
+        density = exp(_resize_log_density(as_float64(log_density), self.compute_size))
         self.total = density if self.total is None else self.total + density.to(self.total.device)
         self.count += 1
 
@@ -125,15 +126,18 @@ class ShuffledBaseline:
         """log p_shuffled for the image whose own log-density is ``log_density``."""
         if self.total is None or self.count < 2:
             raise RuntimeError("the shuffled baseline needs the predictions of at least two images")
-        own = _resize_density(exp(log_density), self.compute_size)
+        own = exp(_resize_log_density(log_density, self.compute_size))
         others = (self.total.to(own.device) - own).clamp_min(0) / (self.count - 1)
-        others = _resize_density(others, tuple(log_density.shape))
-        return others.log()
+        return _resize_log_density(others.log(), tuple(log_density.shape))
 
 
-def _resize_density(density: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(density.shape) != tuple(size):
-        density = F.interpolate(
-            density[None, None], size=size, mode="bilinear", align_corners=True
+def _resize_log_density(log_density: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``log_density`` at ``size``, renormalised: bilinear with corners aligned (scipy's
+    ``zoom(order=1)``, which pysaliency applies to log-densities). −inf (density 0) is
+    interpolated as the lowest finite value, so its zero-weight neighbours do not become NaN."""
+    if tuple(log_density.shape) != tuple(size):
+        finite_below = log_density.clamp_min(torch.finfo(log_density.dtype).min)
+        log_density = F.interpolate(
+            finite_below[None, None], size=size, mode="bilinear", align_corners=True
         )[0, 0]
-    return density / density.sum()
+    return log_density - torch.logsumexp(log_density.flatten(), 0)
