@@ -136,9 +136,11 @@ def test_benchmark_protocol_agrees_with_pysaliency(osie_csv, tmp_path, cropped, 
     Caught (checked by planting each): the density scored unblurred for CC/KLDiv, or blurred
     with σ/2, or with zero instead of reflecting borders, or its log blurred; SIM (0 steps)
     scoring the unblurred density; the sAUC map log p (baseline not divided out) or
-    log p_shuffled − log p (ratio inverted); a baseline averaging all N images instead of the
-    N − 1 others; densities instead of log-densities resized (two sizes); resizing without
-    aligned corners (two sizes); the baseline computed at 500 × 500 for a one-size data set.
+    log p_shuffled − log p (ratio inverted); the baseline computed at 500 × 500 for a one-size
+    data set; with two sizes only, densities instead of log-densities resized, resizing without
+    aligned corners, and a baseline averaging all N images instead of the N − 1 others (at one
+    size that mean is (p + S)/N for the others' sum S, and p/(p + S) ranks pixels as p/S does,
+    so sAUC is rightly the same).
     """
     osie = first_images(osie_csv, N_IMAGES, cropped)
     log_densities = correlated_log_densities(osie)
