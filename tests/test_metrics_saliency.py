@@ -182,14 +182,27 @@ def test_torch_tensors_on_device(osie_csv, osie_log_densities):
         assert value == pytest.approx(as_numpy[metric], rel=1e-9), metric
 
 
-def test_benchmark_protocol_runs(osie_csv, osie_log_densities):
+def test_benchmark_protocol_maps_of_one_image(osie_csv, osie_log_densities):
+    """Every metric the benchmark protocol scores on one image, against maps written out here
+    with numpy and scipy: AUC and NSS read the density; CC, KLDiv and SIM (0 steps) compare
+    scipy's reflecting ``gaussian_filter`` of the density with the blurred fixation counts;
+    sAUC ranks log p − log((p₁ + p₂)/2), the mean density of the two *other* images, at the
+    fixations against the other images' fixations.
+
+    Caught (checked by planting each): CC/KLDiv/SIM scoring the unblurred density, or blurring
+    with σ/2 or zero borders; the sAUC map log p or log p_shuffled − log p. (A baseline
+    keeping the image's own density in the mean cannot move sAUC at one size: with S the
+    others' sum, p/(p + S) ranks pixels as p/S does.)
+    """
+    from scipy.ndimage import gaussian_filter
+
     from code.metrics.protocol import ShuffledBaseline
 
+    densities = [np.exp(logp) / np.exp(logp).sum() for logp in osie_log_densities[:3]]
     shuffled = ShuffledBaseline((600, 800))
     for logp in osie_log_densities[:3]:
         shuffled.add(torch.from_numpy(logp))
-    opt = SimOptimisation(steps=2, fixation_count=50, batch_size=2, learning_rate=1e-3, seed=0)
-    evaluator = SaliencyEvaluator("log-density", "benchmark", 24.0, opt)
+    evaluator = SaliencyEvaluator("log-density", "benchmark", 24.0, NO_SIM_OPT)
     logp = torch.from_numpy(osie_log_densities[0])
     xs, ys = osie_csv.of(0)
     sx, sy = M.ShuffledNonfixations(osie_csv.x, osie_csv.y, osie_csv.image, osie_csv.sizes).of(0)
@@ -202,10 +215,30 @@ def test_benchmark_protocol_runs(osie_csv, osie_log_densities):
         shuffled_log_density=shuffled.log_density_without(logp),
     )
     assert set(values) == {"AUC", "sAUC", "AUC_Judd", "NSS", "CC", "KLDiv", "SIM", "LL"}
-    # CC scores the expected fixation map: the density blurred like the empirical map
-    empirical = M.empirical_saliency_map(xs, ys, 600, 800, 24.0, torch.device("cpu"))
-    expected_map = M.gaussian_blur(logp.exp(), 24.0)
-    assert values["CC"] == pytest.approx(M.cc(expected_map, empirical).item(), rel=1e-12)
+    rows, cols = ys.astype(int), xs.astype(int)
+    counts = np.zeros((600, 800))
+    np.add.at(counts, (rows, cols), 1)
+    q = gaussian_filter(counts, 24.0, mode="reflect")
+    q /= q.sum()
+    expected_map = gaussian_filter(densities[0], 24.0, mode="reflect")
+    p = expected_map / expected_map.sum()
+    eps = 2.2204e-16
+    log_ratio = np.log(densities[0]) - np.log((densities[1] + densities[2]) / 2)
+    positives = log_ratio[rows, cols][:, None]
+    negatives = log_ratio[sy.astype(int), sx.astype(int)][None, :]
+    fixated = densities[0][rows, cols]
+    expected = {
+        "AUC": np.mean(
+            [(densities[0] < v).mean() + 0.5 * (densities[0] == v).mean() for v in fixated]
+        ),
+        "NSS": np.mean((fixated - densities[0].mean()) / densities[0].std()),
+        "CC": np.corrcoef(expected_map.ravel(), q.ravel())[0, 1],
+        "KLDiv": (q * np.log(eps + q / (p + eps))).sum(),
+        "SIM": np.minimum(p, q).sum(),
+        "sAUC": ((negatives < positives) + 0.5 * (negatives == positives)).mean(),
+    }
+    for metric, value in expected.items():
+        assert values[metric] == pytest.approx(value, rel=1e-9), metric
 
 
 def test_a_shared_empirical_map_gives_the_same_scores(osie_csv, osie_log_densities):
