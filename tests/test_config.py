@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import pytest
 import yaml
+from yacs.config import CfgNode
 
 from code.config import (
+    SCHEMA,
     TYPED_VIEW,
     ConfigError,
     is_pipeline_file,
@@ -18,7 +21,7 @@ from code.config import (
     save_config,
 )
 from code.engine.pipeline import load_pipeline
-from code.registry import Registry, at_least, broken_check, constructor_schema
+from code.registry import Chain, Choice, Registry, at_least, broken_check, constructor_schema
 
 QUICKSTART = Path("configs/quickstart.yaml")
 
@@ -228,3 +231,84 @@ def test_a_part_declares_checks_on_its_keys_in_its_type_hints() -> None:
     schema = constructor_schema(part, wiring=())
     assert broken_check(0, schema["WIDTH"]).says == "at least 1"
     assert broken_check(3, schema["WIDTH"]) is None and schema["NAME"] is str
+
+
+# Between them, these use every kind of part a configuration can choose (checked below).
+PART_CONFIGS = (
+    QUICKSTART,
+    Path("configs/01_dinogaze_spade/cpu_osie/cross_attention.yaml"),  # a block's attention
+    Path("configs/03_mr_cnn/blur.yaml"),  # an encoder's streams and their pre-filters
+    Path("configs/04_focus_mim/cpu_osie/random_patches.yaml"),  # data sets inside data sets
+)
+
+
+def _part_kinds(schema: dict, seen: set[str]) -> set[str]:
+    """Every registry a configuration can choose from, at any depth (parts inside parts)."""
+    for value in schema.values():
+        if isinstance(value, Choice | Chain) and value.registry.kind not in seen:
+            seen.add(value.registry.kind)
+            for name in value.registry.names():
+                _part_kinds(value.registry.schema(name), seen)
+        elif isinstance(value, dict):
+            _part_kinds(value, seen)
+    return seen
+
+
+def _part_nodes(schema: dict, node: dict, prefix: str) -> Iterator[tuple[str, Choice | Chain]]:
+    """The nodes choosing parts in a loaded config (``MODEL.ENCODER``, ...), with their schema."""
+    for key, value in schema.items():
+        if isinstance(value, Choice | Chain):
+            yield prefix + key, value
+            names = node[key]["NAMES"] if isinstance(value, Chain) else [node[key]["NAME"]]
+            for name in names:
+                yield from _part_nodes(value.registry.schema(name), node[key][name.upper()],
+                                       f"{prefix}{key}.{name.upper()}.")  # fmt: skip
+        elif isinstance(value, dict):
+            yield from _part_nodes(value, node[key], f"{prefix}{key}.")
+
+
+def _misplaced_key(cfg: CfgNode, path: str, part: Choice | Chain) -> str:
+    """A key of the chosen part written beside its ``NAME``, as one forgets the part's own node
+    (``MODEL.ENCODER.CHANNELS`` for ``MODEL.ENCODER.CONVNET.CHANNELS``); a key of another part
+    of the same kind when the chosen ones take none."""
+    node = cfg
+    for part_key in path.split("."):
+        node = node[part_key]
+    chosen = node["NAMES"] if isinstance(part, Chain) else [node["NAME"]]
+    names = chosen + [n for n in part.registry.names() if n not in chosen]
+    keys = [key for name in names for key in part.registry.schema(name)]
+    return keys[0] if keys else "CHANNELS"
+
+
+def test_an_unknown_key_beside_a_parts_name_is_refused_naming_it(tmp_path: Path) -> None:
+    """Catches a part node (``MODEL.ENCODER``, ``DATA.TRANSFORMS``, a block's ``ATTENTION``, a
+    data set inside a data set, ...) that lets keys other than its ``NAME``/``NAMES`` and the
+    chosen parts' nodes through, in a file or in --opts: such a key would be silently dropped and
+    the run would use the part's own value instead of the one the user wrote."""
+    assert _part_kinds(SCHEMA, set()) == {
+        part.registry.kind
+        for path in PART_CONFIGS
+        for _, part in _part_nodes(SCHEMA, load_config(path, []), "")
+    }, "add a config that uses the new kind of part to PART_CONFIGS"
+    tested: set[str] = set()
+    for path in PART_CONFIGS:
+        cfg = load_config(path, [])
+        for node_path, part in _part_nodes(SCHEMA, cfg, ""):
+            if node_path in tested:
+                continue
+            tested.add(node_path)
+            key = f"{node_path}.{_misplaced_key(cfg, node_path, part)}"
+            with pytest.raises(ConfigError, match=rf"--opts: unknown key {re.escape(key)}\b"):
+                load_config(path, [key, "3"])
+            written = tmp_path / "misplaced.yaml"
+            tree: dict = {"_BASE_": [str(path.resolve())]}
+            leaf = tree
+            for part_key in key.split(".")[:-1]:
+                leaf = leaf.setdefault(part_key, {})
+            leaf[key.split(".")[-1]] = 3
+            written.write_text(yaml.safe_dump(tree))
+            with pytest.raises(
+                ConfigError, match=rf"{re.escape(key)}: unknown key in {re.escape(str(written))}"
+            ):
+                load_config(written, [])
+    assert {"MODEL.ENCODER", "DATA.TRANSFORMS", "MODEL.BLOCK.CROSS_ATTENTION.ATTENTION"} <= tested
