@@ -50,6 +50,109 @@ def test_foveation_is_sharp_at_the_fovea_blurred_far_away_and_forgets_exactly() 
     assert torch.allclose(again[..., 19:21, 14:16], image[..., 19:21, 14:16], atol=0.02)
 
 
+def _bordered(height: int, width: int, seed: int) -> np.ndarray:
+    """(3, H, W) float64 noise whose rim differs sharply from the rows and columns next to it,
+    so that every border rule (zeros, edge repeated or not, mirrored about the edge or about the
+    pixel) blurs the rim differently."""
+    image = np.random.default_rng(seed).random((3, height, width))
+    image[:, 0, :] += 4.0
+    image[:, :, -1] -= 3.0
+    image[:, 1, :] -= 2.0
+    image[:, :, 1] += 1.5
+    return image
+
+
+@pytest.mark.parametrize(("kernel", "sigma"), [(9, 3.0), (41, 10.0), (5, 5.0)])
+def test_the_foveation_blur_is_scipys_mirror_mode_gaussian(kernel: int, sigma: float) -> None:
+    """G∗x is ``scipy.ndimage.gaussian_filter`` with σ = BLUR_SIGMA px and ``truncate`` =
+    (BLUR_KERNEL // 2) / σ, so BLUR_KERNEL taps, and ``mode="mirror"``: torch's ``reflect``
+    pads ``d c b | a b c d`` (the edge pixel not repeated), which scipy calls ``mirror``.
+    scipy's own ``reflect`` (``c b a | a b c d``, numpy's ``symmetric``) is a different rule.
+
+    Fails for: replicate, zero or scipy-``reflect`` borders (the rim differs by > 0.05 under
+    each, checked below on the scipy side too), σ read as a variance or as 2σ, a kernel of
+    BLUR_KERNEL taps each side."""
+    from scipy.ndimage import gaussian_filter
+
+    image = _bordered(48, 64, seed=1)
+    foveation = Foveation(0.1, 1.0, kernel, sigma, 0.5).double()
+    ours = foveation.blur(torch.from_numpy(image)[None])[0].numpy()
+    radius = kernel // 2
+
+    def scipy_blur(mode: str) -> np.ndarray:
+        return gaussian_filter(image, sigma=(0, sigma, sigma), truncate=radius / sigma, mode=mode)
+
+    # σ is held as a float32 log: 1e-7 of it
+    np.testing.assert_allclose(ours, scipy_blur("mirror"), rtol=0, atol=1e-7)
+    for other in ("reflect", "nearest", "constant"):  # the test tells these apart
+        assert np.abs(scipy_blur(other) - ours).max() > 0.05, other
+
+
+def _numpy_scanpath(
+    image: np.ndarray,
+    fixations: list[tuple[float, float]],
+    amplitude: float,
+    fovea_sigma: float,
+    forgetting: float,
+    blur_kernel: int,
+    blur_sigma: float,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """NeVA's foveation re-derived in numpy for a (C, H, W) image: for each normalised fixation
+    (x, y), the perceived image x + (G∗x − x)·clip(1 − (M + g), 0, 1) and the memory after it,
+    M ← ρM + g, with g = a·exp(−d²/σ_f) at the pixel centres, d in units where the shorter side
+    spans 2, and G∗x scipy's mirror-mode Gaussian."""
+    from scipy.ndimage import gaussian_filter
+
+    _, height, width = image.shape
+    radius = blur_kernel // 2
+    blurred = gaussian_filter(image, sigma=(0, blur_sigma, blur_sigma),
+                              truncate=radius / blur_sigma, mode="mirror")  # fmt: skip
+    rows, cols = np.mgrid[0:height, 0:width] + 0.5  # pixel centres, px
+    unit = 2 / min(height, width)  # normalised units per px
+    memory = np.zeros((height, width))
+    perceived, memories = [], []
+    for x, y in fixations:
+        fx, fy = (x + 1) / 2 * width, (y + 1) / 2 * height  # px from the top-left corner
+        squared = ((cols - fx) ** 2 + (rows - fy) ** 2) * unit**2
+        g = amplitude * np.exp(-squared / fovea_sigma)
+        perceived.append(image + (blurred - image) * np.clip(1 - (memory + g), 0, 1))
+        memory = forgetting * memory + g
+        memories.append(memory)
+    return perceived, memories
+
+
+def test_foveation_over_a_scanpath_matches_a_numpy_rederivation_of_the_formula() -> None:
+    """Three fixations on a 30x44 image through ``forward`` (and through ``start`` /
+    ``perceive`` / ``remember``, as the position search runs it) against ``_numpy_scanpath``:
+    every pixel of each perceived image and each memory. The second fixation lies 5 px from the
+    first, so M + g exceeds 1 there and the clip binds; the third sees ρ² of the first.
+
+    Fails for: x and y swapped, fixations read without the half-pixel offset of the pixel
+    centres, distances normalised by each side (an elliptic fovea), exp(−d²/(2σ_f)), the
+    memory as M + g or ρ(M + g), no clip above 1 (negative blur weights), the residual's sign
+    flipped (G∗x − x → x − G∗x)."""
+    amplitude, fovea_sigma, forgetting, kernel, sigma = 0.8, 0.1, 0.6, 7, 2.0
+    image = _bordered(30, 44, seed=2)
+    fixations = [(-0.4, 0.3), (-0.2, 0.1), (0.5, -0.6)]
+    expected, memories = _numpy_scanpath(image, fixations, amplitude, fovea_sigma, forgetting,
+                                         kernel, sigma)  # fmt: skip
+    assert (memories[0] + amplitude > 1.05).any()  # the clip binds at the second fixation
+    foveation = Foveation(fovea_sigma, amplitude, kernel, sigma, forgetting).double()
+    x = torch.from_numpy(image)[None]
+    memory = torch.zeros(1, 30, 44, dtype=torch.float64)
+    residual, searched = foveation.start(x)
+    for t, (fixation, want, remembered) in enumerate(zip(fixations, expected, memories,
+                                                         strict=True)):  # fmt: skip
+        f = torch.tensor([fixation], dtype=torch.float64)
+        perceived, memory = foveation(x, f, memory)
+        np.testing.assert_allclose(perceived[0].numpy(), want, rtol=0, atol=1e-7, err_msg=str(t))
+        np.testing.assert_allclose(memory[0].numpy(), remembered, rtol=0, atol=1e-12)
+        seen = foveation.perceive(x, residual, searched, f)
+        np.testing.assert_allclose(seen[0].numpy(), want, rtol=0, atol=1e-7, err_msg=str(t))
+        searched = foveation.remember(searched, f)
+        np.testing.assert_allclose(searched[0].numpy(), remembered, rtol=0, atol=1e-12)
+
+
 def test_the_fovea_is_round_in_pixels_on_a_non_square_image() -> None:
     foveation = Foveation(0.1, 1.0, 3, 1.0, 0.0)
     g = foveation.fovea(torch.zeros(1, 2), 40, 80)[0]
