@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +236,81 @@ def test_dense_mode_maps_are_the_crop_classifier_on_the_stream_lattice() -> None
         lattice = torch.tensor([[[8 * j + 0.5, 8 * i + 0.5] for i in range(4) for j in range(4)]])
         crops = crops_at(encoder.resized(x, index), lattice, 22)
         assert torch.allclose(stream(crops).view(4, 4, -1).permute(2, 0, 1), dense[0], atol=1e-5)
+
+
+def _lattice_neighbours(
+    centre: float, extent: int, size: int, stride: int
+) -> list[tuple[float, float]]:
+    """Where a dense cell centre ``centre`` (input px along an axis of ``extent`` px) falls
+    between the crops a stride-``stride`` stream computes on its ``size``-px resized image:
+    (input-px point whose crop it is, bilinear weight) for the one or two crops around it.
+
+    From the module docstring: input px c is resized pixel index c·size/extent − 0.5 (pixel
+    centres at integers); the stream's map holds the crops centred on resized pixels stride·i;
+    the crop of a point is centred on the resized pixel holding it, so the point
+    (k + 0.5)·extent/size has resized pixel k."""
+    index = centre * size / extent - 0.5
+    below = math.floor(index / stride) * stride
+    weight = (index - below) / stride
+    points = [((below + 0.5) * extent / size, 1 - weight)]
+    if weight > 0:
+        points.append(((below + stride + 0.5) * extent / size, weight))
+    return points
+
+
+def test_dense_mode_cells_are_the_crop_mode_outputs_at_their_centres() -> None:
+    """Every cell (i, j) of the dense (DENSE_STRIDE 8) map of a 24x40 image against the crop
+    mode (same weights) run on single points: at cells whose centre ((j + ½)·8, (i + ½)·8)
+    px lands on the stream's lattice (resized pixel a multiple of its stride 2) the dense value
+    is the crop mode's output for the cell centre itself; elsewhere the bilinear mix of the
+    crops either side (``_lattice_neighbours``). Two streams, 15 and 45 px, put different
+    cells on the lattice (15: rows 0, 2 × columns 1, 3; 45: row 1 × columns 0, 2, 4), and
+    their channels are concatenated in order.
+
+    Fails for: cells read one cell off (centres (j + 1½)·8), half a cell off (centres j·8),
+    half a stream stride off, without the half-pixel shift of the resized image, rows and
+    columns swapped (the width's scale on rows), the replicate pad's before/after swapped,
+    ``align_corners`` False on the stream map, the streams' channels in the other order."""
+    keys = {
+        "RESOLUTIONS": [15, 45],
+        "CROP_SIZE": 8,
+        "STREAM": {"NAME": "mrcnn", "MRCNN": {"CHANNELS": [6], "KERNELS": [3],
+                                               "FC_CHANNELS": 16, "DROPOUT": 0.0}},
+    }  # fmt: skip
+    dense = tiny_encoder(DENSE_STRIDE=8, **keys).double().eval()
+    crops = tiny_encoder(**keys).double().eval()
+    crops.load_state_dict(dense.state_dict())
+    height, width, cell = 24, 40, 8
+    image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(5),
+                       dtype=torch.float64)  # fmt: skip
+    with torch.no_grad():
+        maps = dense(image)["multires"][0]  # (C, 3, 5)
+    assert maps.shape[-2:] == (3, 5)
+    on_lattice: dict[int, set[tuple[int, int]]] = {15: set(), 45: set()}
+    channel = 0
+    for size, stream in zip(keys["RESOLUTIONS"], dense.streams, strict=True):
+        stop = channel + stream.channels
+        cells = [(i, j) for i in range(3) for j in range(5)]
+        mixes = []  # per cell: [(x, y, weight)] of the crops it mixes
+        for i, j in cells:
+            rows = _lattice_neighbours((i + 0.5) * cell, height, size, stream.stride)
+            cols = _lattice_neighbours((j + 0.5) * cell, width, size, stream.stride)
+            mixes.append([(x, y, wx * wy) for x, wx in cols for y, wy in rows])
+        points = torch.tensor([[(x, y) for mix in mixes for x, y, _ in mix]], dtype=torch.float64)
+        with torch.no_grad():  # all the points in one pass: (C, P)
+            outputs = crops(image, points)["multires"][0, channel:stop].split(
+                [len(mix) for mix in mixes], dim=1
+            )
+        for (i, j), mix, output in zip(cells, mixes, outputs, strict=True):
+            weights = torch.tensor([w for _, _, w in mix], dtype=torch.float64)
+            # 1e-6: the grid positions are computed in float32
+            torch.testing.assert_close(maps[channel:stop, i, j], output @ weights, rtol=0,
+                                       atol=1e-6, msg=f"{size} px, cell {i, j}")  # fmt: skip
+            if len(mix) == 1:
+                assert mix[0][:2] == ((j + 0.5) * cell, (i + 0.5) * cell)
+                on_lattice[size].add((i, j))
+        channel = stop
+    assert on_lattice == {15: {(0, 1), (0, 3), (2, 1), (2, 3)}, 45: {(1, 0), (1, 2), (1, 4)}}
 
 
 @pytest.mark.parametrize(
