@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -23,8 +24,11 @@ def rank_batches(rank: int, world: int, epoch: int, drop_last: bool) -> list[lis
 
 @pytest.mark.parametrize("drop_last", [True, False])
 def test_two_ranks_disjoint_equal_shape_homogeneous(drop_last):
+    """Batches of 4 from 11 + 7 + 5 samples of three shapes: 3 + 2 + 2 = 7 batches (the last
+    of each shape partial); drop_last keeps the 2 + 1 + 1 = 4 full ones (7 samples dropped),
+    two per rank; otherwise one batch is repeated so that each rank has 4."""
     ranks = [rank_batches(r, 2, 3, drop_last) for r in (0, 1)]
-    assert len(ranks[0]) == len(ranks[1]) > 0
+    assert len(ranks[0]) == len(ranks[1]) == (2 if drop_last else 4)
     for batches in ranks:
         assert all(len({SIZES[i] for i in b}) == 1 for b in batches)
     sampler = ShapeAwareBatchSampler(SIZES, 4, 2, 0, 7, True, drop_last)
@@ -33,14 +37,18 @@ def test_two_ranks_disjoint_equal_shape_homogeneous(drop_last):
     counts = sampler.last_epoch_counts
     flat = [i for batches in ranks for b in batches for i in b]
     if drop_last:
+        assert counts["dropped_samples"] == 3 + 3 + 1
         assert len(flat) == len(set(flat)) == len(SIZES) - counts["dropped_samples"]
         assert all(len(b) == 4 for batches in ranks for b in batches)
     else:  # every sample at least once; only whole repeated batches appear twice
         assert set(flat) == set(range(len(SIZES)))
         assert counts["dropped_samples"] == 0
         unique = {tuple(b) for batches in ranks for b in batches}
-        assert sum(len(b) for batches in ranks for b in batches) - sum(map(len, unique)) >= 0
-        assert len(unique) == sum(map(len, ranks)) - counts["repeated_batches"]
+        assert counts["repeated_batches"] == 1 and len(unique) == 7
+        # the samples drawn twice are exactly one of the batches
+        times = Counter(flat)
+        twice = sorted(i for i, n in times.items() if n == 2)
+        assert max(times.values()) == 2 and twice in [sorted(b) for b in unique]
 
 
 def test_deterministic_per_seed_and_epoch():
