@@ -190,12 +190,18 @@ def test_a_task_defined_outside_the_framework_trains_evaluates_and_predicts(
 def test_a_task_without_training_runs_through_the_same_entry_point(
     halves: list[str], tmp_path: Path
 ) -> None:
+    """The report carries the task's own number: the test share of the training images'
+    majority half (64 images: 19 of 45 training images brighter on the right, so the left;
+    5 of the 13 test images are). Fails for the minority half, the test split's own majority
+    (the right), or another split."""
+    opts = [*halves, "DATA.DATASET.GENERATED.NUM_IMAGES", "64"]
     run = tmp_path / "majority"
-    report = main(["--cfg", QUICKSTART, "--opts", *halves, "TASK.NAME", "majority_half",
+    report = main(["--cfg", QUICKSTART, "--opts", *opts, "TASK.NAME", "majority_half",
                    "OUTPUT_DIR", str(run)])  # fmt: skip
-    labels = torch.cat([brighter_half(b.target) for b in _test_batches(halves)])
-    share = float(labels.float().mean())
-    assert report["metrics"]["accuracy"] in (share, float(1 - labels.float().mean()))
+    train, test = (torch.cat([brighter_half(b.target) for b in _test_batches(opts, split)])
+                   for split in ("train", "test"))  # fmt: skip
+    assert (int(train.sum()), len(train), int(test.sum()), len(test)) == (19, 45, 8, 13)
+    assert report["metrics"]["accuracy"] == pytest.approx(5 / 13, abs=1e-7)  # a float32 mean
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "run_info.json", "metrics.json"}
     assert not (run / "best.pt").exists() and not (run / "metrics.jsonl").exists()
 
@@ -211,9 +217,9 @@ def test_a_best_metric_the_task_does_not_validate_on_is_refused(
               "OUTPUT_DIR", str(tmp_path)])  # fmt: skip
 
 
-def _test_batches(opts: list[str]) -> list[Batch]:
+def _test_batches(opts: list[str], split: str = "test") -> list[Batch]:
     from code.config import load_config
 
     task = HalvesTask(load_config(QUICKSTART, opts))
     task.prepare()
-    return list(task.loaders["test"])
+    return list(task.loaders[split])
