@@ -355,7 +355,10 @@ def test_patch_classification_trains_and_scores_its_maps_beside_the_centre_bias(
     assert report["settings"]["kind"] == "saliency-map"
     # LL and IG are the maps' as densities, fitted on the training images' maps
     fitted = report["map_density"]
-    assert metrics["IG"] == fitted["metrics"]["IG"] and np.isfinite(metrics["LL"])
+    assert metrics["IG"] == fitted["metrics"]["IG"]
+    # IG in bits over the centre bias, on the same fixations as the LLs (nats)
+    centre_ll = report["baselines"]["center_bias"]["LL"]
+    assert metrics["IG"] == pytest.approx((metrics["LL"] - centre_ll) / math.log(2), abs=1e-9)
     saved = MapDensityFit.load(tmp_path / "run" / "map_density.json")
     assert saved.describe() == fitted["parameters"]
     train = json.loads((tmp_path / "run" / "split.json").read_text())["train"]
@@ -369,7 +372,9 @@ def test_patch_classification_trains_and_scores_its_maps_beside_the_centre_bias(
     Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(images / "grey.png")
     predict(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--input", str(images),
              "--output", str(tmp_path / "out")])  # fmt: skip
-    assert np.load(tmp_path / "out" / "maps" / "grey.npy").shape == (30, 40)
+    # a flat image: every point's crops are the same grey, so is its map (no position enters)
+    grey = np.load(tmp_path / "out" / "maps" / "grey.npy")
+    assert grey.shape == (30, 40) and grey.min() > 0 and np.ptp(grey) < 1e-5
     assert (tmp_path / "out" / "overlays" / "grey_overlay.png").is_file()
 
 
@@ -386,9 +391,19 @@ def test_prefilter_kernels_are_normalised_and_sigma_stays_positive(
     constant = torch.full((1, 3, 9, 9), 0.25)
     if (mixing, normalisation) == ("depthwise", "sum"):  # a proper blur keeps a flat image
         assert torch.allclose(blur(constant), constant)
+    # sqrt(σ) at 0: σ is floored at MIN_SIGMA, where the kernel is a unit impulse (its
+    # neighbours weigh exp(−0.5 / MIN_SIGMA²) = 0): depthwise, each channel as it is; mixing
+    # channels, their sum over the 3 inputs' equal weights, 1/3 each (sum) or 1/√3 (l2)
     with torch.no_grad():
         blur.sqrt_sigma.zero_()
-    assert blur.sigma.item() > 0 and torch.isfinite(blur(constant)).all()
+    assert blur.sigma.item() == pytest.approx(GaussianPrefilter.MIN_SIGMA) == 1e-3
+    x = torch.rand(1, 3, 9, 9, generator=torch.Generator().manual_seed(0))
+    if mixing == "depthwise":
+        expected = x
+    else:
+        weight = 1 / 3 if normalisation == "sum" else 1 / 3**0.5
+        expected = (weight * x.sum(1, keepdim=True)).expand_as(x)
+    torch.testing.assert_close(blur(x), expected, rtol=0, atol=1e-6)
 
 
 CONFIGS = sorted(p for p in Path("configs/03_mr_cnn").rglob("*.yaml") if "_base_" not in p.parts)
