@@ -386,13 +386,24 @@ def test_the_task_writes_scored_scanpaths_of_every_generator(
 
 
 def test_the_joint_search_and_the_attention_network_generate_too(
-    tmp_path: Path, autoencoder: Path
+    tmp_path: Path, saliency_model: Path
 ) -> None:
-    joint = _neva(tmp_path / "joint", autoencoder, "TASK.SCANPATH_GENERATION.GENERATOR", "joint")
-    assert len(joint["utility"]["NeVA"]["mean"]) == 3
-    learned = _neva(tmp_path / "learned", autoencoder,
-                    "TASK.SCANPATH_GENERATION.GENERATOR", "attention_network")  # fmt: skip
-    assert np.isfinite(learned["utility"]["NeVA"]["mean"]).all()
+    """With the saliency model downstream (whose KL responds to where the fovea goes; the
+    one-epoch autoencoder's loss moves by 1e-8 between generators), the joint search's loss
+    is below the random scanpaths' after every fixation (about 0.004-0.006 against
+    0.007-0.008). The attention network, trained one epoch of a [4, 8] network, is not
+    better than random at this size, so only its run is checked: three losses, and the
+    humans' scanpaths scored exactly as in the joint run (the same fixations, foveation and
+    downstream model)."""
+    joint = _neva(tmp_path / "joint", saliency_model, "TASK.SCANPATH_GENERATION.GENERATOR",
+                  "joint", config="saliency")  # fmt: skip
+    neva, random = joint["utility"]["NeVA"]["mean"], joint["utility"]["random"]["mean"]
+    assert len(neva) == 3 and all(n < r for n, r in zip(neva, random, strict=True))
+    learned = _neva(tmp_path / "learned", saliency_model,
+                    "TASK.SCANPATH_GENERATION.GENERATOR", "attention_network",
+                    config="saliency")  # fmt: skip
+    assert len(learned["utility"]["NeVA"]["mean"]) == 3
+    assert learned["utility"]["humans"] == joint["utility"]["humans"]
 
 
 @pytest.mark.parametrize(
@@ -419,7 +430,10 @@ def test_bad_settings_are_refused_before_any_data_is_read(
 def test_a_saliency_model_can_be_the_downstream_model(tmp_path: Path, saliency_model: Path) -> None:
     report = _neva(tmp_path, saliency_model, config="saliency")
     assert report["criterion"] == "saliency"
-    assert np.isfinite(report["utility"]["NeVA"]["mean"]).all()
+    # the sequential search's KL is below the random scanpaths' after every fixation (about
+    # 0.004-0.005 against 0.007-0.008)
+    neva, random = report["utility"]["NeVA"]["mean"], report["utility"]["random"]["mean"]
+    assert len(neva) == 3 and all(n < r for n, r in zip(neva, random, strict=True))
     # KL of the density on the perceived image from the clean one's: never negative
     assert min(report["utility"]["random"]["mean"]) >= 0
 
