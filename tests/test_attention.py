@@ -422,11 +422,32 @@ def test_cross_attention_with_global_attention_is_unchanged() -> None:
 
 
 def test_cross_attention_runs_linear_attention() -> None:
+    """The block with linear attention against its closed form written out here: x + out(ρ_q(q)
+    (ρ_k(k)ᵀ v)), q from the normalised map tokens, k and v from the normalised context,
+    ρ_k a softmax over the real context tokens only. (The output projection starts at zero,
+    where any attention gives x: it is drawn at random first.) Fails for the softmaxes over
+    the other axes, a masked token counted, or the context taken without its LayerNorm."""
     torch.manual_seed(12)
     layer = cross_attention_block("linear", {}).attention["x"]
+    with torch.no_grad():
+        layer.out.weight.normal_()
+        layer.out.bias.normal_()
     x, context = tokens((3, 4)), torch.randn(2, 4, CHANNELS)
-    out = layer(x, (3, 4), context, torch.ones(2, 4, dtype=torch.bool))
-    assert out.shape == x.shape and torch.isfinite(out).all()
+    mask = torch.tensor([[True, False, True, True], [True, True, True, True]])
+    out = layer(x, (3, 4), context, mask)
+
+    def normed(t: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        return F.layer_norm(t, (CHANNELS,), norm.weight, norm.bias)
+
+    q = heads(layer.query(normed(x, layer.norm_query)))
+    k, v = (heads(t) for t in layer.key_value(normed(context, layer.norm_context)).chunk(2, -1))
+    expected = torch.empty_like(q)
+    for b in range(2):
+        real = mask[b]
+        k_soft = k[b][:, real].softmax(dim=1)  # (heads, real K, d): each feature over tokens
+        summary = k_soft.transpose(1, 2) @ v[b][:, real]  # (heads, d, d)
+        expected[b] = q[b].softmax(dim=-1) @ summary
+    torch.testing.assert_close(out, x + layer.out(merged(expected)), rtol=0, atol=1e-5)
 
 
 def test_the_mechanism_is_chosen_by_name_in_the_config() -> None:
