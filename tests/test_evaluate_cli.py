@@ -1,3 +1,4 @@
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -319,7 +320,37 @@ def test_paired_interval_resamples_the_images_of_both_models_together_weighted()
         )  # fmt: skip
 
 
+def _per_image_differences(a: dict, b: dict, metric: str) -> np.ndarray:
+    """A − B of ``metric`` on the images both results scored, paired by image name."""
+    rows_b = dict(zip(b["per_image"]["image"], b["per_image"]["model"][metric], strict=True))
+    pairs = zip(a["per_image"]["image"], a["per_image"]["model"][metric], strict=True)
+    return np.array([value - rows_b[image] for image, value in pairs if image in rows_b])
+
+
+def _paired_t_p(d: np.ndarray) -> float:
+    """Two-sided p of the paired t test: t = mean(d) / (sd(d) / √n), n − 1 degrees of freedom."""
+    from scipy.stats import t
+
+    statistic = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    return float(2 * t.sf(abs(statistic), len(d) - 1))
+
+
+def _exact_wilcoxon_p(d: np.ndarray) -> float:
+    """Two-sided exact p of the Wilcoxon signed-rank test for differences without zeros or
+    tied magnitudes: the sum of the ranks of the positive differences against its
+    distribution over all 2^n sign patterns, the nearer tail doubled."""
+    assert np.all(d != 0) and len(np.unique(np.abs(d))) == len(d)
+    ranks = np.argsort(np.argsort(np.abs(d))) + 1
+    observed = ranks[d > 0].sum()
+    sums = np.array(list(itertools.product([0, 1], repeat=len(d)))) @ ranks
+    return float(min(1.0, 2 * min(np.mean(sums <= observed), np.mean(sums >= observed))))
+
+
 def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
+    """Subsets by name list and split file; ``compare``'s per-metric p values against the
+    paired t test and the exact Wilcoxon signed-rank test computed here from the per-image
+    differences (fails for an unpaired t test, a one-sided or normal-approximation Wilcoxon,
+    images paired out of order)."""
     name, dataset = small_osie
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
@@ -359,7 +390,10 @@ def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
         assert row["A"] == pytest.approx(results[0]["metrics"][metric])
         assert row["B"] == pytest.approx(results[1]["metrics"][metric])
         assert row["ci95"][0] <= row["difference"] <= row["ci95"][1]
-        assert 0 <= row["wilcoxon_p"] <= 1 and 0 <= row["t_p"] <= 1
+        # the tests' p values on the per-image differences, paired by image, by their formulas
+        d = _per_image_differences(results[0], results[1], metric)
+        assert row["t_p"] == pytest.approx(_paired_t_p(d), rel=1e-9), metric
+        assert row["wilcoxon_p"] == pytest.approx(_exact_wilcoxon_p(d), rel=1e-9), metric
     assert "Wilcoxon p" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # an existing --out is replaced only with --overwrite
         evaluate.main(["compare", str(tmp_path / "b.json"), str(tmp_path / "a.json"),
