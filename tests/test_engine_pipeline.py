@@ -41,7 +41,9 @@ def test_two_stages_two_folds_then_a_rerun_skips_finished_stages(tmp_path: Path)
     summary = main(["--cfg", str(tmp_path / "pipeline.yaml")])
     assert set(summary) == {"spatial", "readout"}
     ig = summary["readout"]["model"]["IG"]
-    assert len(ig["folds"]) == 2 and ig["mean"] > 0
+    assert len(ig["folds"]) == 2 and ig["mean"] > 0  # above the centre bias
+    assert ig["mean"] == pytest.approx(sum(ig["folds"]) / 2, abs=1e-12)
+    assert ig["std"] == pytest.approx(abs(ig["folds"][0] - ig["folds"][1]) / 2, abs=1e-12)
     assert (out / "summary.txt").read_text().count("±") >= 2 * 4
     assert json.loads((out / "summary.json").read_text()) == summary
     tests = []
@@ -55,7 +57,9 @@ def test_two_stages_two_folds_then_a_rerun_skips_finished_stages(tmp_path: Path)
         second = load_checkpoint(readout / "best.pt")["model"]
         assert all(torch.equal(first[k], second[k]) for k in first if k.startswith("encoder."))
         assert any(not torch.equal(first[k], second[k]) for k in first if k.startswith("decoder."))
-        tests.append(json.loads((readout / "metrics.json").read_text())["n_images"])
+        metrics = json.loads((readout / "metrics.json").read_text())
+        tests.append(metrics["n_images"])
+        assert ig["folds"][fold] == metrics["metrics"]["IG"]  # each fold's own test IG
     assert sum(tests) == 46  # each image is tested in exactly one fold
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
     assert main(["--cfg", str(tmp_path / "pipeline.yaml")]) == summary
