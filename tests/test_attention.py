@@ -266,6 +266,9 @@ def test_cross_covariance_matches_its_closed_form() -> None:
 @pytest.mark.parametrize("grid", [(7, 10), (5, 3), (1, 6)])
 @pytest.mark.parametrize("name", [*SETTINGS, "spatial_reduction_pooled"])
 def test_every_mechanism_trains_on_any_grid(name: str, grid: tuple[int, int]) -> None:
+    """A smoke test over mechanisms and grids, on purpose (each mechanism's values are checked
+    against its closed form above): shapes, finite gradients, and batch items that do not
+    mix."""
     torch.manual_seed(9)
     settings = POOLED if name == "spatial_reduction_pooled" else SETTINGS[name]
     mechanism = build(name.removesuffix("_pooled"), **settings)

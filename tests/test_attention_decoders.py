@@ -88,6 +88,9 @@ def _assert_mechanism(model: torch.nn.Module, mechanism: str) -> None:
 def test_every_embedding_attention_and_decoder_trains_on_a_non_square_odd_image(
     embed: str, mechanism: str, decoder: str
 ) -> None:
+    """A smoke test over embeddings, mechanisms and decoders, on purpose: densities
+    normalised, images in [0, 1], gradients everywhere, the chosen mechanism in every
+    block."""
     torch.manual_seed(0)
     model = _model(embed, mechanism, decoder)
     batch = _batch(70, 90)  # stage grids 18x23, 9x12, 5x6: odd ones to expand and crop
@@ -281,7 +284,8 @@ STEP_FILES = [
 
 @pytest.mark.parametrize("path", STEP_FILES)
 def test_each_decoder_and_full_size_model_takes_a_finite_training_step(path: Path) -> None:
-    """The files' models as they are (full size too), one step on a small odd-sized batch."""
+    """The files' models as they are (full size too), one step on a small odd-sized batch: a
+    smoke test over the files, on purpose."""
     torch.manual_seed(0)
     cfg = load_config(path, [])
     model = build_model(cfg)

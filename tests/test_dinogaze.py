@@ -72,6 +72,9 @@ def _tiny_opts(path: Path, tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("path", ABLATIONS, ids=[str(p.relative_to("configs")) for p in ABLATIONS])
 def test_ablation_config_trains_and_evaluates(path: Path, tmp_path: Path) -> None:
+    """A smoke test over the ablation configs, on purpose (tiny models, one short run each):
+    each trains, evaluates to finite scores and caches its segments. The scores' values are
+    checked by the metric and evaluation tests."""
     report = main(["--cfg", str(path), "--opts", *_tiny_opts(path, tmp_path)])
     assert np.isfinite(report["metrics"]["IG"]) and np.isfinite(report["metrics"]["LL"])
     assert (tmp_path / "run" / "best.pt").is_file()

@@ -121,6 +121,8 @@ def test_patch_merging_concatenates_neighbours_in_swins_order_and_pads_odd_grids
 @pytest.mark.parametrize("ffn", ["mlp", "mix_ffn"])
 @pytest.mark.parametrize("mechanism", list(MECHANISMS))
 def test_every_mechanism_trains_through_the_encoder(mechanism: str, ffn: str) -> None:
+    """A smoke test over mechanisms and feed-forward layers, on purpose: gradients reach every
+    parameter and the blocks hold the chosen mechanism."""
     torch.manual_seed(0)
     model = encoder(settings(3, mechanism, FFN=ffn, PATCH_EMBED="overlapping"))
     features = model(torch.rand(2, 3, 37, 53))
@@ -148,6 +150,8 @@ def _batch(height: int, width: int) -> Batch:
 
 @pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_each_ablation_model_takes_a_finite_training_step(path: Path) -> None:
+    """A smoke test over the ablation files, on purpose: each model's density is normalised
+    and two optimizer steps change its loss."""
     torch.manual_seed(0)
     cfg = load_config(path, [])
     model = build_model(cfg)

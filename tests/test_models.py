@@ -198,6 +198,9 @@ COMBINATIONS = [c for c in ALL if c[2] not in ATTENDING_DECODERS or c[0] in ATTE
 
 @pytest.mark.parametrize(("encoder", "block", "decoder"), COMBINATIONS)
 def test_combination_builds_and_runs(encoder: str, block: str, decoder: str) -> None:
+    """A smoke test over the grid of parts, on purpose: every combination builds, runs on a
+    45x61 batch, gives a prediction of its kind's shape (densities normalised, padding not
+    scored) and gradients. The parts' values are checked by their own tests."""
     cfg = load_config(
         Path("configs/quickstart.yaml"),
         _opts({"ENCODER": encoder, "BLOCK": block, "DECODER": decoder}) + FULL_DATA_OPTS,
@@ -327,6 +330,9 @@ def test_gaussian_blur_matches_scipy_inside_the_image() -> None:
 
 @pytest.mark.parametrize("stage", INPUT_STAGES.names())
 def test_every_input_stage_feeds_a_reconstruction_model(stage: str) -> None:
+    """A smoke test over the input stages, on purpose: each feeds a reconstruction model, and
+    the loss counts the pixels its mask leaves to score. What each stage shows is checked by
+    its own tests."""
     parts = {"INPUT_STAGE": stage, "ENCODER": "convnet", "BLOCK": "identity"}
     cfg = load_config(
         Path("configs/quickstart.yaml"), _opts({**parts, "DECODER": "reconstruction"})

@@ -414,7 +414,8 @@ CONFIGS = sorted(p for p in Path("configs/03_mr_cnn").rglob("*.yaml") if "_base_
 def test_every_mr_cnn_config_trains_and_evaluates_at_its_own_size(
     path: Path, tmp_path: Path
 ) -> None:
-    """Each config's model as configured (CPU or full size), on a few tiny generated images."""
+    """Each config's model as configured (CPU or full size), on a few tiny generated images: a
+    smoke test over the configs, on purpose (the scores' values are checked above)."""
     data = [
         *TINY_DATA[: TINY_DATA.index("DATA.SAMPLES.PATCHES.POSITIVES")],
         *SMALL,
