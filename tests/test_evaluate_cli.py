@@ -413,7 +413,33 @@ def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
         run(name, a, tmp_path / "x.json", "--split", str(tmp_path / "other.json"))
 
 
+def _bar_heights(png: Path) -> list[float]:
+    """Signed heights in pixels (up: positive) of the bars of ``code.report``'s IG plot, left to
+    right: runs of columns in the bar colour (an error bar that hides a bar's whole middle
+    column splits nothing), each measured one pixel inside its left edge from the zero line,
+    the middle of the three black lines across the axes (frame, zero, frame)."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    bar = np.abs(pixels - [0x5B, 0x6E, 0xA8]).sum(-1) < 30
+    lines = np.flatnonzero((pixels.sum(-1) < 200).sum(1) > 0.5 * bar.any(0).sum())
+    rows = np.split(lines, np.flatnonzero(np.diff(lines) > 1) + 1)
+    assert len(rows) == 3, rows
+    zero = rows[1].mean()
+    columns = np.flatnonzero(bar.any(0))
+    starts = columns[np.r_[True, np.diff(columns) > 10]]  # bars lie ~19 px apart
+    heights = []
+    for start in starts:
+        filled = np.flatnonzero(bar[:, start + 1])
+        below = filled[-1] > zero
+        heights.append(-(filled[-1] + 0.5 - zero) if below else zero - (filled[0] - 0.5))
+    return heights
+
+
 def test_report_tables_runs_with_their_baselines_and_intervals(small_osie, tmp_path):
+    """The markdown table and CSV, and the IG plot read back from its pixels: one bar per row
+    whose IG is not 0, heights on one scale with the sign of the IG (fails for another metric
+    drawn, the signs flipped, a row left out)."""
     from code import report
 
     name, dataset = small_osie
@@ -435,7 +461,15 @@ def test_report_tables_runs_with_their_baselines_and_intervals(small_osie, tmp_p
     assert "6 test images" in text
     rows = (tmp_path / "report" / "report.csv").read_text().splitlines()
     assert rows[0] == "table,row,metric,value,se,ci95_low,ci95_high" and len(rows) > 30
-    assert (tmp_path / "report" / "report_ig.png").stat().st_size > 0
+    # the plot: a bar per row, its height in pixels the row's IG on one scale (±2 px)
+    table_ig = [float(line.split(" | ")[1]) for line in lines[2:7]]
+    visible = [ig for ig in table_ig if abs(ig) > 0.01]  # the centre bias's IG is 0: no bar
+    bars = _bar_heights(tmp_path / "report" / "report_ig.png")
+    assert len(visible) == len(bars) == 4, (table_ig, bars)
+    scale = max(bars, key=abs) / max(visible, key=abs)  # pixels per bit, up: positive
+    assert scale > 0 and all(
+        abs(h - scale * ig) <= 2 for h, ig in zip(bars, visible, strict=True)
+    ), bars
     with pytest.raises(FileNotFoundError, match=r"no metrics\.json"):
         report.main([str(tmp_path / "maps"), "--out", str(tmp_path / "x")])
     # another report is never overwritten by accident
