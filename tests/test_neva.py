@@ -160,12 +160,27 @@ def test_the_fovea_is_round_in_pixels_on_a_non_square_image() -> None:
 
 
 def test_the_perceived_image_has_a_gradient_with_respect_to_the_fixation() -> None:
-    foveation = Foveation(0.1, 1.0, 9, 3.0, 0.1)
-    image = _textured(32, 32)
-    fixation = torch.tensor([[0.2, -0.3]], requires_grad=True)
-    perceived, _ = foveation(image, fixation, torch.zeros(1, 32, 32))
-    (perceived - image).pow(2).mean().backward()
-    assert fixation.grad is not None and fixation.grad.abs().min() > 0
+    """The gradient of a loss on the perceived image with respect to the fixation (x, y) is its
+    central finite difference (float64, on a non-square image, with a memory). Fails for the
+    fixation detached, or a gradient that is not the value's: e.g. the fovea snapped to the
+    pixel grid with a straight-through gradient."""
+    foveation = Foveation(0.1, 0.8, 9, 3.0, 0.1).double()
+    image = _textured(24, 36).double()
+    memory = 0.5 * foveation.fovea(torch.tensor([[0.1, -0.1]], dtype=torch.float64), 24, 36)
+
+    def loss(fixation: torch.Tensor) -> torch.Tensor:
+        perceived, _ = foveation(image, fixation, memory)
+        return (perceived - image).pow(2).mean()
+
+    fixation = torch.tensor([[0.2, -0.3]], dtype=torch.float64, requires_grad=True)
+    loss(fixation).backward()
+    step = 1e-6
+    numeric = [
+        (loss(fixation.detach() + step * e) - loss(fixation.detach() - step * e)) / (2 * step)
+        for e in torch.eye(2, dtype=torch.float64)[:, None]
+    ]
+    assert fixation.grad.abs().min() > 1e-4  # not a flat spot
+    torch.testing.assert_close(fixation.grad[0], torch.stack(numeric), rtol=1e-5, atol=1e-9)
 
 
 def test_the_input_stage_shows_what_the_foveation_shows_after_recorded_fixations() -> None:
