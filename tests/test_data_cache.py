@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -96,6 +97,22 @@ def test_fingerprint_changes_with_the_files(tmp_path, osie):
     assert first == fingerprint_dataset(osie)
     subset = osie.subset(range(10))
     assert fingerprint_dataset(subset)["stimuli"] != first["stimuli"]
+
+
+def test_fingerprint_changes_when_a_loader_reads_the_same_files_differently(osie):
+    """The same files, the fixations moved by 0.1 % of x towards the left edge (a loader whose
+    coordinate convention changed), or a stimulus reported one pixel taller: a stat-only
+    fingerprint would serve the old cache."""
+    first = fingerprint_dataset(osie)
+    fixations = dataclasses.replace(osie.fixations, x=osie.fixations.x * 0.999)
+    shifted = dataclasses.replace(osie, fixations=fixations)
+    taller = dataclasses.replace(
+        osie, stimuli=[dataclasses.replace(osie.stimuli[0], height=osie.stimuli[0].height + 1),
+                       *osie.stimuli[1:]],
+    )  # fmt: skip
+    for changed in (shifted, taller):
+        again = fingerprint_dataset(changed)
+        assert again["annotations"] == first["annotations"] and again != first
 
 
 def _ddp_build(rank: int, world: int, path: str, init: str) -> None:

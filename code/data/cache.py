@@ -59,9 +59,12 @@ def content_hash(content_key: dict[str, Any]) -> str:
 
 
 def fingerprint_dataset(dataset: GazeDataset) -> dict[str, Any]:
-    """Paths, sizes and modification times of a data set's annotation files and stimuli.
+    """Paths, sizes and modification times of a data set's annotation files and stimuli, and a
+    digest of what the loader made of them (each stimulus' id and size, every fixation field).
 
-    Cheap (``stat`` only, no reading); any edit, replacement or renaming changes it. Folders in
+    Cheap (``stat`` only, no reading of images; the loaded arrays hash in milliseconds): any
+    edit, replacement or renaming changes it, and so does a loader whose code now reads the
+    same files differently (e.g. another coordinate convention). Folders in
     ``dataset.sources`` (e.g. MIT1003's per-subject files) are walked.
     """
     annotation_files = []
@@ -75,7 +78,18 @@ def fingerprint_dataset(dataset: GazeDataset) -> dict[str, Any]:
         "stimuli": _stat_digest(stimuli),
         "num_stimuli": len(dataset.stimuli),
         "num_fixations": len(dataset.fixations),
+        "loaded": _loaded_digest(dataset),
     }
+
+
+def _loaded_digest(dataset: GazeDataset) -> str:
+    digest = hashlib.sha256()
+    for stimulus in dataset.stimuli:
+        digest.update(f"{stimulus.id}\0{stimulus.height}\0{stimulus.width}\n".encode())
+    for name, values in sorted(vars(dataset.fixations).items()):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
 
 
 def _stat_digest(paths: list[Path]) -> str:
