@@ -18,6 +18,7 @@ from code.utils.cli import run_command
 from tests.small_run import QUICKSTART, REPO_ROOT
 
 HELD = "held_run"  # a folder holding a finished run's files
+IMAGE = str(REPO_ROOT / "docs" / "neva_utility.png")  # any image: predict checks it first
 
 
 def _cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
@@ -29,7 +30,7 @@ def _cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
             r"unknown key TRAIN\.EPOCH .*EPOCHS",
         ),
         "predict: a config as the checkpoint": (
-            ["code.predict", "--checkpoint", QUICKSTART, "--input", missing, "--output", missing],
+            ["code.predict", "--checkpoint", QUICKSTART, "--input", IMAGE, "--output", missing],
             r"configs/quickstart\.yaml: not a checkpoint",
         ),
         "evaluate: data set root missing": (
