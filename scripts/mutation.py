@@ -3,17 +3,19 @@ bugs does the fast suite notice?
 
     uv run python -m scripts.mutation [--modules code/metrics/uncertainty.py ...] [--commit REV]
                                       [--sample 60] [--seed 0] [--out mutation.json]
+    uv run python -m scripts.mutation --commit REV --replay mutation.json
 
 Every mutant changes one node of a module's functions, the way a typing slip would: a comparison
 flipped or loosened (``<`` → ``<=``, ``==`` → ``!=``), an arithmetic operator swapped (``+`` ↔
 ``-``, ``*`` ↔ ``/``), a sign dropped, a ``not`` removed, ``and`` ↔ ``or``, ``True`` ↔ ``False``,
 a number changed (``n`` → ``n + 1``, ``x`` → ``2x``). ``--sample`` mutants are drawn (seeded)
-from all of them; each is written into a temporary git worktree of ``--commit`` (default HEAD:
-the mutants and tests of that commit, so a before/after comparison draws from both with one
-seed), and the tests
-of its module run there (``-m "not slow" -x``): the test files that import the module by name
-(``TESTS`` adds those that reach it through a command). A mutant whose tests all pass
-*survived*. The survivors are listed with their place and change, the rate printed per module.
+from all of them; each is written into a temporary git worktree of ``--commit`` (default
+HEAD), and the tests of its module run there (``-m "not slow" -x``): the test files that import
+the module by name (``TESTS`` adds those that reach it through a command or another module).
+A mutant whose tests all pass *survived*. The survivors are listed with their place and change,
+the rate printed per module.
+``--replay`` runs an earlier report's survivors again on ``--commit`` (e.g. after new tests),
+each found by its change on a line of the same text.
 """
 
 from __future__ import annotations
@@ -43,7 +45,12 @@ TESTS = {
     "code/metrics/evaluator.py": ["tests/test_evaluate_cli.py"],
     "code/metrics/uncertainty.py": ["tests/test_evaluate_cli.py"],
     "code/metrics/protocol.py": ["tests/test_evaluate_cli.py"],
-    "code/engine/trainer.py": ["tests/test_engine_training.py", "tests/test_engine_resume.py"],
+    "code/engine/trainer.py": [
+        "tests/test_engine_training.py",
+        "tests/test_engine_resume.py",
+        "tests/test_engine_best.py",
+    ],
+    "code/data/cache.py": ["tests/test_data_cache_key.py"],
     "code/engine/evaluator.py": ["tests/test_engine_training.py", "tests/test_tasks.py"],
     "code/engine/optim.py": ["tests/test_engine_training.py", "tests/test_engine_resume.py"],
 }
@@ -153,7 +160,8 @@ def tests_of(root: Path, module: str) -> list[str]:
     pattern = re.compile(rf"({re.escape(dotted)}\b|from {re.escape(package)} import .*\b{name}\b)")
     named = [str(p.relative_to(root)) for p in sorted((root / "tests").glob("test_*.py"))
              if pattern.search(p.read_text())]  # fmt: skip
-    return sorted(set(named) | set(TESTS.get(module, [])))
+    extra = [test for test in TESTS.get(module, []) if (root / test).is_file()]
+    return sorted(set(named) | set(extra))
 
 
 def run_tests(worktree: Path, tests: list[str], timeout_s: int) -> str:
@@ -169,36 +177,68 @@ def run_tests(worktree: Path, tests: list[str], timeout_s: int) -> str:
     return "survived" if done.returncode == 0 else "killed"
 
 
+def drawn(worktree: Path, modules: list[str], sample: int, seed: int) -> list[Mutant]:
+    """``sample`` mutants drawn (seeded) from every mutant of the ``modules`` that have tests."""
+    candidates = [m for module in modules if tests_of(worktree, module)
+                  for m in mutants_of(worktree, module)]  # fmt: skip
+    untested = [module for module in modules if not tests_of(worktree, module)]
+    print(f"{len(candidates)} mutants in {len(modules)} modules"
+          + (f"; no test file names {', '.join(untested)}" if untested else ""))  # fmt: skip
+    return random.Random(seed).sample(candidates, min(sample, len(candidates)))
+
+
+def replayed(worktree: Path, report: dict) -> list[Mutant]:
+    """The survivors of an earlier ``report``, found again in ``worktree``'s code: the mutant of
+    the same change on a line of the same text (the code may have moved); those whose line is
+    gone are reported and left out."""
+    found = []
+    for old in (o for o in report["outcomes"] if o["outcome"] == "survived"):
+        source = subprocess.run(["git", "show", f"{report['commit']}:{old['module']}"], cwd=REPO,
+                                check=True, capture_output=True, text=True).stdout  # fmt: skip
+        text = source.splitlines()[old["line"] - 1].strip()
+        lines = (worktree / old["module"]).read_text().splitlines()
+        same = [m for m in mutants_of(worktree, old["module"])
+                if m.change == old["change"] and lines[m.line - 1].strip() == text]  # fmt: skip
+        if same:
+            found.append(same[0])
+        else:
+            print(f"gone: {old['module']}:{old['line']} {old['change']} ({text})")
+    return found
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--modules", nargs="+", default=DEFAULT_MODULES)
     parser.add_argument("--sample", type=int, default=60, help="mutants drawn over all modules")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--commit", default="HEAD", help="the code and tests to mutate")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        help="an earlier --out: run its survivors again (on --commit's tests)",
+    )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per mutant's tests")
     parser.add_argument("--out", type=Path, help="JSON with every mutant's outcome")
     args = parser.parse_args(argv)
+    commit = subprocess.run(["git", "rev-parse", "--short", args.commit], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     outcomes = []
     with tempfile.TemporaryDirectory() as tmp:
         worktree = Path(tmp) / "mutation"
-        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.commit],
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), commit],
                        cwd=REPO, check=True, capture_output=True)  # fmt: skip
         (worktree.parent / "shared").symlink_to(REPO.parent / "shared")  # ../shared/data
         try:
-            tested = {module: tests_of(worktree, module) for module in args.modules}
-            candidates = [m for module in args.modules if tested[module]
-                          for m in mutants_of(worktree, module)]  # fmt: skip
-            untested = [module for module in args.modules if not tested[module]]
-            chosen = random.Random(args.seed).sample(candidates, min(args.sample, len(candidates)))
-            note = f"; no test file names {', '.join(untested)}" if untested else ""
-            print(f"{len(candidates)} mutants in {len(args.modules)} modules at {args.commit}; "
-                  f"{len(chosen)} drawn{note}")  # fmt: skip
+            if args.replay:
+                chosen = replayed(worktree, json.loads(args.replay.read_text()))
+            else:
+                chosen = drawn(worktree, args.modules, args.sample, args.seed)
             for k, mutant in enumerate(sorted(chosen, key=lambda m: (m.module, m.index))):
                 path = worktree / mutant.module
                 original = path.read_text()
                 path.write_text(mutated_source(mutant, original))
                 try:
-                    outcome = run_tests(worktree, tested[mutant.module], args.timeout)
+                    outcome = run_tests(worktree, tests_of(worktree, mutant.module), args.timeout)
                 finally:
                     path.write_text(original)
                 outcomes.append({**asdict(mutant), "outcome": outcome})
@@ -206,6 +246,14 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{mutant.change}", flush=True)  # fmt: skip
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO)
+    summarise(outcomes)
+    report = {"commit": commit, "seed": args.seed, "outcomes": outcomes}
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def summarise(outcomes: list[dict]) -> None:
     survivors = [o for o in outcomes if o["outcome"] == "survived"]
     print(f"\nsurvived: {len(survivors)} of {len(outcomes)} "
           f"({100 * len(survivors) / max(len(outcomes), 1):.0f} %)")  # fmt: skip
@@ -213,11 +261,6 @@ def main(argv: list[str] | None = None) -> dict:
         mine = [o for o in outcomes if o["module"] == module]
         alive = sum(o["outcome"] == "survived" for o in mine)
         print(f"  {module}: {alive} of {len(mine)} survived")
-    report = {"commit": args.commit, "seed": args.seed, "drawn": len(outcomes),
-              "candidates": len(candidates), "outcomes": outcomes}  # fmt: skip
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2))
-    return report
 
 
 if __name__ == "__main__":
