@@ -7,8 +7,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from code.data.sampler import ShapeAwareBatchSampler
 from code.data.splits import kfold_by_image, select_subjects, split_by_image, split_by_subject
@@ -70,28 +68,6 @@ def test_resume_mid_epoch_continues_exactly():
     wrong = ShapeAwareBatchSampler(SIZES, 8, 2, 1, 7, True, False)
     with pytest.raises(ValueError, match="batch_size"):
         wrong.load_state_dict(state)
-
-
-def _ddp_sampler(rank: int, world: int, init: str) -> None:
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        sampler = ShapeAwareBatchSampler(
-            SIZES, 3, dist.get_world_size(), dist.get_rank(), 11, True, False
-        )
-        sampler.set_epoch(2)
-        everyone = [None] * world
-        dist.all_gather_object(everyone, list(sampler))
-        assert len(everyone[0]) == len(everyone[1])
-        repeated = sampler.last_epoch_counts["repeated_batches"]
-        flat = [tuple(b) for batches in everyone for b in batches]
-        assert len(set(flat)) == len(flat) - repeated
-        assert all(len({SIZES[i] for i in b}) == 1 for b in flat)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_ddp_gloo_two_processes(tmp_path):
-    mp.spawn(_ddp_sampler, args=(2, f"file://{tmp_path / 'rendezvous'}"), nprocs=2, join=True)
 
 
 def test_splits_are_deterministic_and_partition(osie):
