@@ -77,6 +77,9 @@ def test_cli_writes_result(small_osie, tmp_path, capsys):
     assert result["n_images"] == 6 and result["n_fixations"] == len(dataset.fixations)
     assert result["baselines"]["uniform"]["AUC"] == 0.5
     assert result["baselines"]["gold_standard"]["IG"] > result["baselines"]["uniform"]["IG"]
+    # the gold standard's IG: its LL over the centre bias's, per fixation, in bits (not nats)
+    gold, centre = result["baselines"]["gold_standard"], result["baselines"]["center_bias"]
+    assert gold["IG"] == pytest.approx((gold["LL"] - centre["LL"]) / np.log(2), rel=1e-9)
     assert "gold_standard" in capsys.readouterr().out
 
 

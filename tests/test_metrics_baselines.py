@@ -168,3 +168,26 @@ def test_center_bias_is_oriented_like_the_fixations_on_a_wide_image():
     for image in range(3):
         p = np.exp(cv.log_density(image, height, width))
         assert 0.5 * np.abs(p - reference).sum() < 0.05
+
+
+def test_fitted_gold_standard_weight_beats_every_weight_on_a_grid(dataset):
+    """On 30 OSIE images at a fixed bandwidth, the uniform weight ``fit`` chooses gives a
+    leave-one-subject-out likelihood at least that of every weight on a grid (each scored by a
+    gold standard with that weight fixed). Catches a search over the wrong side of the logistic
+    (sigmoid(+x) in the objective, sigmoid(−x) when reading it back), a sign flip of the
+    objective and a weight read from the wrong end of the bounds."""
+    bandwidth = LeaveOneSubjectOutGoldStandard.BANDWIDTHS[6]
+    fitted = LeaveOneSubjectOutGoldStandard(bandwidth, None).fit(dataset)
+    best = fitted.log_likelihoods(dataset).sum()
+    for weight in np.geomspace(1e-4, 0.9, 25):
+        fixed = LeaveOneSubjectOutGoldStandard(bandwidth, weight).log_likelihoods(dataset)
+        assert best >= fixed.sum() - 1e-6, weight
+    assert 1e-4 < fitted.uniform_weight < 0.9  # inside the grid: a real optimum, not a bound
+
+
+def test_cross_validated_center_bias_takes_two_folds_and_refuses_one():
+    """Two folds (each half of the images fitted on the other) is the smallest cross-validation;
+    catches a check of ``folds <= 2``."""
+    CrossValidatedCenterBias(0.1, 0.01, 2)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        CrossValidatedCenterBias(0.1, 0.01, 1)

@@ -250,3 +250,26 @@ def test_a_shared_empirical_map_gives_the_same_scores(osie_csv, osie_log_densiti
     expected = alone.update(osie_log_densities[0], xs, ys)
     assert given.update(osie_log_densities[0], xs, ys, empirical_map=shared) == expected
     assert {"CC", "KLDiv", "SIM"} <= set(expected)
+
+
+def test_a_map_without_mass_becomes_the_uniform_density():
+    """pysaliency's conversion of an all-zero (or constant, once shifted) map: every pixel
+    1 / (H·W). Catches H·W in place of its inverse."""
+    for flat in (torch.zeros(3, 4), torch.full((3, 4), -2.0)):
+        assert torch.equal(M.to_density(flat), torch.full((3, 4), 1 / 12))
+
+
+def test_log_densities_reach_the_original_size_item_by_item_interpolated_in_log():
+    """A (2, 3, 1, 2) batch of log-densities to 1 × 4: each item's two log values interpolated
+    bilinearly with half-pixel centres (weights 1, 3/4 + 1/4, 1/4 + 3/4, 1 written out here), then
+    renormalised. Catches leading dimensions lost or merged, densities interpolated instead of
+    their logs, and no renormalisation."""
+    from code.engine.evaluator import to_original_size
+
+    logs = torch.log(torch.rand(2, 3, 1, 2, dtype=torch.float64) + 0.1)
+    resized = to_original_size(logs, (1, 4))
+    assert resized.shape == (2, 3, 1, 4)
+    a, b = logs[..., 0, 0], logs[..., 0, 1]
+    expected = torch.stack([a, 0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b, b], dim=-1)
+    expected = expected - torch.logsumexp(expected, dim=-1, keepdim=True)
+    torch.testing.assert_close(resized[..., 0, :].double(), expected, rtol=0, atol=1e-6)
