@@ -137,6 +137,9 @@ def test_linear_momentum_hits_its_endpoints_and_resumes_exactly() -> None:
     schedule = LinearMomentum(total_steps=11, start=0.9, end=0.99)
     assert schedule.momentum(0) == 0.9 and schedule.momentum(10) == 0.99
     assert schedule.momentum(5) == pytest.approx(0.945, abs=1e-12)
+    for start, end in ((1.0, 0.99), (0.9, 1.0), (-0.1, 0.9)):  # momentum 1 never forgets
+        with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
+            LinearMomentum(total_steps=11, start=start, end=end)
 
     def train(steps: range, state: dict | None) -> tuple[torch.Tensor, list[float], dict]:
         torch.manual_seed(0)
