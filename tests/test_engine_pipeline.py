@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from code.config import ConfigError
 from code.engine.checkpoint import load_checkpoint
 from code.engine.outputs import RunExistsError
+from code.engine.pipeline import load_pipeline
 from code.main import main
 from tests.small_run import SMALL
 
@@ -91,3 +93,14 @@ def test_a_rerun_with_changed_options_is_refused_naming_the_keys_until_overwrite
     again = main(["--cfg", str(pipeline), *changed, "--overwrite"])
     assert again != first and (out / "spatial" / "best.pt").read_bytes() != best
     assert "EPOCHS: 2" in (out / "spatial" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("stages", ["[]", "[spatial.yaml, other/spatial.yaml]"])
+def test_a_pipeline_needs_stages_of_distinct_names(tmp_path: Path, stages: str) -> None:
+    """Two stage files of one name would run into one folder, the second over the first;
+    no stage at all runs nothing. Catches the check of either alone."""
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(f"PIPELINE:\n  OUTPUT_DIR: {tmp_path}\n  STAGES: {stages}\n"
+                        "  OPTS: []\n  FOLDS: null\n")  # fmt: skip
+    with pytest.raises(ConfigError, match="needs distinct stage files"):
+        load_pipeline(pipeline, [])
