@@ -219,11 +219,12 @@ def flat_keys(node: dict, prefix: str = "") -> dict:
 
 # --- the typed view for editors ----------------------------------------------------------------
 
-TYPED_VIEW = Path(__file__).with_name("config_types.py")
+# Generated on demand, not tracked: a stub editors and type checkers read beside this module.
+TYPED_VIEW = Path(__file__).with_name("config_types.pyi")
 
 
 def render_typed_view() -> str:
-    """Source of ``code/config_types.py``: one Protocol per node, for autocompletion.
+    """Source of ``code/config_types.pyi``: one Protocol per node, for autocompletion.
 
     Annotate a configuration as ``cfg: "Config"`` (imported under TYPE_CHECKING) and editors
     complete ``cfg.MODEL.ENCODER.DINOV2.LAYERS``. Regenerate with ``python -m code.config``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from code.config import (
     SCHEMA,
     TYPED_VIEW,
     ConfigError,
+    flat_keys,
     is_pipeline_file,
     load_config,
     render_typed_view,
@@ -175,10 +177,25 @@ def test_every_config_in_the_repository_loads() -> None:
             load_config(path, [])
 
 
-def test_typed_view_is_up_to_date() -> None:
-    assert TYPED_VIEW.read_text() == render_typed_view(), (
-        "stale: run `uv run python -m code.config`"
-    )
+@pytest.mark.parametrize("config", [QUICKSTART, "configs/03_mr_cnn/faithful.yaml",
+                                    "configs/06_attention/full/shifted_window.yaml"])  # fmt: skip
+def test_typed_view_declares_every_key_of_a_resolved_config(config: str) -> None:
+    """Every key of a resolved config is an attribute chain of the rendered view, from
+    ``Config`` down through each node's Protocol (parts, sub-parts and their chosen nodes).
+    Catches a node, a part's options or a leaf left out of ``code/config_types.pyi``."""
+    view = ast.parse(render_typed_view())
+    classes = {
+        node.name: {item.target.id: ast.unparse(item.annotation) for item in node.body
+                    if isinstance(item, ast.AnnAssign)}
+        for node in view.body if isinstance(node, ast.ClassDef)
+    }  # fmt: skip
+    cfg = load_config(config, [])
+    for key in flat_keys(yaml.safe_load(cfg.dump())):
+        owner = "Config"
+        for name in key.split("."):
+            assert name in classes[owner], f"{key}: {name} not declared in {owner}"
+            owner = classes[owner][name]
+    assert TYPED_VIEW.suffix == ".pyi"  # a stub beside code/config.py, written on demand
 
 
 def test_registry_rejects_duplicates_defaults_and_untyped_parameters() -> None:
