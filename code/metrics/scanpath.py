@@ -11,6 +11,7 @@ pixels, not continuous positions; computed in integers, so no cell boundary depe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations, permutations
 from pathlib import Path
@@ -238,11 +239,20 @@ def compare(
     }
 
 
-def _mean(rows: list[dict[str, float]], metrics: list[str] | None = None) -> dict[str, float]:
+def _mean(rows: list[dict[str, float]], metrics: Sequence[str] | None = None) -> dict[str, float]:
     """Each metric's mean over ``rows`` (NaNs left out); ``metrics``: those of the first row."""
     if not rows:
         return {}
     return {k: float(np.nanmean([r[k] for r in rows])) for k in metrics or rows[0]}
+
+
+def per_image_means(
+    rows_of: dict[int, list[dict[str, float]]], metrics: Sequence[str]
+) -> dict[str, list[float]]:
+    """Per metric, each image's mean over its scanpath pairs (NaNs left out), in ``rows_of``'s
+    order; images without a pair are left out."""
+    means = [_mean(rows, metrics) for rows in rows_of.values() if rows]
+    return {metric: [m[metric] for m in means] for metric in metrics}
 
 
 def human_pairs(
@@ -277,17 +287,17 @@ def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatc
     # the humans scored as the model was (without temporal bins where it has no durations)
     params = replace(params, temporal_bin_ms=result["temporal_bin_ms"])
     pairs = human_pairs(dataset, params, images, result["length"])
-    metrics = [m for m in result["metrics"]]  # without MM_duration where the model has none
-    ceiling = {m: [float(np.nanmean([row[m] for row in rows])) for rows in pairs.values()]
-               for m in metrics}  # fmt: skip
-    n_ceiling = [len(rows) for rows in pairs.values()]
+    metrics = list(result["metrics"])  # without MM_duration where the model has none
+    n_ceiling = [len(rows) for rows in pairs.values() if rows]
     per_image = result["per_image"]
     return {
         **result,
         "human_ceiling": _mean([row for rows in pairs.values() for row in rows], metrics),
         "intervals": {
             "model": bootstrap(per_image["model"], per_image["n_pairs"], weighted=metrics),
-            "human_ceiling": bootstrap(ceiling, n_ceiling, weighted=metrics),
+            "human_ceiling": bootstrap(
+                per_image_means(pairs, metrics), n_ceiling, weighted=metrics
+            ),
         },
     }
 
@@ -320,7 +330,6 @@ def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchPa
                 row = row if timed else {k: v for k, v in row.items() if k != "MM_duration"}
                 rows_of.setdefault(image, []).append(row)
     rows = [row for image_rows in rows_of.values() for row in image_rows]
-    means = {image: _mean(image_rows) for image, image_rows in rows_of.items()}
     metrics = _mean(rows)
     return {
         "metrics": metrics,
@@ -330,9 +339,9 @@ def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchPa
         "durations": timed,
         "temporal_bin_ms": params.temporal_bin_ms,
         "per_image": {  # each image's mean over its (predicted, human) pairs
-            "image": [dataset.stimuli[image].id for image in means],
-            "n_pairs": [len(rows_of[image]) for image in means],
-            "model": {k: [m[k] for m in means.values()] for k in metrics},
+            "image": [dataset.stimuli[image].id for image in rows_of],
+            "n_pairs": [len(image_rows) for image_rows in rows_of.values()],
+            "model": per_image_means(rows_of, list(metrics)),
         },
     }
 

@@ -49,6 +49,7 @@ from code.metrics.scanpath import (
     Grid,
     ScanMatchParams,
     human_pairs,
+    per_image_means,
     scanpaths_by_image,
     score_scanpaths,
 )
@@ -352,8 +353,7 @@ class ScanpathGenerationTask(Task):
         }
         # the viewers' first LENGTH fixations against the others', as NeVA's are scored
         pairs = human_pairs(test, params, set(range(len(test.stimuli))), self.length)
-        ceiling = {m: [np.nanmean([r[m] for r in rows]) for rows in pairs.values() if rows]
-                   for m in TABLE_METRICS}  # fmt: skip
+        ceiling = per_image_means(pairs, TABLE_METRICS)
         scores[HUMANS] = {m: mean_and_error(values) for m, values in ceiling.items()}
         utility = {name: utility_curve(loss) for name, loss in losses.items()}
         return {
