@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import os
 import random
@@ -153,6 +154,7 @@ class _Replace(ast.NodeTransformer):
         return self.by if node is self.target else super().visit(node)
 
 
+@functools.cache  # the test files are read once per module, not once per mutant
 def tests_of(root: Path, module: str) -> list[str]:
     """The test files that import ``module`` by its dotted name, and ``TESTS[module]``."""
     dotted = module.removesuffix(".py").replace("/", ".")
