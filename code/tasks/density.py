@@ -272,18 +272,38 @@ class DensityPredictor(Predictor):
             stimulus = Stimulus(name, image.shape[0], image.shape[1], None)
             segments = torch.from_numpy(self.segmenter(resized, stimulus).astype(np.int64))[None]
         centre = torch.tensor([[[width / 2, height / 2]]])
-        # History for a scanpath model's density: the centre, then nothing (masked).
-        k = self.model.decoder.history_length if self.conditional else 1
-        history_mask = torch.arange(k).view(1, 1, k) == 0
-        return dataclasses.replace(
+        batch = dataclasses.replace(
             image_batch(resized, image.shape[:2]),
             fixations=centre,
             fixation_mask=torch.ones(1, 1, dtype=torch.bool),
             centerbias=torch.from_numpy(self.centerbias.log_density(height, width)).float()[None],
             segments=segments,
-            history=centre[:, :, None] * history_mask[..., None],
-            history_mask=history_mask,
         )
+        # History for a scanpath model's density: the centre, then nothing (masked).
+        return self.with_history(batch, centre[0])
+
+    def with_history(self, batch: Batch, fixations: torch.Tensor) -> Batch:
+        """``batch`` (of one image, made by ``batch``) with the scanpath so far: ``fixations``
+        (L, 2) (x, y) in pixels of ``batch.input``, oldest first (L may be 0). A scanpath model
+        reads the last ``history_length``, most recent first, as it was trained; a spatial model
+        none."""
+        k = self.model.decoder.history_length if self.conditional else 1
+        before = len(fixations) - 1 - torch.arange(k)  # history[j]: fixation L - 1 - j
+        mask = before >= 0
+        history = torch.zeros(k, 2) if len(fixations) == 0 else fixations[before.clamp(min=0)]
+        return dataclasses.replace(
+            batch, history=(history * mask[:, None])[None, None], history_mask=mask[None, None]
+        )
+
+    def log_densities(self, batch: Batch) -> list[torch.Tensor]:
+        """Each image's log-density at its original size (natural log) from ``batch`` (of
+        images made by ``batch``); a scanpath model's of the fixation after the batch's history
+        (``with_history``)."""
+        prediction = self.model(batch)[0]
+        if self.conditional:  # the one fixation of each image
+            prediction = prediction[:, 0]
+        sizes = batch.original_size.tolist()
+        return [to_original_size(p, tuple(size)) for p, size in zip(prediction, sizes, strict=True)]
 
     def scanpaths(self, batch: Batch, count: int, length: int, seed: int) -> np.ndarray:
         """(count, length, 2) sampled fixations (x, y) in the original image's pixels."""
@@ -296,9 +316,7 @@ class DensityPredictor(Predictor):
     def predict(
         self, batch: Batch, images: list[np.ndarray], names: list[str], output: Path
     ) -> list[Write]:
-        prediction = self.model(batch)[0]
-        if self.conditional:  # the one fixation of each image
-            prediction = prediction[:, 0]
+        densities = self.log_densities(batch)
         options = self.options
         folders = {"densities": True, "overlays": options.overlays,
                    "scanpaths": bool(options.scanpaths)}  # fmt: skip
@@ -307,8 +325,7 @@ class DensityPredictor(Predictor):
         writes: list[Write] = []
         for item, (image, name) in enumerate(zip(images, names, strict=True)):
             stem = Path(name).stem
-            log_density = to_original_size(prediction[item], image.shape[:2])
-            log_density = log_density.cpu().numpy().astype(np.float32)
+            log_density = densities[item].cpu().numpy().astype(np.float32)
             writes.append(partial(np.save, output / "densities" / f"{stem}.npy", log_density))
             if options.overlays:
                 path = output / "overlays" / f"{stem}_overlay.png"
