@@ -12,6 +12,7 @@ from code.data.loaders import (  # noqa: F401  (imported to register the loaders
     image_folder,
     mit1003,
     osie,
+    pysaliency_hdf5,
     salicon,
     scene500,
     stl10,
