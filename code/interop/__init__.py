@@ -1,0 +1,1 @@
+"""saccade inside other tools of the field (pysaliency: ``code.interop.pysaliency``)."""
