@@ -11,12 +11,17 @@ it again.
 Loading fails before any work starts, naming the full key and the file it came from, for: a key
 left unset, a key nobody declared (with the closest real key), a value of the wrong type, an
 unregistered part name, a missing file, and a ``_BASE_`` cycle.
+
+A run config states what differs: ``OUTPUT_DIR: null`` (``configs/_base_/runtime.yaml``) makes
+the run folder ``output/<the file's path below configs/, without .yaml>``; a value written in a
+file or given with ``--opts`` wins.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import types
 import typing
@@ -61,13 +66,17 @@ CountOrNone = Annotated[int | None, at_least(1)]
 PositiveOrNone = Annotated[float | None, above(0)]
 
 OPTS_SOURCE = "--opts"
+# An OUTPUT_DIR left null is derived: RUNS_FOLDER/<the config's path below CONFIGS_FOLDER>.
+CONFIGS_FOLDER = "configs"
+RUNS_FOLDER = "output"
+BASES_FOLDER = "_base_"  # shared parts of configs, never run themselves
 PART_NODES = (dict, Choice, Chain)  # schema entries that are nodes, not values
 
 
 SCHEMA: dict[str, Any] = {
     "SEED": int,
     "DETERMINISTIC": bool,  # torch.use_deterministic_algorithms: slower, bitwise repeatable
-    "OUTPUT_DIR": str,
+    "OUTPUT_DIR": str,  # null in a file: derived from the file's path (derived_output_dir)
     "TASK": Choice(TASKS),  # what the run does (code.tasks): train and score a density model, ...
     "DIST": {
         "TIMEOUT_S": Count,  # a rank waiting longer than this in a collective fails the run
@@ -155,15 +164,59 @@ SCHEMA: dict[str, Any] = {
 
 
 def load_config(path: str | Path, opts: list[str]) -> CfgNode:
-    """Read ``path`` (following ``_BASE_``), apply ``opts`` (KEY VALUE ...), validate, freeze."""
-    return load_tree(path, opts, SCHEMA)
+    """Read ``path`` (following ``_BASE_``), apply ``opts`` (KEY VALUE ...), derive an
+    ``OUTPUT_DIR`` left null (:func:`derived_output_dir`), validate, freeze."""
+    tree, sources = _read_tree(path, opts, SCHEMA)
+    problems = []  # reported with the other problems of the file, not alone before them
+    if "OUTPUT_DIR" in tree and tree["OUTPUT_DIR"] is None:
+        try:
+            tree["OUTPUT_DIR"] = derived_output_dir(Path(path))
+        except ConfigError as err:
+            problems.append(str(err))
+    return _checked(tree, sources, SCHEMA, path, problems)
+
+
+def derived_output_dir(path: Path) -> str:
+    """The run folder of the config file ``path`` when its ``OUTPUT_DIR`` is null: ``output/``
+    and the file's path below the nearest enclosing ``configs/`` folder, without ``.yaml``
+    (``configs/03_mr_cnn/blur.yaml`` runs in ``output/03_mr_cnn/blur``). Two files of one
+    ``configs/`` tree never share a derived folder, as they never share a path."""
+    absolute = Path(os.path.abspath(path))  # symbolic links kept: the path the user named
+    root = next((folder for folder in absolute.parents if folder.name == CONFIGS_FOLDER), None)
+    below = absolute.relative_to(root).with_suffix("") if root is not None else None
+    if below is None or absolute.suffix != ".yaml" or BASES_FOLDER in below.parts:
+        raise ConfigError(
+            f"OUTPUT_DIR: null derives the run folder from the path of a .yaml run config below "
+            f"a {CONFIGS_FOLDER}/ folder (not a {BASES_FOLDER}/ file), and {path} is not one; "
+            "set OUTPUT_DIR in the file or with --opts OUTPUT_DIR DIR"
+        )
+    return f"{RUNS_FOLDER}/{below.as_posix()}"
 
 
 def load_tree(path: str | Path, opts: list[str], schema: dict[str, Any]) -> CfgNode:
     """``load_config`` against another schema (e.g. a pipeline's): same files, rules, errors."""
+    return _checked(*_read_tree(path, opts, schema), schema, path, [])
+
+
+def _read_tree(
+    path: str | Path, opts: list[str], schema: dict[str, Any]
+) -> tuple[dict, dict[str, str]]:
+    """The merged tree of ``path``, its bases and ``opts``, and the file that set each key."""
     tree, sources = _read_yaml_tree(Path(path), chain=())
     _apply_opts(tree, sources, opts, schema)
-    errors = list(_validate(tree, schema, prefix="", sources=sources, root_file=str(path)))
+    return tree, sources
+
+
+def _checked(
+    tree: dict,
+    sources: dict[str, str],
+    schema: dict[str, Any],
+    path: str | Path,
+    problems: list[str],
+) -> CfgNode:
+    """The validated tree as a frozen CfgNode, or one ConfigError listing every problem (those
+    found before validation first)."""
+    errors = [*problems, *_validate(tree, schema, prefix="", sources=sources, root_file=str(path))]
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     cfg = CfgNode(_in_schema_order(tree, schema))

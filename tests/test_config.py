@@ -138,7 +138,8 @@ def test_keys_of_a_part_that_is_not_chosen_are_refused(tmp_path: Path) -> None:
     sgd = "TRAIN:\n  OPTIMIZER:\n    NAME: sgd\n    SGD:\n      MOMENTUM: 0.9\n"
     sgd += "      NESTEROV: false\n"
     child = tmp_path / "child.yaml"
-    child.write_text(f"_BASE_: [{QUICKSTART.resolve()}]\n{sgd}")
+    # outside configs/, so no run folder is derived: the file names one
+    child.write_text(f"_BASE_: [{QUICKSTART.resolve()}]\nOUTPUT_DIR: run\n{sgd}")
     optimizer = load_config(child, []).TRAIN.OPTIMIZER
     assert "ADAM" not in optimizer and optimizer.SGD.MOMENTUM == 0.9
     switched = ["TRAIN.OPTIMIZER.NAME", "sgd", "TRAIN.OPTIMIZER.SGD.MOMENTUM", "0.5"]
@@ -167,14 +168,56 @@ def test_missing_file_and_base_cycle(tmp_path: Path) -> None:
         load_config(tmp_path / "c.yaml", [])
 
 
-def test_every_config_in_the_repository_loads() -> None:
+def test_every_config_in_the_repository_loads_and_runs_in_a_folder_of_its_own() -> None:
+    """Catches two runs sharing one OUTPUT_DIR, where the second would be refused or, with
+    --overwrite, replace the first: e.g. a config based on another run config that writes its
+    OUTPUT_DIR by hand (saliency_probe/scratch.yaml on readout.yaml), which inherits that folder
+    unless it sets ``OUTPUT_DIR: null`` to derive its own."""
     files = [p for p in Path("configs").rglob("*.yaml") if "_base_" not in p.parts]
     assert files
+    folders: dict[str, str] = {}
     for path in files:
         if is_pipeline_file(path):
-            load_pipeline(path, [])  # resolves every stage of every fold
+            runs = load_pipeline(path, []).runs  # resolves every stage of every fold
+            configs = [(f"{path} ({run.stage}, fold {run.fold})", run.cfg) for run in runs]
         else:
-            load_config(path, [])
+            configs = [(str(path), load_config(path, []))]
+        for name, cfg in configs:
+            other = folders.setdefault(cfg.OUTPUT_DIR, name)
+            assert other == name, f"{name} and {other} both run in {cfg.OUTPUT_DIR}"
+
+
+def test_a_null_output_dir_is_the_config_path_below_configs_and_a_written_one_wins(
+    tmp_path: Path,
+) -> None:
+    """OUTPUT_DIR null (configs/_base_/runtime.yaml) -> output/<path below configs/ without
+    .yaml>, the same from any working directory's spelling of the path; a value in the file, in
+    a base, or in --opts wins; a file outside a configs/ folder, or a base, derives none.
+    Catches a folder derived from the base that holds the null, from the file name alone (two
+    runs of one name in different folders would share it) or with the suffix kept."""
+    assert load_config(QUICKSTART, []).OUTPUT_DIR == "output/quickstart"
+    blur = Path("configs/03_mr_cnn/mit1003/blur.yaml")
+    assert load_config(blur, []).OUTPUT_DIR == "output/03_mr_cnn/mit1003/blur"
+    assert load_config(blur.resolve(), []).OUTPUT_DIR == "output/03_mr_cnn/mit1003/blur"
+    assert load_config(blur, ["OUTPUT_DIR", "mine"]).OUTPUT_DIR == "mine"
+    experiment = tmp_path / "configs" / "07_mine"
+    experiment.mkdir(parents=True)
+    base = f"_BASE_: [{QUICKSTART.resolve()}]\n"
+    (experiment / "derived.yaml").write_text(base)
+    (experiment / "written.yaml").write_text(base + "OUTPUT_DIR: elsewhere\n")
+    (experiment / "inherits.yaml").write_text("_BASE_: [written.yaml]\n")
+    (experiment / "own.yaml").write_text("_BASE_: [written.yaml]\nOUTPUT_DIR: null\n")
+    folder = {p.stem: load_config(p, []).OUTPUT_DIR for p in experiment.iterdir()}
+    assert folder == {"derived": "output/07_mine/derived", "written": "elsewhere",
+                      "inherits": "elsewhere", "own": "output/07_mine/own"}  # fmt: skip
+    assert load_config(experiment / "written.yaml", ["OUTPUT_DIR", "x"]).OUTPUT_DIR == "x"
+    outside = tmp_path / "derived.yaml"
+    outside.write_text(base)
+    with pytest.raises(ConfigError, match=rf"{outside} is not one; set OUTPUT_DIR"):
+        load_config(outside, [])
+    assert load_config(outside, ["OUTPUT_DIR", "x"]).OUTPUT_DIR == "x"
+    with pytest.raises(ConfigError, match=r"cpu_osie\.yaml is not one; set OUTPUT_DIR"):
+        load_config("configs/03_mr_cnn/_base_/cpu_osie.yaml", [])
 
 
 @pytest.mark.parametrize("config", [QUICKSTART, "configs/03_mr_cnn/faithful.yaml",
