@@ -52,7 +52,7 @@ from PIL import Image
 from benchmarks.results import update_results
 from code.data.batch import Batch
 from code.data.gaze import read_rgb
-from code.engine.checkpoint import load_model
+from code.engine.checkpoint import Checkpointer
 from code.engine.evaluator import to_original_size
 from code.engine.visualize import DENSITY_CMAP, HEATMAP_OPACITY, save_heatmap
 from code.main import main as train
@@ -133,7 +133,7 @@ def train_checkpoint(folder: Path) -> Path:
     opts = [*TRAIN_OPTS, "OUTPUT_DIR", str(folder)]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         train(["--cfg", CONFIG, "--opts", *opts])
-    return folder / "best.pt"
+    return Checkpointer(folder).best
 
 
 def timed_predict(
@@ -222,7 +222,7 @@ def stage_times(checkpoint: Path, images: Path, work: Path) -> dict[str, list[fl
     alone over the first 8 images (the fastest of 3 passes after an untimed one), on torch's
     default threads and on one: what the variants batch or overlap."""
     device = torch.device("cpu")
-    model, cfg = load_model(checkpoint, device)
+    model, cfg = Checkpointer.load_model(checkpoint, device)
     parser, task = make_parser(), build_task(cfg)
     task.add_predict_options(parser)
     argv = ["--checkpoint", str(checkpoint), "--input", str(images), "--output", str(work)]

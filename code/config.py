@@ -138,7 +138,7 @@ SCHEMA: dict[str, Any] = {
         "CLIP_GRAD_NORM": PositiveOrNone,
         "BEST_METRIC": str,  # val_loss or a validation metric of the task (e.g. val_ig)
         "PATIENCE": CountOrNone,  # early stopping: epochs without a better BEST_METRIC
-        "CHECKPOINT_EVERY": CountOrNone,  # also write last.pt every this many optimizer steps
+        "CHECKPOINT_EVERY": CountOrNone,  # also write the last checkpoint every this many steps
         "LOG_EVERY": Count,
     },
     "EVAL": {

@@ -11,7 +11,7 @@ import torch
 from yacs.config import CfgNode
 
 from code.config import save_config
-from code.engine.checkpoint import load_checkpoint, load_model_state
+from code.engine.checkpoint import Checkpointer
 from code.engine.outputs import claim_run_folder, run_folder
 from code.engine.pipeline import load_pipeline, run_pipeline
 from code.engine.reproducibility import run_info, seed_everything, set_deterministic
@@ -70,7 +70,7 @@ def run(
         log.info("%s: started over; removed %s", folder, ", ".join(removed))
     task = build_task(cfg)
     task.check()
-    best = Path(args.checkpoint) if args.checkpoint else output_dir / "best.pt"
+    best = Path(args.checkpoint) if args.checkpoint else Checkpointer(output_dir).best
     if args.eval_only and task.trains and not best.is_file():
         raise FileNotFoundError(f"--eval-only: checkpoint not found: {best}")
     info = run_info()
@@ -93,9 +93,9 @@ def run(
             trainer = Trainer(cfg, model, loaders["train"], loaders["val"], device, output_dir,
                               info, scorer=lambda: task.validation(model))  # fmt: skip
             if resume:
-                trainer.resume(output_dir / "last.pt")
+                trainer.resume()
             best = trainer.fit()
-        load_model_state(model, load_checkpoint(best)["model"], best)
+        Checkpointer.load_weights(model, best, strict=True)
     model.to(device)
     report = task.evaluate(model, device, folder)
     if dist.is_main():

@@ -33,10 +33,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--eval-only", action="store_true", help="evaluate a checkpoint (see --checkpoint)"
     )
     parser.add_argument(
-        "--checkpoint", help="the checkpoint --eval-only scores (default: OUTPUT_DIR/best.pt)"
+        "--checkpoint", help="the checkpoint --eval-only scores (default: OUTPUT_DIR's best)"
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue training exactly from OUTPUT_DIR/last.pt"
+        "--resume",
+        action="store_true",
+        help="continue training exactly from OUTPUT_DIR's last checkpoint",
     )
     parser.add_argument(
         "--overwrite",

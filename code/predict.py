@@ -1,10 +1,11 @@
 """Run a trained model on your own images.
 
-    python -m code.predict --checkpoint RUN/best.pt --input IMAGE_OR_DIR --output DIR
+    python -m code.predict --checkpoint CHECKPOINT --input IMAGE_OR_DIR --output DIR
                            [--batch-size N] [--sync-writes] [--overwrite] [TASK OPTIONS]
 
-The model and its task are rebuilt from the configuration stored in the checkpoint (no config
-file needed); the task says what is written, named after each image's stem, and may add
+CHECKPOINT is a run's best (or last) checkpoint (``code.engine.checkpoint.Checkpointer``). The
+model and its task are rebuilt from the configuration stored in the checkpoint (no config file
+needed); the task says what is written, named after each image's stem, and may add
 options (``--help`` with ``--checkpoint`` lists them). Images whose model inputs have one size
 (after the task's resize) go through the model together, ``--batch-size`` at a time; the files
 are written on a writer thread meanwhile (``--sync-writes``: each batch's before the next is
@@ -44,7 +45,7 @@ from yacs.config import CfgNode
 from code.data.batch import Batch
 from code.data.gaze import read_rgb
 from code.data.loaders.common import IMAGE_SUFFIXES
-from code.engine.checkpoint import load_model
+from code.engine.checkpoint import Checkpointer
 from code.engine.reproducibility import run_info
 from code.registry import TASKS
 from code.tasks.base import Predictor, build_task
@@ -110,7 +111,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m code.predict", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a run's best.pt / last.pt")
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, help="a run's best (or last) checkpoint"
+    )
     parser.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
     parser.add_argument("--output", type=Path, required=True, help="folder for the results")
     parser.add_argument("--batch-size", type=positive_int, default=8,
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
             "--overwrite to write into it, or choose another folder"
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, cfg = load_model(known.checkpoint, device)
+    model, cfg = Checkpointer.load_model(known.checkpoint, device)
     task = build_task(cfg)
     task.add_predict_options(parser)  # the checkpoint's task knows its own options
     args = parser.parse_args(argv)

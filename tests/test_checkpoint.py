@@ -5,15 +5,18 @@ write reaches the disk before the rename that publishes it."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from yacs.config import CfgNode
 
 from code.engine import checkpoint
-from code.engine.checkpoint import load_checkpoint, save_checkpoint
+from code.engine.checkpoint import Checkpointer, Training, load_checkpoint, save_checkpoint
 from code.engine.reproducibility import rng_state, set_rng_state
+from code.engine.trainer import TrainState
 
 
 class _CreatesAFile:
@@ -48,8 +51,8 @@ def test_what_the_trainer_writes_loads_as_data_and_restores_the_random_streams(
              "scheduler": scheduler.state_dict(), "rng": [rng_state()], "config": "SEED: 0\n",
              "train_state": {"epoch": 1, "best": None}}  # fmt: skip
     expected = np.random.rand(3)
-    save_checkpoint(state, tmp_path / "last.pt")
-    loaded = load_checkpoint(tmp_path / "last.pt")
+    save_checkpoint(state, Checkpointer(tmp_path).last)
+    loaded = load_checkpoint(Checkpointer(tmp_path).last)
     assert loaded["scheduler"]["milestones"] == {2: 2, 5: 1}  # a Counter
     torch.testing.assert_close(loaded["model"]["weight"], model.weight.detach())
     set_rng_state(loaded["rng"][0])
@@ -84,7 +87,61 @@ def test_a_checkpoint_is_on_disk_before_it_replaces_the_last_one(
     monkeypatch.setattr(
         checkpoint.os, "replace", lambda a, b: events.append("replace") or real_replace(a, b)
     )
-    save_checkpoint({"model": {}}, tmp_path / "last.pt")
+    save_checkpoint({"model": {}}, Checkpointer(tmp_path).last)
     # the file's data, then the rename, then the folder entry
     assert events == ["fsync", "replace", "fsync"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [Checkpointer.LAST]
+
+
+class _Sampler:
+    """A training batch sampler's checkpoint interface: its position is the batches consumed."""
+
+    def __init__(self) -> None:
+        self.position: int | None = None
+
+    def state_dict(self, batches_consumed: int) -> dict:
+        return {"position": batches_consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = state["position"]
+
+
+def _training(seed: int, steps: int) -> Training:
+    """A small model's training parts after ``steps`` steps (momentum buffers, a decayed LR)."""
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    for _ in range(steps):
+        model(torch.ones(1, 3)).sum().backward()
+        optimizer.step()
+        scheduler.step()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    return Training(model, optimizer, scheduler, scaler, _Sampler(), CfgNode({"SEED": 0}), {})
+
+
+def test_the_checkpointer_resumes_what_it_saved_and_refuses_another_process_count(
+    tmp_path: Path,
+) -> None:
+    """Catches a part of the training state that ``save`` writes and ``resume`` does not put
+    back (weights, optimizer, schedule, sampler position, progress), a best checkpoint written
+    when the epoch was no improvement, and a resume by another number of processes than wrote
+    the checkpoint (each needs its own random stream)."""
+    checkpoints = Checkpointer(tmp_path)
+    saved = _training(seed=0, steps=2)
+    checkpoints.save(saved, TrainState(epoch=1, batches_consumed=3, step=7), best=True)
+    best = checkpoints.best.read_bytes()
+    progress = TrainState(epoch=2, batches_consumed=5, step=9, best=0.5)
+    checkpoints.save(saved, progress, best=False)
+    assert checkpoints.best.read_bytes() == best and checkpoints.can_resume()
+    resumed = _training(seed=1, steps=0)
+    assert checkpoints.resume(resumed, TrainState) == progress
+    for name in ("model", "optimizer", "scheduler"):
+        want, got = (str(getattr(t, name).state_dict()) for t in (saved, resumed))
+        assert got == want, name
+    assert resumed.sampler.position == 5
+    state = load_checkpoint(checkpoints.last)
+    save_checkpoint({**state, "rng": state["rng"] * 2}, checkpoints.last)
+    refused = rf"{re.escape(str(checkpoints.last))} was written by 2 process\(es\), this run has 1"
+    with pytest.raises(ValueError, match=refused):
+        checkpoints.resume(_training(seed=1, steps=0), TrainState)

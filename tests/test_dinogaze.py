@@ -19,6 +19,7 @@ from code.data.batch import Collate
 from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 from code.data.samples import FixationSamples, ImageSamples, ScanpathSamples
 from code.data.segments import SegmentedSamples, SegmentFiles
+from code.engine.checkpoint import Checkpointer
 from code.main import main
 from code.models.layers.segments import segment_membership, semantic_painting
 from code.models.segmenters import KMeansSegmenter
@@ -77,7 +78,7 @@ def test_ablation_config_trains_and_evaluates(path: Path, tmp_path: Path) -> Non
     checked by the metric and evaluation tests."""
     report = main(["--cfg", str(path), "--opts", *_tiny_opts(path, tmp_path)])
     assert np.isfinite(report["metrics"]["IG"]) and np.isfinite(report["metrics"]["LL"])
-    assert (tmp_path / "run" / "best.pt").is_file()
+    assert Checkpointer(tmp_path / "run").best.is_file()
     if load_config(path, []).DATA.SEGMENTS.NAME != "none":
         assert list(tmp_path.glob("generated-train-*.lmdb"))  # segments cached with the data
 
@@ -203,7 +204,7 @@ def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     (images / "notes.txt").write_text("not an image, not an input")
     out = tmp_path / "predictions"
-    checkpoint = ["--checkpoint", str(tmp_path / "run" / "best.pt")]
+    checkpoint = ["--checkpoint", str(Checkpointer(tmp_path / "run").best)]
     scanpath_options = ["--scanpaths", "3", "--scanpath-length", "4"]
     result = predict([*checkpoint, "--input", str(images), "--output", str(out), *scanpath_options])
     assert result["skipped"] == ["broken.jpg"] and sorted(result["written"]) == sorted(sizes)
@@ -263,7 +264,7 @@ def test_predict_exit_status_says_images_were_skipped(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(images / "fine.png")
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     command = [sys.executable, "-m", "code.predict",
-               "--checkpoint", str(tmp_path / "run" / "best.pt"),
+               "--checkpoint", str(Checkpointer(tmp_path / "run").best),
                "--input", str(images), "--output", str(tmp_path / "out")]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 3, done.stderr

@@ -1,4 +1,5 @@
-"""best.pt holds the epoch of the best validation metric, and the reported numbers come from it."""
+"""The best checkpoint holds the epoch of the best validation metric, and the reported numbers
+come from it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from code.engine.checkpoint import load_checkpoint
+from code.engine.checkpoint import Checkpointer, load_checkpoint
 from code.main import main
 from tests.small_run import QUICKSTART, SMALL
 
@@ -33,10 +34,10 @@ def _epochs(output: Path) -> list[dict]:
 def test_best_pt_holds_the_epoch_of_the_highest_val_ig_and_is_what_is_scored(
     tmp_path: Path,
 ) -> None:
-    """Catches best.pt chosen with the comparison flipped (lowest val_ig: the third epoch here),
-    or simply the last epoch, or never replaced after the first; and a report scored on another
-    checkpoint than the best. The weights are checked against an independent run stopped after
-    the best epoch, whose last.pt must be bitwise the first run's best.pt."""
+    """Catches the best checkpoint chosen with the comparison flipped (lowest val_ig: the third
+    epoch here), or simply the last epoch, or never replaced after the first; and a report scored
+    on another checkpoint than the best. The weights are checked against an independent run
+    stopped after the best epoch, whose last checkpoint must be bitwise the first run's best."""
     whole = tmp_path / "three_epochs"
     report = _run(whole, epochs=3)
     epochs = _epochs(whole)
@@ -46,15 +47,15 @@ def test_best_pt_holds_the_epoch_of_the_highest_val_ig_and_is_what_is_scored(
     print(f"val_ig per epoch: {val_ig}")
     # The history this test needs: the best epoch neither the first nor the last.
     assert 0 < best < len(val_ig) - 1 and worst != best, f"val_ig is monotone: {val_ig}"
-    saved = load_checkpoint(whole / "best.pt")
+    saved = load_checkpoint(Checkpointer(whole).best)
     assert saved["train_state"]["epoch"] == epochs[best]["epoch"] == best + 1
     assert saved["train_state"]["step"] == epochs[best]["step"]
-    assert report["checkpoint"] == str(whole / "best.pt")
+    assert report["checkpoint"] == str(Checkpointer(whole).best)
 
     stopped = tmp_path / "stopped_at_the_best_epoch"
     stopped_report = _run(stopped, epochs=best + 1)
     assert [r["val_ig"] for r in _epochs(stopped)] == val_ig[: best + 1]  # the same run so far
-    reference = load_checkpoint(stopped / "last.pt")["model"]
+    reference = load_checkpoint(Checkpointer(stopped).last)["model"]
     assert reference.keys() == saved["model"].keys()
     assert all(torch.equal(reference[k], saved["model"][k]) for k in reference)
     # ... and the test-set numbers of the longer run are those of the best epoch's weights

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from code.config import load_config
 from code.data.batch import Collate
 from code.data.sampler import ShapeAwareBatchSampler
-from code.engine.checkpoint import load_checkpoint
+from code.engine.checkpoint import Checkpointer, load_checkpoint
 from code.engine.reproducibility import seed_everything
 from code.engine.trainer import Trainer
 from code.main import main
@@ -130,6 +130,6 @@ def test_quickstart_on_two_processes_reports_like_one(tmp_path: Path) -> None:
     assert double["n_fixations"] == single["n_fixations"]
     # Both learn; their batches differ (two ranks shuffle across the pair), so values do too.
     assert double["metrics"]["IG"] > 0.3 * double["baselines"]["oracle"]["IG"]
-    assert (out / "last.pt").is_file() and (out / "metrics.jsonl").is_file()
-    checkpoint = load_checkpoint(out / "last.pt")
+    assert Checkpointer(out).last.is_file() and (out / "metrics.jsonl").is_file()
+    checkpoint = load_checkpoint(Checkpointer(out).last)
     assert len(checkpoint["rng"]) == 2 and checkpoint["run_info"]["world_size"] == 2

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from code.config import ConfigError
-from code.engine.checkpoint import load_checkpoint
+from code.engine.checkpoint import Checkpointer, load_checkpoint
 from code.engine.outputs import RunExistsError
 from code.engine.pipeline import load_pipeline
 from code.main import main
@@ -53,10 +53,10 @@ def test_two_stages_two_folds_then_a_rerun_skips_finished_stages(tmp_path: Path)
         spatial, readout = out / f"fold{fold}" / "spatial", out / f"fold{fold}" / "readout"
         assert (spatial / "metrics.json").is_file() and (readout / "metrics.json").is_file()
         config = (readout / "config.yaml").read_text()
-        assert str(spatial / "best.pt") in config and "FOLD: " + str(fold) in config
+        assert str(Checkpointer(spatial).best) in config and "FOLD: " + str(fold) in config
         # Stage 2 started from stage 1 and trained only what is not frozen.
-        first = load_checkpoint(spatial / "best.pt")["model"]
-        second = load_checkpoint(readout / "best.pt")["model"]
+        first = load_checkpoint(Checkpointer(spatial).best)["model"]
+        second = load_checkpoint(Checkpointer(readout).best)["model"]
         assert all(torch.equal(first[k], second[k]) for k in first if k.startswith("encoder."))
         assert any(not torch.equal(first[k], second[k]) for k in first if k.startswith("decoder."))
         metrics = json.loads((readout / "metrics.json").read_text())
@@ -81,7 +81,7 @@ def test_a_rerun_with_changed_options_is_refused_naming_the_keys_until_overwrite
         .replace("FOLDS: 2", "FOLDS: null")
     )
     first = main(["--cfg", str(pipeline), "--opts", "TRAIN.EPOCHS", "1"])
-    best = (out / "spatial" / "best.pt").read_bytes()
+    best = Checkpointer(out / "spatial").best.read_bytes()
     capsys.readouterr()
     assert main(["--cfg", str(pipeline), "--opts", "TRAIN.EPOCHS", "1"]) == first
     assert "stage spatial: finished with this config, skipped" in capsys.readouterr().out
@@ -89,9 +89,9 @@ def test_a_rerun_with_changed_options_is_refused_naming_the_keys_until_overwrite
     with pytest.raises(RunExistsError) as refused:
         main(["--cfg", str(pipeline), *changed])
     assert "TRAIN.EPOCHS (1 -> 2), TRAIN.LR (0.003 -> 0.1)); pass --overwrite" in str(refused.value)
-    assert (out / "spatial" / "best.pt").read_bytes() == best  # untouched
+    assert Checkpointer(out / "spatial").best.read_bytes() == best  # untouched
     again = main(["--cfg", str(pipeline), *changed, "--overwrite"])
-    assert again != first and (out / "spatial" / "best.pt").read_bytes() != best
+    assert again != first and Checkpointer(out / "spatial").best.read_bytes() != best
     assert "EPOCHS: 2" in (out / "spatial" / "config.yaml").read_text()
 
 

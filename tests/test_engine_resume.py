@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from code.engine.checkpoint import load_checkpoint, save_checkpoint
+from code.engine.checkpoint import Checkpointer, load_checkpoint, save_checkpoint
 from code.engine.reproducibility import all_rng_states, seed_everything, set_rng_state
 from code.main import main
 from tests.small_run import QUICKSTART, REPO_ROOT, SMALL
 
-# Two epochs of eight steps, last.pt every three steps: the first lands mid-epoch.
+# Two epochs of eight steps, the last checkpoint every three steps: the first lands mid-epoch.
 OPTS = [*SMALL, "TRAIN.EPOCHS", "2", "TRAIN.CHECKPOINT_EVERY", "3"]
 
 
@@ -39,16 +39,17 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 240
-    while not (killed / "last.pt").exists() and process.poll() is None:
+    while not Checkpointer(killed).last.exists() and process.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    saved = load_checkpoint(killed / "last.pt")["train_state"]
+    saved = load_checkpoint(Checkpointer(killed).last)["train_state"]
     assert saved["step"] < 16, "the run finished before it could be killed"
     main(["--cfg", QUICKSTART, "--resume", "--opts", *OPTS, "OUTPUT_DIR", str(killed)])
-    whole, resumed = _weights(tmp_path / "whole" / "last.pt"), _weights(killed / "last.pt")
+    whole = _weights(Checkpointer(tmp_path / "whole").last)
+    resumed = _weights(Checkpointer(killed).last)
     diff = max((whole[k] - resumed[k]).abs().max().item() for k in whole)
     print(f"killed at step {saved['step']}; max |uninterrupted - resumed| = {diff:.3g}")
     assert diff == 0.0
@@ -76,7 +77,7 @@ RANDOM_EVERY_STEP = [
 
 def _kill_after_first_checkpoint(process: subprocess.Popen, folder: Path) -> None:
     deadline = time.monotonic() + 240
-    while not (folder / "last.pt").exists() and process.poll() is None:
+    while not Checkpointer(folder).last.exists() and process.poll() is None:
         if time.monotonic() > deadline:
             break
         time.sleep(0.005)
@@ -128,12 +129,12 @@ def test_a_run_drawing_random_numbers_every_step_resumes_bitwise(tmp_path: Path)
     finally:
         killer.join()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    saved = load_checkpoint(killed / "last.pt")["train_state"]
+    saved = load_checkpoint(Checkpointer(killed).last)["train_state"]
     assert saved["epoch"] < 2 and saved["batches_consumed"] > 0, f"not mid-epoch: {saved}"
     resumed = main(["--cfg", QUICKSTART, "--resume", "--opts", *RANDOM_EVERY_STEP,
                     "OUTPUT_DIR", str(killed)])  # fmt: skip
     print(f"killed after step {saved['step']} (epoch {saved['epoch'] + 1})")
-    ends = [load_checkpoint(folder / "last.pt") for folder in (whole, killed)]
+    ends = [load_checkpoint(Checkpointer(folder).last) for folder in (whole, killed)]
     for part in ("model", "optimizer"):
         a, b = (_leaves(end[part]) for end in ends)
         assert len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True)), part

@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from code.config import ConfigError, load_config
-from code.engine.checkpoint import load_checkpoint, load_matching_state, load_model_state
+from code.engine.checkpoint import (
+    Checkpointer,
+    load_checkpoint,
+    load_matching_state,
+    load_model_state,
+)
 from code.engine.optim import build_optimizer, freeze
 from code.engine.precision import Precision
 from code.main import main
@@ -24,7 +29,7 @@ def _run(tmp_path: Path, *opts: str) -> dict:
 
 
 def _train_state(tmp_path: Path) -> dict:
-    return load_checkpoint(tmp_path / "last.pt")["train_state"]
+    return load_checkpoint(Checkpointer(tmp_path).last)["train_state"]
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path: Path) -> None:
@@ -98,12 +103,13 @@ def test_checkpoints_load_only_into_a_model_they_fit(tmp_path: Path) -> None:
 def test_eval_only_scores_a_named_checkpoint(tmp_path: Path) -> None:
     trained = _run(tmp_path / "train", "TRAIN.EPOCHS", "1")
     again = main(
-        ["--cfg", QUICKSTART, "--eval-only", "--checkpoint", str(tmp_path / "train" / "best.pt"),
+        ["--cfg", QUICKSTART, "--eval-only",
+         "--checkpoint", str(Checkpointer(tmp_path / "train").best),
          "--opts", *SMALL, "OUTPUT_DIR", str(tmp_path / "other")]
     )  # fmt: skip
     assert again["metrics"] == trained["metrics"]
     assert json.loads((tmp_path / "other" / "eval" / "metrics.json").read_text()) == again
-    assert not (tmp_path / "other" / "last.pt").exists()
+    assert not Checkpointer(tmp_path / "other").last.exists()
     split = json.loads((tmp_path / "train" / "split.json").read_text())  # for evaluate --split
     assert split["dataset"] == "generated" and len(split["test"]) == trained["n_images"] == 9
     assert not set(split["test"]) & set(split["train"]) and len(split["val"]) == 5
@@ -113,7 +119,7 @@ def test_a_run_never_starts_over_another_by_accident(tmp_path: Path) -> None:
     run = tmp_path / "run"
     wandb = ("TRACKING.WANDB.ENABLED", "true", "TRACKING.WANDB.MODE", "offline")
     _run(run, "TRAIN.EPOCHS", "1", *wandb)
-    files = ("config.yaml", "run_info.json", "best.pt", "last.pt", "metrics.jsonl", "metrics.json")
+    files = ("config.yaml", "run_info.json", *Checkpointer.FILES, "metrics.jsonl", "metrics.json")
     before = {name: (run / name).read_bytes() for name in files}
     wandb_id = (run / "wandb_id.txt").read_text()
     with pytest.raises(FileExistsError, match=r"holds a run .*--resume .*--overwrite"):
@@ -127,7 +133,7 @@ def test_a_run_never_starts_over_another_by_accident(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match=r"eval holds a run \(metrics\.json\)"):
         main(["--cfg", QUICKSTART, "--eval-only", "--opts", *SMALL, "OUTPUT_DIR", str(run)])
     _run(run, "TRAIN.EPOCHS", "1", "SEED", "1", *wandb, "--overwrite")
-    assert (run / "best.pt").read_bytes() != before["best.pt"]
+    assert Checkpointer(run).best.read_bytes() != before[Checkpointer.BEST]
     assert (run / "wandb_id.txt").read_text() != wandb_id  # a fresh run, a fresh id
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         _run(tmp_path / "empty", "--resume")
@@ -152,7 +158,7 @@ def test_channels_last_weights_train_as_the_default_layout(tmp_path: Path) -> No
                          "TRAIN.CHANNELS_LAST", "true")  # fmt: skip
     # the same computation in another memory layout: equal up to the order of float sums
     assert channels_last["metrics"]["IG"] == pytest.approx(default["metrics"]["IG"], abs=1e-4)
-    weights = load_checkpoint(tmp_path / "channels_last" / "best.pt")["model"]
+    weights = load_checkpoint(Checkpointer(tmp_path / "channels_last").best)["model"]
     assert any(w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last)
                and not w.is_contiguous() for w in weights.values())  # fmt: skip
 
@@ -162,7 +168,7 @@ def test_a_compiled_model_trains_and_its_checkpoints_load_into_an_eager_one_and_
     tmp_path: Path,
 ) -> None:
     compiled = _run(tmp_path / "compiled", "TRAIN.EPOCHS", "1", "TRAIN.COMPILE", "default")
-    best = tmp_path / "compiled" / "best.pt"
+    best = Checkpointer(tmp_path / "compiled").best
     eager = main(["--cfg", QUICKSTART, "--opts", *SMALL, "OUTPUT_DIR", str(tmp_path / "compiled"),
                   "--eval-only", "--checkpoint", str(best)])  # fmt: skip
     assert eager["metrics"]["IG"] == pytest.approx(compiled["metrics"]["IG"], abs=1e-5)

@@ -18,7 +18,7 @@ from code.data.batch import Batch, Collate
 from code.data.gaze import Fixations, GazeDataset, Scanpath, Stimulus
 from code.data.samples import ImageSamples, ImageTargets
 from code.data.transforms import RandomResizedCrop
-from code.engine.checkpoint import load_checkpoint
+from code.engine.checkpoint import Checkpointer, load_checkpoint
 from code.main import main
 from code.metrics.representation import CodeStatistics
 from code.models.decoders.conv_reconstruction import ConvReconstructionDecoder
@@ -161,7 +161,7 @@ def test_mim_pretraining_runs_through_the_entry_point(tmp_path: Path) -> None:
     # too few images for a validation split: refused, naming the key, before any training
     with pytest.raises(ConfigError, match=r"the val split is empty; raise DATA\.SPLIT\.VAL_"):
         _pretrain(tmp_path / "few", images=5, epochs=1)
-    assert not (tmp_path / "few" / "run" / "last.pt").exists()
+    assert not Checkpointer(tmp_path / "few" / "run").last.exists()
 
 
 @pytest.mark.slow
@@ -385,16 +385,16 @@ def test_the_stl10_pretraining_and_linear_probe_configs_run_and_the_probe_learns
     assert report["input_stage"] == "random_patches"
     probe = [*SMALL_MIM, *data, "TASK.LINEAR_PROBE.TEST_DATASET.STL10.ROOT", str(root),
              "MODEL.DECODER.LINEAR_PROBE.CODE_SIZE", "[12, 12]",
-             "TRAIN.INIT.CHECKPOINT", str(tmp_path / "mim" / "best.pt")]  # fmt: skip
+             "TRAIN.INIT.CHECKPOINT", str(Checkpointer(tmp_path / "mim").best)]  # fmt: skip
     for config, name in (("probe", "probe"), ("finetune", "finetune")):
         report = main(["--cfg", f"configs/04_focus_mim/stl10/{config}.yaml", "--opts", *probe,
                        "OUTPUT_DIR", str(tmp_path / name), "TRAIN.LR", "1e-2",
                        "TRAIN.EPOCHS", "20"])  # fmt: skip
         assert report["n_images"] == 40 and report["test_dataset"] == "stl10-test"
         assert report["metrics"]["accuracy"] > 0.75, report  # chance: 0.5
-    encoder = {k: v for k, v in load_checkpoint(tmp_path / "probe" / "best.pt")["model"].items()
-               if k.startswith("encoder.")}  # fmt: skip
-    pretrained = load_checkpoint(tmp_path / "mim" / "best.pt")["model"]
+    probe = load_checkpoint(Checkpointer(tmp_path / "probe").best)["model"]
+    encoder = {k: v for k, v in probe.items() if k.startswith("encoder.")}
+    pretrained = load_checkpoint(Checkpointer(tmp_path / "mim").best)["model"]
     assert all(torch.equal(v, pretrained[k]) for k, v in encoder.items())  # frozen as loaded
     pictures = tmp_path / "pictures"
     pictures.mkdir()
@@ -402,7 +402,7 @@ def test_the_stl10_pretraining_and_linear_probe_configs_run_and_the_probe_learns
         pixels = np.full((96, 96, 3), 150, np.uint8)
         (pixels[:, :48] if side == "left" else pixels[:, 48:])[:] = 40
         Image.fromarray(pixels).save(pictures / f"{side}.png")
-    predict(["--checkpoint", str(tmp_path / "probe" / "best.pt"), "--input", str(pictures),
+    predict(["--checkpoint", str(Checkpointer(tmp_path / "probe").best), "--input", str(pictures),
              "--output", str(tmp_path / "classes")])  # fmt: skip
     rows = (tmp_path / "classes" / "classes.csv").read_text().splitlines()
     assert rows[0] == "image,class," + ",".join(f"p{k}" for k in range(10))
@@ -439,8 +439,8 @@ def test_the_saliency_probe_pipeline_reads_out_the_pretrained_encoder_frozen(
     out = tmp_path / "probe"
     main(["--cfg", "configs/04_focus_mim/saliency_probe.yaml", "--opts",
           "PIPELINE.OUTPUT_DIR", str(out), *small])  # fmt: skip
-    pretrained = load_checkpoint(out / "periphery" / "best.pt")["model"]
-    readout = load_checkpoint(out / "readout" / "best.pt")["model"]
+    pretrained = load_checkpoint(Checkpointer(out / "periphery").best)["model"]
+    readout = load_checkpoint(Checkpointer(out / "readout").best)["model"]
     encoder = [key for key in readout if key.startswith("encoder.")]
     assert encoder and all(torch.equal(readout[k], pretrained[k]) for k in encoder)
     assert any(key.startswith("decoder.") and key not in pretrained for key in readout)

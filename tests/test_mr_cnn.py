@@ -19,6 +19,7 @@ from code.data.batch import Batch
 from code.data.build import build_samples, build_splits, gaze_dataset
 from code.data.centerbias import CenterBias
 from code.data.patches import fixation_map
+from code.engine.checkpoint import Checkpointer
 from code.engine.optim import LinearMomentum
 from code.main import main
 from code.metrics.map_density import MapDensityFit
@@ -373,7 +374,7 @@ def test_patch_classification_trains_and_scores_its_maps_beside_the_centre_bias(
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(images / "grey.png")
-    predict(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--input", str(images),
+    predict(["--checkpoint", str(Checkpointer(tmp_path / "run").best), "--input", str(images),
              "--output", str(tmp_path / "out")])  # fmt: skip
     # a flat image: every point's crops are the same grey, so is its map (no position enters)
     grey = np.load(tmp_path / "out" / "maps" / "grey.npy")
@@ -437,4 +438,4 @@ def test_every_mr_cnn_config_trains_and_evaluates_at_its_own_size(
                  "DATA.SAMPLES.PATCHES.SIGMA", "3.0",  # full-size sigmas blur 48 px all over
                  "TASK.PATCH_CLASSIFICATION.GRID", "[2, 2]"]  # fmt: skip
     report = main(["--cfg", str(path), "--opts", *data])
-    assert np.isfinite(report["metrics"]["AUC"]) and (tmp_path / "run" / "best.pt").is_file()
+    assert np.isfinite(report["metrics"]["AUC"]) and Checkpointer(tmp_path / "run").best.is_file()

@@ -15,6 +15,7 @@ from code.config import ConfigError
 from code.data.batch import Batch
 from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import read_fixation_table
+from code.engine.checkpoint import Checkpointer
 from code.main import main
 from code.models.input_stages.masking import NeVAFoveation
 from code.models.layers.foveation import Foveation, from_pixels, to_pixels
@@ -350,7 +351,7 @@ def autoencoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("autoencoder") / "run"
     main(["--cfg", "configs/04_focus_mim/cpu_osie/none_no_crop.yaml", "--opts", *GENERATED,
           *SMALL_AUTOENCODER, "OUTPUT_DIR", str(out), "TRAIN.EPOCHS", "1"])  # fmt: skip
-    return out / "best.pt"
+    return Checkpointer(out).best
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +360,7 @@ def saliency_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("saliency") / "run"
     main(["--cfg", "configs/01_dinogaze_spade/cpu_osie/no_injection.yaml", "--opts", *GENERATED,
           "OUTPUT_DIR", str(out), "TRAIN.EPOCHS", "1", "EVAL.CENTERBIAS_FOLDS", "2"])  # fmt: skip
-    return out / "best.pt"
+    return Checkpointer(out).best
 
 
 def _neva(tmp_path: Path, checkpoint: Path, *opts: str, config: str = "reconstruction") -> dict:

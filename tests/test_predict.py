@@ -15,6 +15,7 @@ from PIL import Image
 
 import code.predict
 from code.data.batch import Batch
+from code.engine.checkpoint import Checkpointer
 from code.main import main
 from code.predict import main as predict
 from code.tasks.density import DensityPredictor
@@ -32,7 +33,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A quickstart model after one small epoch."""
     run = tmp_path_factory.mktemp("run")
     main(["--cfg", QUICKSTART, "--opts", *SMALL, "OUTPUT_DIR", str(run), "TRAIN.EPOCHS", "1"])
-    return run / "best.pt"
+    return Checkpointer(run).best
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_reconstructions_of_a_batch_are_those_of_each_image(tmp_path: Path) -> N
     pictures = {}
     for batch_size in ("1", "3"):
         out = tmp_path / f"batch{batch_size}"
-        _predict(tmp_path / "run" / "best.pt", images, out, "--batch-size", batch_size)
+        _predict(Checkpointer(tmp_path / "run").best, images, out, "--batch-size", batch_size)
         pictures[batch_size] = {p.name: np.asarray(Image.open(p), dtype=np.int16)
                                 for p in sorted((out / "reconstructions").iterdir())}  # fmt: skip
     assert list(pictures["1"]) == [f"{stem}_reconstruction.png" for stem in "abc"]

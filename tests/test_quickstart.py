@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from code.engine.checkpoint import Checkpointer
 from code.main import main
 from code.metrics.evaluator import METRICS
 
@@ -30,7 +31,7 @@ def test_quickstart_learns_most_of_the_oracle_information_gain(tmp_path: Path) -
     assert list(saved["metrics"]) == list(METRICS)  # the layout of code.evaluate's result.json
     assert set(saved["baselines"]) == {"uniform", "center_bias", "oracle", "gold_standard"}
     assert len(list((tmp_path / "overlays").glob("*.png"))) == 4
-    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "best.pt").is_file()
+    assert (tmp_path / "config.yaml").is_file() and Checkpointer(tmp_path).best.is_file()
     log = (tmp_path / "log.txt").read_text()
     assert "ConvNetEncoder(channels=[24, 48, 64])" in log  # --debug: constructor arguments
     assert "SaliencyDecoder.forward out: Tensor(" in log  # --debug: tensor shapes

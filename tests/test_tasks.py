@@ -16,6 +16,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from code.data.batch import Batch
+from code.engine.checkpoint import Checkpointer
 from code.engine.trainer import ValidationScorer
 from code.main import main
 from code.models.base import Decoder
@@ -180,7 +181,7 @@ def test_a_task_defined_outside_the_framework_trains_evaluates_and_predicts(
 
     Image.fromarray(bright_right).save(images / "right.png")
     Image.fromarray(bright_right[:, ::-1]).save(images / "left.png")  # one batch with right.png
-    result = predict(["--checkpoint", str(run / "best.pt"), "--input", str(images),
+    result = predict(["--checkpoint", str(Checkpointer(run).best), "--input", str(images),
                       "--output", str(tmp_path / "out")])  # fmt: skip
     assert result["written"] == ["left.png", "right.png"]
     for side in ("left", "right"):
@@ -203,7 +204,7 @@ def test_a_task_without_training_runs_through_the_same_entry_point(
     assert (int(train.sum()), len(train), int(test.sum()), len(test)) == (19, 45, 8, 13)
     assert report["metrics"]["accuracy"] == pytest.approx(5 / 13, abs=1e-7)  # a float32 mean
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "run_info.json", "metrics.json"}
-    assert not (run / "best.pt").exists() and not (run / "metrics.jsonl").exists()
+    assert not Checkpointer(run).best.exists() and not (run / "metrics.jsonl").exists()
 
 
 def test_a_best_metric_the_task_does_not_validate_on_is_refused(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from code.engine.checkpoint import Checkpointer
 from code.engine.outputs import RunExistsError, claim_run_folder
 from code.main import main
 from code.utils.cli import run_command
@@ -99,7 +100,8 @@ def test_a_user_error_is_one_message_and_status_1(
     [
         (["--cfg", "missing.yaml"], "config file not found: missing.yaml"),
         (["--cfg", QUICKSTART, "--opts", "OUTPUT_DIR", HELD],
-         r"held_run holds a run \(best\.pt, metrics\.json\): pass --overwrite"),
+         rf"held_run holds a run \({re.escape(Checkpointer.BEST)}, metrics\.json\): pass "
+         "--overwrite"),
     ],
 )  # fmt: skip
 def test_code_main_refuses_in_one_message(
@@ -107,7 +109,7 @@ def test_code_main_refuses_in_one_message(
 ) -> None:
     """In process (the subprocess cases above show the same path from the shell)."""
     (tmp_path / HELD).mkdir()
-    for name in ("best.pt", "metrics.json"):
+    for name in (Checkpointer.BEST, "metrics.json"):
         (tmp_path / HELD / name).write_text("")
     args = [str(tmp_path / a) if a == HELD else a for a in args]
     with pytest.raises(SystemExit) as exit_:
@@ -158,11 +160,12 @@ def test_what_a_failed_start_left_is_cleared_and_a_checkpoint_is_protected(
         (tmp_path / name).write_text("")
     assert claim_run_folder(tmp_path, resume=False, overwrite=False) == ["metrics.jsonl"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
-    # best.pt without last.pt (e.g. copied): --resume cannot work, so it is not suggested
-    (tmp_path / "best.pt").write_text("")
+    # a best checkpoint without a last one (e.g. copied): --resume cannot work, so it is not
+    # suggested
+    Checkpointer(tmp_path).best.write_text("")
     with pytest.raises(RunExistsError) as refused:
         claim_run_folder(tmp_path, resume=False, overwrite=False)
     assert "--resume" not in str(refused.value) and "--overwrite" in str(refused.value)
-    (tmp_path / "last.pt").write_text("")
+    Checkpointer(tmp_path).last.write_text("")
     with pytest.raises(RunExistsError, match="--resume to continue it, or --overwrite"):
         claim_run_folder(tmp_path, resume=False, overwrite=False)

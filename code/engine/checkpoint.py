@@ -1,5 +1,7 @@
-"""Checkpoints: written durably and atomically, carrying the resolved configuration, and read as
-data only (no pickled code runs when a shared checkpoint is opened)."""
+"""Checkpoints: one owner (:class:`Checkpointer`) of their file names in a run folder, what
+they hold, how they are written (durably, atomically, with the resolved configuration), resumed
+from and loaded into a model; read as data only (no pickled code runs when a shared checkpoint is
+opened). A change of file names, retention or format is a change of this module alone."""
 
 from __future__ import annotations
 
@@ -7,16 +9,19 @@ import os
 import pickle
 import tempfile
 import zipfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
 from yacs.config import CfgNode
 
 from code.config import load_config
+from code.engine.reproducibility import all_rng_states, set_rng_state
 from code.models.build import GazeModel, build_model
 from code.models.weights import refusal_reason
+from code.utils import distributed as dist
 from code.utils.files import sync_directory
 
 # Besides tensors and plain Python data, a checkpoint holds numpy's random state (a uint32
@@ -27,6 +32,125 @@ _NUMPY_ARRAYS = [
     np.dtype,
     type(np.dtype(np.uint32)),
 ]
+
+
+class Progress(Protocol):
+    """Where training stands (the trainer's ``TrainState``, a dataclass): saved whole in every
+    checkpoint; its batch count places the sampler on resume."""
+
+    batches_consumed: int  # of the epoch in progress, by each rank
+
+
+P = TypeVar("P", bound=Progress)
+
+
+@dataclass(frozen=True)
+class Training:
+    """What a training checkpoint saves and a resume restores, besides the progress."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    sampler: Any  # the training loader's batch sampler: state_dict(consumed), load_state_dict
+    config: CfgNode  # the resolved configuration: a checkpoint alone rebuilds its model
+    info: dict[str, Any]  # the run's run_info.json
+
+
+class Checkpointer:
+    """The checkpoints of the run folder ``folder`` (as detectron2's ``Checkpointer``).
+
+    ``last.pt`` is written each epoch and every ``TRAIN.CHECKPOINT_EVERY`` optimizer steps and is
+    what ``--resume`` continues; ``best.pt`` is the epoch of the best ``TRAIN.BEST_METRIC``, what
+    a run evaluates and ``code.predict`` runs. Both hold everything an exact resume needs. The
+    static methods read any checkpoint file, wherever it lies.
+    """
+
+    LAST = "last.pt"
+    BEST = "best.pt"
+    FILES = (LAST, BEST)
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @property
+    def last(self) -> Path:
+        return self.folder / self.LAST
+
+    @property
+    def best(self) -> Path:
+        return self.folder / self.BEST
+
+    def can_resume(self) -> bool:
+        return self.last.is_file()
+
+    def save(self, training: Training, progress: Progress, best: bool) -> None:
+        """Write ``last.pt`` (and, if ``best``, ``best.pt``) with everything an exact resume
+        needs. Every rank calls it (each saves its own random state); rank 0 writes."""
+        rng = all_rng_states()  # every rank's: each continues its own random stream
+        if not dist.is_main():
+            return
+        state = {
+            "model": training.model.state_dict(),
+            "optimizer": training.optimizer.state_dict(),
+            "scheduler": training.scheduler.state_dict(),
+            "scaler": training.scaler.state_dict(),
+            "sampler": training.sampler.state_dict(progress.batches_consumed),
+            "train_state": asdict(progress),
+            "rng": rng,
+            "config": training.config.dump(sort_keys=False),
+            "run_info": training.info,
+        }
+        save_checkpoint(state, self.last)
+        if best:
+            save_checkpoint(state, self.best)
+
+    def resume(self, training: Training, progress: type[P]) -> P:
+        """Restore ``training`` to where ``last.pt`` left off (this rank's random state too);
+        returns the progress saved with it."""
+        path = self.last
+        state = load_checkpoint(path)
+        if len(state["rng"]) != dist.world_size():
+            raise ValueError(
+                f"{path} was written by {len(state['rng'])} process(es), this run has "
+                f"{dist.world_size()}; an exact resume needs the same number"
+            )
+        load_model_state(training.model, state["model"], path)
+        training.optimizer.load_state_dict(state["optimizer"])
+        training.scheduler.load_state_dict(state["scheduler"])
+        training.scaler.load_state_dict(state["scaler"])
+        training.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"][dist.rank()])
+        return progress(**state["train_state"])
+
+    @staticmethod
+    def load_weights(
+        model: torch.nn.Module, path: Path, strict: bool
+    ) -> tuple[list[str], list[str]]:
+        """Load the weights of the checkpoint ``path`` into ``model``: all of them and exactly
+        its keys (``strict``), or those the two share (e.g. a previous, smaller stage's). Returns
+        the model's keys left as initialised and the checkpoint's not used (empty when strict)."""
+        weights = load_checkpoint(path)["model"]
+        if strict:
+            load_model_state(model, weights, path)
+            return [], []
+        return load_matching_state(model, weights, path)
+
+    @staticmethod
+    def config(path: Path) -> CfgNode:
+        """The configuration the checkpoint ``path`` was trained with, validated like any config
+        file."""
+        return _config_of(load_checkpoint(path))
+
+    @staticmethod
+    def load_model(path: Path, device: torch.device) -> tuple[GazeModel, CfgNode]:
+        """The model (in eval mode, on ``device``) and its configuration, both from the
+        checkpoint ``path`` alone."""
+        state = load_checkpoint(path)
+        cfg = _config_of(state)
+        model = build_model(cfg)
+        load_model_state(model, state["model"], path)
+        return model.to(device).eval(), cfg
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -49,7 +173,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):
         raise ValueError(
-            f"{path}: not a checkpoint (torch.save's zip format, e.g. a run's best.pt)"
+            f"{path}: not a checkpoint (torch.save's zip format, e.g. a run's {Checkpointer.BEST})"
         )
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):
@@ -62,33 +186,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise ValueError(
-            f"{path}: not a checkpoint (a file written by torch.save, e.g. a run's best.pt): {err}"
+            f"{path}: not a checkpoint (a file written by torch.save, e.g. a run's "
+            f"{Checkpointer.BEST}): {err}"
         ) from None
     if not isinstance(state, dict) or "model" not in state:
         found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
         raise ValueError(
-            f"{path}: not a saccade checkpoint (a run's best.pt or last.pt, with 'model' and "
+            f"{path}: not a saccade checkpoint (a run's {Checkpointer.BEST} or "
+            f"{Checkpointer.LAST}, with 'model' and "
             f"'config'); found {found}"
         )
     return state
 
 
-def checkpoint_config(state: dict[str, Any]) -> CfgNode:
+def _config_of(state: dict[str, Any]) -> CfgNode:
     """The configuration a checkpoint was trained with, validated like any config file."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.yaml"
         path.write_text(state["config"])
         return load_config(path, [])
-
-
-def load_model(checkpoint: Path, device: torch.device) -> tuple[GazeModel, CfgNode]:
-    """The model (in eval mode, on ``device``) and its configuration, both from the checkpoint
-    alone."""
-    state = load_checkpoint(checkpoint)
-    cfg = checkpoint_config(state)
-    model = build_model(cfg)
-    load_model_state(model, state["model"], checkpoint)
-    return model.to(device).eval(), cfg
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

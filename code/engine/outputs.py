@@ -1,7 +1,7 @@
 """The folder a run writes to: no run is started over another one by accident.
 
 A folder holds a run when it has a checkpoint or finished results (:data:`KEPT_FILES`). Training
-starts there only to resume it (``--resume``, from ``last.pt``) or to replace it
+starts there only to resume it (``--resume``, from its last checkpoint) or to replace it
 (``--overwrite``); ``--eval-only`` writes its own files to ``OUTPUT_DIR/eval`` and leaves the
 training run's untouched. A folder with only the log of a run that failed before its first
 checkpoint holds nothing to protect: a new run starts over there.
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from code.engine.checkpoint import Checkpointer
 from code.utils import distributed as dist
 
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "metrics.json")
-KEPT_FILES = ("last.pt", "best.pt", "metrics.json")  # what a failed start cannot have left
+RUN_FILES = (*Checkpointer.FILES, "metrics.jsonl", "metrics.json")
+KEPT_FILES = (*Checkpointer.FILES, "metrics.json")  # what a failed start cannot have left
 # Rewritten by every run: removed when a run starts over, so it starts a fresh log and wandb id.
 RESTARTED_FILES = ("log.txt", "wandb_id.txt")
 EVAL_DIR = "eval"
@@ -36,14 +37,15 @@ def claim_run_folder(folder: Path, resume: bool, overwrite: bool) -> list[str]:
     checks the same folder before any of them writes; rank 0 removes, then all wait.
     """
     held = [name for name in RUN_FILES if (folder / name).exists()]
+    checkpoints = Checkpointer(folder)
     if resume:
-        if not (folder / "last.pt").is_file():
+        if not checkpoints.can_resume():
             raise FileNotFoundError(
-                f"nothing to resume: {folder / 'last.pt'} does not exist (run without --resume)"
+                f"nothing to resume: {checkpoints.last} does not exist (run without --resume)"
             )
         return []
     if any(name in KEPT_FILES for name in held) and not overwrite:
-        ways = ["--resume to continue it"] if "last.pt" in held else []
+        ways = ["--resume to continue it"] if checkpoints.can_resume() else []
         ways.append("--overwrite to replace it")
         raise RunExistsError(
             f"{folder} holds a run ({', '.join(held)}): pass {', or '.join(ways)}, or choose "

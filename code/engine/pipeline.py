@@ -13,7 +13,7 @@ best checkpoint of stage ``s - 1`` of the same fold (``TRAIN.INIT.CHECKPOINT``).
 stage whose ``metrics.json`` exists is skipped (and the log says so) when the configuration it
 ran with (its ``config.yaml``) equals the one it would run with now; one that differs is refused,
 naming the differing keys, unless ``--overwrite`` runs it again (with every later stage of its
-fold). A stage with only ``last.pt`` resumes.
+fold). A stage with a last checkpoint but no ``metrics.json`` resumes.
 At the end, ``summary.json`` and ``summary.txt`` give each stage's test metrics over the folds
 (mean ± standard deviation, ddof 0). On the command line, ``--opts PIPELINE.<KEY> VALUE`` sets a
 pipeline key; any other ``--opts`` pair is added to every stage's overrides.
@@ -31,6 +31,7 @@ import yaml
 from yacs.config import CfgNode
 
 from code.config import ConfigError, flat_keys, load_config, load_tree
+from code.engine.checkpoint import Checkpointer
 from code.engine.outputs import RunExistsError
 from code.utils import distributed as dist
 from code.utils.logging import get_logger
@@ -91,7 +92,7 @@ def load_pipeline(path: Path, opts: list[str]) -> Pipeline:
                 stage_opts += ["DATA.SPLIT.FOLDS", str(node.FOLDS), "DATA.SPLIT.FOLD", str(fold),
                                "DATA.SPLIT.TEST_FRACTION", "0.0"]  # fmt: skip
             if previous is not None:
-                stage_opts += ["TRAIN.INIT.CHECKPOINT", str(previous / "best.pt")]
+                stage_opts += ["TRAIN.INIT.CHECKPOINT", str(Checkpointer(previous).best)]
             runs.append(StageRun(name, fold, load_config(path.parent / stage_file, stage_opts)))
             previous = folder / name
     return Pipeline(output_dir, node.FOLDS, runs)
@@ -126,7 +127,7 @@ def run_pipeline(
             get_logger().info("stage %s: config differs in %s; running it again", name, changed)
             report = run_stage(run.cfg, False, True)
         else:
-            report = run_stage(run.cfg, (output_dir / "last.pt").is_file(), False)
+            report = run_stage(run.cfg, Checkpointer(output_dir).can_resume(), False)
         ran_in_fold.add(run.fold)
         reports.setdefault(run.stage, []).append(report)
     summary = summarise(reports)

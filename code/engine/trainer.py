@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,7 @@ from torch.profiler import record_function
 from yacs.config import CfgNode
 
 from code.data.batch import Batch
-from code.engine.checkpoint import (
-    load_checkpoint,
-    load_matching_state,
-    load_model_state,
-    save_checkpoint,
-)
+from code.engine.checkpoint import Checkpointer, Training
 from code.engine.optim import (
     build_momentum_schedule,
     build_optimizer,
@@ -39,7 +34,6 @@ from code.engine.optim import (
     freeze,
 )
 from code.engine.precision import Precision
-from code.engine.reproducibility import all_rng_states, set_rng_state
 from code.engine.tracking import Tracker
 from code.models.build import GazeModel
 from code.registry import ConfigError
@@ -81,7 +75,8 @@ class TrainState:
 
 
 class Trainer:
-    """Trains ``model`` on ``train_loader``, validates each epoch; writes last.pt and best.pt."""
+    """Trains ``model`` on ``train_loader``, validates each epoch; writes the run's checkpoints
+    (``Checkpointer``) to ``output_dir``."""
 
     def __init__(
         self,
@@ -101,6 +96,7 @@ class Trainer:
         self.train_loader = train_loader
         self.val_loader = val_loader
         self.output_dir = output_dir
+        self.checkpoints = Checkpointer(output_dir)
         self.info = info
         self.scorer = scorer
         train = cfg.TRAIN
@@ -133,52 +129,42 @@ class Trainer:
         steps_per_epoch = -(-len(train_loader) // train.ACCUMULATION_STEPS)
         self.momentum = build_momentum_schedule(cfg, steps_per_epoch)
         self.precision = Precision(train.PRECISION, device)
+        self.training = Training(model, self.optimizer, self.scheduler, self.precision.scaler,
+                                 train_loader.batch_sampler, cfg, info)  # fmt: skip
         self.state = TrainState()
         self.resumed_at: int | None = None
         self.tracker: Tracker | None = None
 
     def _initialise(self, path: Path, strict: bool) -> None:
-        weights = load_checkpoint(path)["model"]
+        missing, unused = Checkpointer.load_weights(self.model, path, strict)
         if strict:
-            load_model_state(self.model, weights, path)
             get_logger().info("initialised from %s", path)
             return
-        missing, unused = load_matching_state(self.model, weights, path)
         get_logger().info(
             "initialised from %s; kept as built: %s; not used: %s", path, missing, unused
         )
 
-    def resume(self, path: Path) -> None:
-        """Continue exactly where ``path`` (a checkpoint this trainer wrote) left off."""
-        state = load_checkpoint(path)
-        if len(state["rng"]) != dist.world_size():
-            raise ValueError(
-                f"{path} was written by {len(state['rng'])} process(es), this run has "
-                f"{dist.world_size()}; an exact resume needs the same number"
-            )
-        load_model_state(self.model, state["model"], path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.precision.scaler.load_state_dict(state["scaler"])
-        self.train_loader.batch_sampler.load_state_dict(state["sampler"])
-        self.state = TrainState(**state["train_state"])
-        set_rng_state(state["rng"][dist.rank()])
+    def resume(self) -> None:
+        """Continue exactly where the run's last checkpoint left off."""
+        self.state = self.checkpoints.resume(self.training, TrainState)
         self.resumed_at = self.state.step
         get_logger().info(
             "resumed from %s: epoch %d, batch %d, step %d",
-            path, self.state.epoch + 1, self.state.batches_consumed, self.state.step,
+            self.checkpoints.last, self.state.epoch + 1, self.state.batches_consumed,
+            self.state.step,
         )  # fmt: skip
 
     def fit(self) -> Path:
-        """Train until ``TRAIN.EPOCHS``, early stopping or ``TRAIN.STOP_LR``; returns best.pt."""
+        """Train until ``TRAIN.EPOCHS``, early stopping or ``TRAIN.STOP_LR``; returns the best
+        checkpoint."""
         with self.tracking():
             while self.state.epoch < self.cfg.TRAIN.EPOCHS and self.state.stopped is None:
                 train_loss = self.train_epoch()
                 self._end_epoch(train_loss, self._validate())
         if self.state.stopped:
             get_logger().info("stopped after epoch %d: %s", self.state.epoch, self.state.stopped)
-        dist.barrier()  # best.pt is complete before any rank reads it
-        return self.output_dir / "best.pt"
+        dist.barrier()  # the best checkpoint is complete before any rank reads it
+        return self.checkpoints.best
 
     @contextlib.contextmanager
     def tracking(self) -> Iterator[None]:
@@ -223,7 +209,7 @@ class Trainer:
                     self.tracker.log(record)
             every = self.cfg.TRAIN.CHECKPOINT_EVERY
             if every and state.step % every == 0 and state.batches_consumed < total:
-                self._save(best=False)
+                self.checkpoints.save(self.training, state, best=False)
         bar.close()
         loss_sum, count = state.epoch_loss
         return loss_sum / max(count, 1.0)
@@ -305,29 +291,9 @@ class Trainer:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in val.items())
         get_logger().info("epoch %d: train_loss %.4f, %s%s", state.epoch, train_loss, shown,
                           " (best)" if improved else "")  # fmt: skip
-        self._save(best=improved)
+        self.checkpoints.save(self.training, state, best=improved)
         self.tracker.plot_curves()
         overlays = self.cfg.TRACKING.VAL_OVERLAYS
         if dist.is_main() and overlays:
             batch = next(iter(self.val_loader)).to(self.device)
             self.tracker.save_overlays(self.model, batch, state.epoch - 1, overlays)
-
-    def _save(self, best: bool) -> None:
-        """last.pt (and best.pt) with everything an exact resume needs; written by rank 0."""
-        rng = all_rng_states()  # every rank's: each continues its own random stream
-        if not dist.is_main():
-            return
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.precision.scaler.state_dict(),
-            "sampler": self.train_loader.batch_sampler.state_dict(self.state.batches_consumed),
-            "train_state": asdict(self.state),
-            "rng": rng,
-            "config": self.cfg.dump(sort_keys=False),
-            "run_info": self.info,
-        }
-        save_checkpoint(state, self.output_dir / "last.pt")
-        if best:
-            save_checkpoint(state, self.output_dir / "best.pt")

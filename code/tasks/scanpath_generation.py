@@ -38,12 +38,7 @@ from code.data.build import fit_centerbias
 from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import FIXATION_COLUMNS
 from code.data.samples import resize_rgb
-from code.engine.checkpoint import (
-    checkpoint_config,
-    load_checkpoint,
-    load_model,
-    load_model_state,
-)
+from code.engine.checkpoint import Checkpointer
 from code.engine.visualize import save_scanpaths, save_utility_plot
 from code.metrics.scanpath import (
     Grid,
@@ -167,7 +162,7 @@ class ScanpathGenerationTask(Task):
         self._check_checkpoint_model()
         self.saliency = None
         if self.saliency_path is not None:
-            self.saliency = load_model(self.saliency_path, torch.device("cpu"))
+            self.saliency = Checkpointer.load_model(self.saliency_path, torch.device("cpu"))
             if not self.saliency[0].prediction.is_density:
                 raise ConfigError(
                     f"{KEY}.SALIENCY_CHECKPOINT {self.saliency_path} predicts "
@@ -177,8 +172,7 @@ class ScanpathGenerationTask(Task):
     def _check_checkpoint_model(self) -> None:
         """Build the downstream model: refuse a checkpoint trained with another ``MODEL`` than
         the run's, and a prediction the criterion cannot compare."""
-        state = load_checkpoint(self.downstream_path)
-        trained = checkpoint_config(state).MODEL
+        trained = Checkpointer.config(self.downstream_path).MODEL
         if trained.dump(sort_keys=True) != self.cfg.MODEL.dump(sort_keys=True):
             raise ConfigError(
                 f"{KEY}.DOWNSTREAM {self.downstream_path} was trained with another MODEL than "
@@ -194,7 +188,7 @@ class ScanpathGenerationTask(Task):
                 f"MODEL.DECODER.NAME {self.cfg.MODEL.DECODER.NAME!r} predicts "
                 f"{self.model.prediction.value}"
             )
-        load_model_state(self.model, state["model"], self.downstream_path)
+        Checkpointer.load_weights(self.model, self.downstream_path, strict=True)
         where = f"{KEY}.DOWNSTREAM {self.downstream_path}"
         try:
             self.downstream = Downstream(self.model, self._own_centerbias(self.model), where)
