@@ -22,7 +22,8 @@ import torch
 from code.config import load_config
 from code.models.build import build_model
 from code.models.layers.foveation import Foveation
-from code.models.neva import CRITERIA, Criterion, Downstream, Search, sequential_scanpaths
+from code.models.neva import Criterion, Downstream, Search, sequential_scanpaths
+from code.registry import CRITERIA
 
 
 def search_and_step(
@@ -74,22 +75,23 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     downstream = Downstream(build_model(cfg).to(device), None, args.cfg)
-    foveation = Foveation(task.FOVEA_SIGMA, task.AMPLITUDE, task.BLUR_KERNEL, task.BLUR_SIGMA,
-                          task.FORGETTING).to(device)  # fmt: skip
-    search = Search(task.STEPS, task.LR, task.JITTER)
+    foveation = Foveation(**{key.lower(): value for key, value in task.FOVEATION.items()})
+    foveation = foveation.to(device)
+    searched = task.GENERATOR.SEQUENTIAL  # the sequential search's settings
+    search = Search(searched.STEPS, searched.LR, searched.JITTER)
     height, width = cfg.DATA.IMAGE_SIZE
 
     print(f"\n{args.cfg}: {cfg.MODEL.ENCODER.NAME} + {cfg.MODEL.DECODER.NAME}, criterion "
-          f"{task.CRITERION}, {height}x{width} images, {task.LENGTH} fixations x {task.STEPS} "
-          f"steps, {device}, {torch.get_num_threads()} torch threads\n")  # fmt: skip
+          f"{task.CRITERION.NAME}, {height}x{width} images, {task.LENGTH} fixations x "
+          f"{search.steps} steps, {device}, {torch.get_num_threads()} torch threads\n")  # fmt: skip
     print("| batch | fixations/s | s per batch | model fwd+bwd images/s | steps/s vs fwd+bwd |")
     print("|---:|---:|---:|---:|---:|")
     for batch_size in args.batch_sizes:
         images = torch.rand(batch_size, 3, height, width, device=device)
-        criterion = CRITERIA[task.CRITERION](downstream, images)
+        criterion = CRITERIA.build(task.CRITERION, downstream=downstream, images=images)
         scanpath, step = search_and_step(criterion, foveation, search, task.LENGTH)
         seconds, one = timed(scanpath, args.repeats), timed(step, args.repeats)
-        steps = task.LENGTH * task.STEPS
+        steps = task.LENGTH * search.steps
         print(f"| {batch_size} | {batch_size * task.LENGTH / seconds:.1f} | {seconds:.2f} | "
               f"{batch_size / one:.1f} | {steps * one / seconds:.2f} |")  # fmt: skip
     print(f"\nload average {os.getloadavg()[0]:.2f}")

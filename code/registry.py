@@ -85,7 +85,8 @@ class Registry:
 
         A part receives only the wiring parameters its constructor declares; a sub-part it
         chooses (a parameter typed ``SubPart[REGISTRY]``) arrives as a ``PartFactory``, the
-        sub-parts it lists (``SubParts[REGISTRY]``) as a list of them.
+        sub-parts it lists (``SubParts[REGISTRY]``) as a list of them, and a fixed sub-node
+        (``SubNode[CLASS]``) as a ``NodeFactory``.
         """
         return self._construct(choice.NAME, choice.get(choice.NAME.upper(), {}), wiring)
 
@@ -177,8 +178,34 @@ class PartFactory:
         return f"{self.registry.kind} {self.name!r}"
 
 
+class NodeSchema(dict):
+    """The schema entry of a ``SubNode[CLASS]`` parameter: a plain node of ``CLASS``'s
+    constructor keys (the configuration reads it as any node), remembering the class."""
+
+    def __init__(self, cls: type) -> None:
+        super().__init__(constructor_schema(cls, ()))
+        self.cls = cls
+
+
+class NodeFactory:
+    """A configured sub-node: its parent calls it to build the node's class from its keys (and
+    so decides where a refusal of the values is reported)."""
+
+    def __init__(self, schema: NodeSchema, node: Any) -> None:
+        self.schema = schema
+        self.node = node
+
+    def __call__(self) -> Any:
+        return self.schema.cls(
+            **{key.lower(): _configured(hint, self.node[key]) for key, hint in self.schema.items()}
+        )
+
+
 def _configured(hint: Any, value: Any) -> Any:
-    """A constructor argument from its schema entry and node: sub-parts as factories."""
+    """A constructor argument from its schema entry and node: sub-parts and sub-nodes as
+    factories."""
+    if isinstance(hint, NodeSchema):
+        return NodeFactory(hint, value)
     if isinstance(hint, Choice):
         return PartFactory(hint.registry, value)
     if isinstance(hint, Chain):
@@ -212,6 +239,24 @@ class _SubPartsHint:
 SubParts = _SubPartsHint()
 
 
+@dataclass(frozen=True)
+class _Node:
+    cls: type
+
+
+class _SubNodeHint:
+    """``SubNode[CLASS]``: the type hint of a constructor parameter configured by a node of
+    ``CLASS``'s own constructor keys, without a ``NAME`` (one kind of object, not a choice):
+    e.g. the foveation of ``TASK.SCANPATH_GENERATION.FOVEATION``. Every part taking one
+    declares the same keys, once, in ``CLASS``."""
+
+    def __getitem__(self, cls: type) -> Any:
+        return Annotated[NodeFactory, _Node(cls)]
+
+
+SubNode = _SubNodeHint()
+
+
 def constructor_schema(obj: Callable[..., Any], wiring: tuple[str, ...]) -> dict[str, Any]:
     """Map each configurable parameter of ``obj`` (class or function) to its type hint."""
     target = obj.__init__ if inspect.isclass(obj) else obj
@@ -235,8 +280,11 @@ def constructor_schema(obj: Callable[..., Any], wiring: tuple[str, ...]) -> dict
 
 def _schema_entry(hint: Any) -> Any:
     """A parameter's type hint as a schema entry: a ``Choice`` for a sub-part, a ``Chain`` for a
-    list of them, else the type."""
+    list of them, a ``NodeSchema`` for a sub-node, else the type."""
     if typing.get_origin(hint) is Annotated:
+        nodes = [m for m in hint.__metadata__ if isinstance(m, _Node)]
+        if nodes:
+            return NodeSchema(nodes[0].cls)
         registries = [m for m in hint.__metadata__ if isinstance(m, Registry)]
         if registries:
             listed = typing.get_origin(typing.get_args(hint)[0]) is list
@@ -278,5 +326,9 @@ OPTIMIZERS = Registry("optimizer", wiring=("params", "lr", "weight_decay"), loca
 SCHEDULERS = Registry("lr schedule", wiring=("optimizer", "epochs"), locations=ENGINE)
 # Momentum set before every optimizer step from the step number (so a resume repeats it).
 MOMENTUM_SCHEDULES = Registry("momentum schedule", wiring=("total_steps",), locations=ENGINE)
+# NeVA's downstream criteria (``SubPart[CRITERIA]``), built per batch of images for the frozen
+# downstream model, and its scanpath generators (``SubPart[GENERATORS]``), seeded by the run.
+CRITERIA = Registry("criterion", wiring=("downstream", "images"), locations=MODELS)
+GENERATORS = Registry("scanpath generator", wiring=("seed",), locations=MODELS)
 # What a run does: train and score a density model, classify patches, generate scanpaths, ...
 TASKS = Registry("task", wiring=("cfg",), locations=("code.tasks",))

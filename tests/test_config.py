@@ -299,6 +299,7 @@ PART_CONFIGS = (
     Path("configs/01_dinogaze_spade/cpu_osie/cross_attention.yaml"),  # a block's attention
     Path("configs/03_mr_cnn/blur.yaml"),  # an encoder's streams and their pre-filters
     Path("configs/04_focus_mim/cpu_osie/random_patches.yaml"),  # data sets inside data sets
+    Path("configs/05_neva/reconstruction.yaml"),  # a task's criterion and scanpath generator
 )
 
 

@@ -34,11 +34,11 @@ PART_OPTS = {
     },
     ("INPUT_STAGE", "neva_foveation"): {
         "COUNT": "2",
-        "FOVEA_SIGMA": "0.2",
-        "AMPLITUDE": "1.0",
-        "BLUR_KERNEL": "5",
-        "BLUR_SIGMA": "2.0",
-        "FORGETTING": "0.5",
+        "FOVEATION.FOVEA_SIGMA": "0.2",
+        "FOVEATION.AMPLITUDE": "1.0",
+        "FOVEATION.BLUR_KERNEL": "5",
+        "FOVEATION.BLUR_SIGMA": "2.0",
+        "FOVEATION.FORGETTING": "0.5",
     },
     ("INPUT_STAGE", "foveate"): {
         "RATIO": "0.7",

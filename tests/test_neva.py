@@ -5,23 +5,39 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from yacs.config import CfgNode
 
-from code.config import ConfigError
+from code.config import ConfigError, load_config
 from code.data.batch import Batch
 from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import read_fixation_table
-from code.engine.checkpoint import Checkpointer
+from code.engine.checkpoint import Checkpointer, load_checkpoint
 from code.main import main
+from code.models.build import build_model
 from code.models.input_stages.masking import NeVAFoveation
 from code.models.layers.foveation import Foveation, from_pixels, to_pixels
-from code.models.neva import Criterion, Search, joint_scanpaths, sequential_scanpaths
+from code.models.neva import (
+    Criterion,
+    Downstream,
+    Search,
+    joint_scanpaths,
+    sequential_scanpaths,
+)
 from code.models.scanpath_baselines import density_scanpaths, winner_take_all
+from code.registry import CRITERIA, GENERATORS
 from code.tasks.scanpath_generation import original_pixels, write_scanpath_table
+from tests.small_run import REPO_ROOT
+from tests.test_engine_resume import _equal, _kill_after_first_checkpoint, _leaves, _log
 
 
 def _textured(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -187,8 +203,9 @@ def test_the_perceived_image_has_a_gradient_with_respect_to_the_fixation() -> No
 def test_the_input_stage_shows_what_the_foveation_shows_after_recorded_fixations() -> None:
     """``neva_foveation`` as an input stage: the perceived image after the first two fixations
     of the item's scanpath, exactly as the layer computes it fixation by fixation."""
-    stage = NeVAFoveation(count=2, fovea_sigma=0.1, amplitude=1.0, blur_kernel=7,
-                          blur_sigma=2.0, forgetting=0.5).eval()  # fmt: skip
+    foveation = Foveation(fovea_sigma=0.1, amplitude=1.0, blur_kernel=7, blur_sigma=2.0,
+                          forgetting=0.5)  # fmt: skip
+    stage = NeVAFoveation(count=2, foveation=lambda: foveation).eval()
     image = _textured(24, 32)
     pixels = torch.tensor([[[8.0, 6.0], [20.0, 18.0], [1.0, 1.0]]])  # (S=1, L=3, 2)
     batch = Batch(
@@ -276,6 +293,128 @@ def test_a_sequential_scanpath_does_not_return_where_memory_keeps_it_sharp() -> 
     assert (losses[:, 1] < losses[:, 0]).all()
 
 
+# Positions and losses of the generators on a tiny random autoencoder, recorded from the code
+# before generators and criteria became registered parts (float32 values, exact).
+RECORDED = {
+    ("reconstruction", "sequential"): (
+        [
+            [
+                [-0.10000000149011612, -0.10000000149011612],
+                [0.20000000298023224, -0.20000000298023224],
+                [0.20000000298023224, -0.20000000298023224],
+            ],
+            [
+                [0.10000000149011612, 0.10000000149011612],
+                [0.0, 0.20000000298023224],
+                [0.10000000149011612, 0.10000000149011612],
+            ],
+        ],
+        [
+            [0.08210260421037674, 0.08210257440805435, 0.08210252225399017],
+            [0.08440402150154114, 0.08440392464399338, 0.08440392464399338],
+        ],
+    ),
+    ("reconstruction", "joint"): (
+        [
+            [
+                [0.0, 0.0],
+                [0.20000000298023224, -0.20000000298023224],
+                [0.20000000298023224, -0.20000000298023224],
+            ],
+            [
+                [0.10000000149011612, 0.10000000149011612],
+                [0.10000000149011612, 0.10000000149011612],
+                [0.10000000149011612, 0.10000000149011612],
+            ],
+        ],
+        [
+            [0.08210267871618271, 0.08210257440805435, 0.08210252970457077],
+            [0.08440402150154114, 0.08440394699573517, 0.08440394699573517],
+        ],
+    ),
+    ("embedding", "sequential"): (
+        [
+            [
+                [0.0, 0.20000000298023224],
+                [0.0, -0.20000000298023224],
+                [-0.20000000298023224, -0.20000000298023224],
+            ],
+            [
+                [0.0, 0.20000000298023224],
+                [-0.20000000298023224, 0.20000000298023224],
+                [-0.20000000298023224, 0.20000000298023224],
+            ],
+        ],
+        [
+            [0.004771590232849121, 0.00461125373840332, 0.004013955593109131],
+            [0.0068135857582092285, 0.005096316337585449, 0.004634499549865723],
+        ],
+    ),
+    ("embedding", "joint"): (
+        [
+            [
+                [0.0, 0.20000000298023224],
+                [0.0, -0.20000000298023224],
+                [0.20000000298023224, -0.20000000298023224],
+            ],
+            [
+                [0.0, 0.20000000298023224],
+                [-0.20000000298023224, 0.20000000298023224],
+                [-0.20000000298023224, 0.20000000298023224],
+            ],
+        ],
+        [
+            [0.004771590232849121, 0.00461125373840332, 0.004544377326965332],
+            [0.0068135857582092285, 0.005096316337585449, 0.004634499549865723],
+        ],
+    ),
+    ("attention_network",): (
+        [
+            [
+                [0.010334868915379047, -0.061712846159935],
+                [0.01833549328148365, -0.06706294417381287],
+                [0.019449753686785698, -0.06758610904216766],
+            ],
+            [
+                [0.009414111264050007, -0.061702530831098557],
+                [0.01847616396844387, -0.06671925634145737],
+                [0.019311225041747093, -0.06727100163698196],
+            ],
+        ],
+        [
+            [0.08210264891386032, 0.08210264891386032, 0.08210264891386032],
+            [0.08440402895212173, 0.08440401405096054, 0.08440400660037994],
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORDED), ids=lambda case: "-".join(case))
+def test_the_registered_generators_make_the_recorded_scanpaths_bitwise(case: tuple) -> None:
+    """Each generator, built by name from its node with its criterion, gives the scanpaths and
+    losses the functions gave before they were parts, bit for bit (the README's NeVA tables
+    depend on it). Fails for: STEPS, LR and JITTER passed to the search in another order, a
+    criterion registered under another's name, the attention network initialised from another
+    seed than the run's or left computing with gradients in a different order."""
+    cfg = load_config("configs/04_focus_mim/cpu_osie/none_no_crop.yaml", SMALL_AUTOENCODER)
+    torch.manual_seed(0)
+    downstream = Downstream(build_model(cfg), None, "test")
+    images = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(5))
+    foveation = Foveation(0.2, 1.0, 9, 3.0, 0.1)
+    criterion_name, name = case if len(case) == 2 else ("reconstruction", *case)
+    keys = {"CHANNELS": [4, 8]} if name == "attention_network" else {"STEPS": 3, "LR": 0.1,
+                                                                      "JITTER": 0.1}  # fmt: skip
+    generator = GENERATORS.build(CfgNode({"NAME": name, name.upper(): keys}), seed=0).eval()
+    if name == "attention_network":  # a head that moves the eye (it starts at zero)
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            torch.nn.init.normal_(generator.network.head.weight, std=0.5)
+    criterion = CRITERIA.build(CfgNode({"NAME": criterion_name}), downstream=downstream,
+                               images=images)  # fmt: skip
+    positions, losses = generator(criterion, foveation, 3, torch.Generator().manual_seed(0))
+    assert (positions.tolist(), losses.tolist()) == RECORDED[case]
+
+
 def test_winner_take_all_visits_the_peaks_in_order_and_inhibits_return() -> None:
     log_density = torch.full((1, 30, 40), -10.0)
     log_density[0, 5, 30] = -1.0  # the highest peak
@@ -335,13 +474,26 @@ SMALL_AUTOENCODER = [
     "MODEL.ENCODER.MASKED_CONVNET.BLOCKS", "1",
     "MODEL.DECODER.CONV_RECONSTRUCTION.CHANNELS", "[16, 16, 8]",
 ]  # fmt: skip
-SMALL_NEVA = [
+SMALL_SCANPATHS = [
     "TASK.SCANPATH_GENERATION.LENGTH", "3",
-    "TASK.SCANPATH_GENERATION.STEPS", "3",
-    "TASK.SCANPATH_GENERATION.BLUR_KERNEL", "9",
-    "TASK.SCANPATH_GENERATION.BLUR_SIGMA", "3.0",
-    "TASK.SCANPATH_GENERATION.ATTENTION_CHANNELS", "[4, 8]",
-    "TASK.SCANPATH_GENERATION.ATTENTION_EPOCHS", "1",
+    "TASK.SCANPATH_GENERATION.FOVEATION.BLUR_KERNEL", "9",
+    "TASK.SCANPATH_GENERATION.FOVEATION.BLUR_SIGMA", "3.0",
+]  # fmt: skip
+SMALL_NEVA = [*SMALL_SCANPATHS, "TASK.SCANPATH_GENERATION.GENERATOR.SEQUENTIAL.STEPS", "3"]
+JOINT = [
+    "TASK.SCANPATH_GENERATION.GENERATOR.NAME", "joint",
+    "TASK.SCANPATH_GENERATION.GENERATOR.JOINT.STEPS", "3",
+    "TASK.SCANPATH_GENERATION.GENERATOR.JOINT.LR", "0.1",
+    "TASK.SCANPATH_GENERATION.GENERATOR.JOINT.JITTER", "0.1",
+]  # fmt: skip
+# the attention network of configs/05_neva/variants/attention_network.yaml, smaller: one epoch
+# (on any downstream model's TRAIN: it validates on its loss alone)
+SMALL_ATTENTION = [
+    "TASK.SCANPATH_GENERATION.GENERATOR.NAME", "attention_network",
+    "TASK.SCANPATH_GENERATION.GENERATOR.ATTENTION_NETWORK.CHANNELS", "[4, 8]",
+    "TRAIN.EPOCHS", "1",
+    "TRAIN.LR", "1.0e-3",
+    "TRAIN.BEST_METRIC", "val_loss",
 ]  # fmt: skip
 
 
@@ -411,12 +563,10 @@ def test_the_joint_search_and_the_attention_network_generate_too(
     better than random at this size, so only its run is checked: three losses, and the
     humans' scanpaths scored exactly as in the joint run (the same fixations, foveation and
     downstream model)."""
-    joint = _neva(tmp_path / "joint", saliency_model, "TASK.SCANPATH_GENERATION.GENERATOR",
-                  "joint", config="saliency")  # fmt: skip
+    joint = _neva(tmp_path / "joint", saliency_model, *JOINT, config="saliency")
     neva, random = joint["utility"]["NeVA"]["mean"], joint["utility"]["random"]["mean"]
     assert len(neva) == 3 and all(n < r for n, r in zip(neva, random, strict=True))
-    learned = _neva(tmp_path / "learned", saliency_model,
-                    "TASK.SCANPATH_GENERATION.GENERATOR", "attention_network",
+    learned = _neva(tmp_path / "learned", saliency_model, *SMALL_ATTENTION,
                     config="saliency")  # fmt: skip
     assert len(learned["utility"]["NeVA"]["mean"]) == 3
     assert learned["utility"]["humans"] == joint["utility"]["humans"]
@@ -427,10 +577,12 @@ def test_the_joint_search_and_the_attention_network_generate_too(
     [
         (["TASK.SCANPATH_GENERATION.LENGTH", "0"], r"LENGTH must be at least 1"),
         (["DATA.SAMPLES.IMAGE.SCANPATHS", "false"], r"compares with the human scanpaths"),
-        (["TASK.SCANPATH_GENERATION.FOVEA_SIGMA", "0.0"], r"FOVEA_SIGMA must be positive"),
-        (["TASK.SCANPATH_GENERATION.BLUR_SIGMA", "-1.0"], r"BLUR_SIGMA must be positive"),
-        (["TASK.SCANPATH_GENERATION.CRITERION", "classification"],
-         r"CRITERION 'classification' compares class logits; .* predicts image"),
+        (["TASK.SCANPATH_GENERATION.FOVEATION.FOVEA_SIGMA", "0.0"],
+         r"FOVEA_SIGMA must be positive"),
+        (["TASK.SCANPATH_GENERATION.FOVEATION.BLUR_SIGMA", "-1.0"],
+         r"BLUR_SIGMA must be positive"),
+        (["TASK.SCANPATH_GENERATION.CRITERION.NAME", "classification"],
+         r"CRITERION.NAME 'classification' compares class logits; .* predicts image"),
         (["MODEL.ENCODER.MASKED_CONVNET.CHANNELS", "[8, 16, 32]"],
          r"DOWNSTREAM .* was trained with another MODEL"),
     ],
@@ -474,3 +626,48 @@ def test_the_printed_table_keeps_every_column_apart() -> None:
     lines = format_report(report).splitlines()
     assert lines[0].split() == ["generator", *TABLE_METRICS]
     assert lines[2].split()[0] == "winner-take-all" and len(lines[2].split()) == 1 + 3 * 7
+
+
+# One epoch of four steps (28 training images in batches of 8), last.pt after every step.
+ATTENTION_RUN = [*GENERATED, *SMALL_AUTOENCODER, *SMALL_SCANPATHS,
+                 "TASK.SCANPATH_GENERATION.GENERATOR.ATTENTION_NETWORK.CHANNELS", "[4, 8]",
+                 "TASK.SCANPATH_GENERATION.SALIENCY_CHECKPOINT", "null",
+                 "TRAIN.EPOCHS", "1", "TRAIN.CHECKPOINT_EVERY", "1"]  # fmt: skip
+
+
+def test_a_killed_attention_network_training_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, autoencoder: Path
+) -> None:
+    """The attention network trains through the trainer: killed (SIGKILL) mid-epoch and resumed
+    with ``--resume``, its run ends with the uninterrupted run's network, optimizer state,
+    training log and scanpath report, bitwise. Catches a network trained outside the trainer
+    (no last.pt to resume from), initial weights drawn from the process's random state instead
+    of the run's seed (the resumed run's weights would differ), and a checkpoint that misses
+    the network's or the optimizer's state."""
+    config = "configs/05_neva/variants/attention_network.yaml"
+    opts = [*ATTENTION_RUN, "TASK.SCANPATH_GENERATION.DOWNSTREAM", str(autoencoder)]
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "code.main", "--cfg", config, "--opts", *opts,
+               "OUTPUT_DIR", str(killed)]  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    killer = threading.Thread(target=_kill_after_first_checkpoint, args=(process, killed))
+    killer.start()
+    try:
+        whole = tmp_path / "whole"
+        report = main(["--cfg", config, "--opts", *opts, "OUTPUT_DIR", str(whole)])
+    finally:
+        killer.join()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    saved = load_checkpoint(Checkpointer(killed).last)["train_state"]
+    assert saved["epoch"] == 0 and saved["batches_consumed"] > 0, f"not mid-epoch: {saved}"
+    resumed = main(["--cfg", config, "--resume", "--opts", *opts, "OUTPUT_DIR", str(killed)])
+    ends = [load_checkpoint(Checkpointer(folder).last) for folder in (whole, killed)]
+    for part in ("model", "optimizer"):
+        a, b = (_leaves(end[part]) for end in ends)
+        assert len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True)), part
+    assert ends[0]["train_state"] == ends[1]["train_state"]
+    assert _log(whole) == _log(killed)
+    for key in ("metrics", "utility"):
+        assert report[key] == resumed[key]

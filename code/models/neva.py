@@ -3,10 +3,11 @@
 Each fixation is placed where the downstream model, seeing the image through the foveation
 (:mod:`code.models.layers.foveation`) with the memory of the fixations before, does its task
 best: ``criterion`` compares its output on the perceived image with its output on the clean one
-(so no labels are needed). Positions are found by signed-gradient descent on the criterion
-(``search``), one fixation after another (``sequential_scanpaths``) or all of a scanpath at once
-(``joint_scanpaths``), or predicted by a small attention network trained on the criterion
-(``AttentionNetwork``). Positions are (x, y) in normalised [−1, 1] image coordinates.
+(so no labels are needed). Criteria are registered parts (``CRITERIA``), as are the generators
+(``GENERATORS``): signed-gradient descent on the criterion (``Search``), one fixation after
+another (``sequential``) or all of a scanpath at once (``joint``), or a small attention network
+that predicts each position (``attention_network``), trained on the criterion first through the
+trainer (``GeneratorTraining``). Positions are (x, y) in normalised [−1, 1] image coordinates.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from code.data.batch import Batch
 from code.models.build import GazeModel
 from code.models.layers.foveation import Foveation
 from code.models.shapes import PredictionKind
+from code.registry import CRITERIA, GENERATORS, PartFactory
 
 # The batch fields a downstream model may read besides its input: its decoder's centre bias and
 # the fixations that only its loss reads (filled with the image centre, as code.predict does).
@@ -93,6 +95,7 @@ class Criterion:
         raise NotImplementedError
 
 
+@CRITERIA.register("reconstruction")
 class Reconstruction(Criterion):
     """Mean squared error of the model's reconstruction of the perceived image to the clean
     image (e.g. a masked-image-modelling autoencoder)."""
@@ -106,6 +109,7 @@ class Reconstruction(Criterion):
         return (self.downstream.output(perceived) - self.target).pow(2).mean(dim=(1, 2, 3))
 
 
+@CRITERIA.register("classification")
 class Classification(Criterion):
     """Cross-entropy of the model's logits on the perceived image to its own class for the
     clean image."""
@@ -119,6 +123,7 @@ class Classification(Criterion):
         return F.cross_entropy(self.downstream.output(perceived), self.target, reduction="none")
 
 
+@CRITERIA.register("embedding")
 class Embedding(Criterion):
     """1 − cosine similarity of the encoder's pooled code of the perceived and the clean image
     (any model: every one has an encoder)."""
@@ -130,6 +135,7 @@ class Embedding(Criterion):
         return 1 - F.cosine_similarity(self.downstream.code(perceived), self.target, dim=1)
 
 
+@CRITERIA.register("saliency")
 class Saliency(Criterion):
     """KL divergence (nats) of the saliency model's density on the perceived image from its
     density on the clean image: where would people look if they saw only this?"""
@@ -139,14 +145,6 @@ class Saliency(Criterion):
     def __call__(self, perceived: torch.Tensor) -> torch.Tensor:
         log_p = self.target.flatten(1)
         return (log_p.exp() * (log_p - self.downstream.output(perceived).flatten(1))).sum(dim=1)
-
-
-CRITERIA: dict[str, type[Criterion]] = {
-    "reconstruction": Reconstruction,
-    "classification": Classification,
-    "embedding": Embedding,
-    "saliency": Saliency,
-}
 
 
 @dataclass(frozen=True)
@@ -279,3 +277,111 @@ def learned_scanpaths(
         memory = foveation.remember(memory, position)
         positions.append(position)
     return torch.stack(positions, dim=1), torch.stack(losses, dim=1)
+
+
+class ScanpathGenerator(nn.Module):
+    """Places ``length`` fixations on the images of a criterion: ``(criterion, foveation,
+    length, rng)`` -> (B, length, 2) positions and (B, length) the loss after each. ``rng``:
+    the generator of any random draws (e.g. a search's restarts). ``trains``: whether it has
+    weights the task first fits to the training images' downstream loss (``GeneratorTraining``,
+    through the trainer)."""
+
+    trains = False
+
+    def forward(
+        self, criterion: Criterion, foveation: Foveation, length: int, rng: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+@GENERATORS.register("sequential")
+class SequentialSearch(ScanpathGenerator):
+    """Each fixation searched from the image centre given the ones before (``Search``)."""
+
+    def __init__(self, steps: int, lr: float, jitter: float) -> None:
+        super().__init__()
+        self.search = Search(steps, lr, jitter)
+
+    def forward(
+        self, criterion: Criterion, foveation: Foveation, length: int, rng: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return sequential_scanpaths(criterion, foveation, length, self.search, rng)
+
+
+@GENERATORS.register("joint")
+class JointSearch(ScanpathGenerator):
+    """Every fixation of a scanpath searched at once on their mean loss (``Search``)."""
+
+    def __init__(self, steps: int, lr: float, jitter: float) -> None:
+        super().__init__()
+        self.search = Search(steps, lr, jitter)
+
+    def forward(
+        self, criterion: Criterion, foveation: Foveation, length: int, rng: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return joint_scanpaths(criterion, foveation, length, self.search, rng)
+
+
+@GENERATORS.register("attention_network")
+class LearnedAttention(ScanpathGenerator):
+    """NeVA's learned attention: an ``AttentionNetwork`` of ``channels`` widths places each
+    fixation (``learned_scanpaths``); gradients flow only while it trains."""
+
+    trains = True
+
+    def __init__(self, channels: list[int], seed: int) -> None:
+        super().__init__()
+        if not channels or min(channels) < 1:
+            raise ValueError(f"attention_network CHANNELS must be positive widths, got {channels}")
+        # Its initial weights come from the run's seed alone, whatever was built before it.
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.network = AttentionNetwork(channels)
+
+    def forward(
+        self, criterion: Criterion, foveation: Foveation, length: int, rng: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
+            return learned_scanpaths(self.network, criterion, foveation, length)
+
+
+class GeneratorTraining(nn.Module):
+    """A trainable generator fitted to the frozen downstream model's loss, as the trainer fits
+    any model: ``model(batch)`` gives the (B, length) loss after each fixation of the scanpaths
+    it generates on the batch's images, ``loss`` their sum and count (so the mean over images
+    and fixations is minimised). The downstream model stays in eval mode (frozen, its
+    normalisation keeps its statistics) while the generator trains."""
+
+    prediction = None  # losses, no picture to draw of them
+
+    def __init__(
+        self,
+        generator: ScanpathGenerator,
+        downstream: Downstream,
+        criterion: PartFactory,
+        foveation: Foveation,
+        length: int,
+    ) -> None:
+        super().__init__()
+        self.generator = generator
+        self.downstream_model = downstream.model  # a sub-module: it moves with the trainee
+        self.downstream = downstream
+        self.criterion = criterion
+        self.foveation = foveation
+        self.length = length
+
+    def train(self, mode: bool = True) -> GeneratorTraining:
+        super().train(mode)
+        self.downstream_model.eval()
+        return self
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, Batch]:
+        criterion = self.criterion(downstream=self.downstream, images=batch.input)
+        _, losses = self.generator(criterion, self.foveation, self.length, None)
+        return losses, batch
+
+    def loss(self, prediction: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return prediction.sum(), prediction.new_tensor(prediction.numel())
+
+    def constrain(self) -> None:
+        """No weight constraints."""

@@ -3,8 +3,11 @@ framework trained, scored against human scanpaths beside baselines.
 
 The run's model is the *downstream* model, frozen: ``MODEL`` must be the architecture of the
 checkpoint ``DOWNSTREAM`` (e.g. ``_BASE_`` its training config), whose weights it loads. For
-every test image the generator (``code.models.neva``) places ``LENGTH`` fixations where the
-model, seeing the image through the foveation, best does its task (``CRITERION``). Beside it
+every test image the generator (``GENERATOR``, a registered part of ``code.models.neva``)
+places ``LENGTH`` fixations where the model, seeing the image through the foveation
+(``FOVEATION``), best does its task (``CRITERION``, a registered part too). A generator that
+trains (the attention network) is first trained by the trainer on the training images, with
+``TRAIN``, so the run checkpoints and resumes as any training run. Beside it
 the same number of fixations from baselines: ``random`` (uniform), ``centre`` (drawn from the
 centre bias of the training fixations), ``wta`` (winner-take-all with inhibition of return on
 the density of the saliency model ``SALIENCY_CHECKPOINT``, when one is given), and the humans'
@@ -27,7 +30,7 @@ import csv
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +42,7 @@ from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import FIXATION_COLUMNS
 from code.data.samples import resize_rgb
 from code.engine.checkpoint import Checkpointer
+from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_scanpaths, save_utility_plot
 from code.metrics.scanpath import (
     Grid,
@@ -51,19 +55,17 @@ from code.metrics.scanpath import (
 from code.metrics.scoring import stimulus_stem
 from code.models.build import GazeModel, build_model
 from code.models.layers.foveation import Foveation, from_pixels, to_pixels
-from code.models.neva import (
-    CRITERIA,
-    AttentionNetwork,
-    Criterion,
-    Downstream,
-    Search,
-    joint_scanpaths,
-    learned_scanpaths,
-    scanpath_losses,
-    sequential_scanpaths,
-)
+from code.models.neva import Criterion, Downstream, GeneratorTraining, scanpath_losses
 from code.models.scanpath_baselines import density_scanpaths, random_scanpaths, winner_take_all
-from code.registry import TASKS, ConfigError
+from code.registry import (
+    CRITERIA,
+    DECODERS,
+    GENERATORS,
+    TASKS,
+    ConfigError,
+    SubNode,
+    SubPart,
+)
 from code.tasks.base import (
     Predictor,
     Task,
@@ -91,30 +93,39 @@ TABLE_METRICS = {
 }
 
 
+class NoMetrics(ValidationScorer):
+    """A trainable generator validates on its downstream loss alone (``val_loss``)."""
+
+    def __init__(self) -> None:
+        self.higher_is_better = {}
+
+    def update(self, prediction: torch.Tensor, batch: Batch) -> None:
+        pass
+
+    def state(self) -> torch.Tensor:
+        return torch.zeros(0, dtype=torch.float64)
+
+    def compute(self, state: torch.Tensor) -> dict[str, float]:
+        return {}
+
+
 @TASKS.register("scanpath_generation")
 class ScanpathGenerationTask(Task):
-    """Generate scanpaths with a frozen downstream model; score them against the humans'."""
+    """Generate scanpaths with a frozen downstream model; score them against the humans'.
 
-    trains = False
+    A generator that ``trains`` (the attention network) is first fitted to the downstream loss
+    on the training images by the trainer (``TRAIN``: DDP, AMP, checkpoints, ``--resume``), as
+    any run's model; the searches train nothing.
+    """
 
     def __init__(
         self,
         cfg: CfgNode,
         downstream: str,
-        criterion: Literal["reconstruction", "classification", "embedding", "saliency"],
-        generator: Literal["sequential", "joint", "attention_network"],
+        criterion: SubPart[CRITERIA],
+        generator: SubPart[GENERATORS],
         length: int,
-        steps: int,
-        lr: float,
-        jitter: float,
-        fovea_sigma: float,
-        amplitude: float,
-        blur_kernel: int,
-        blur_sigma: float,
-        forgetting: float,
-        attention_channels: list[int],
-        attention_epochs: int,
-        attention_lr: float,
+        foveation: SubNode[Foveation],
         saliency_checkpoint: str | None,
         ior_sigma: float,
         grid: list[int],
@@ -122,56 +133,48 @@ class ScanpathGenerationTask(Task):
     ) -> None:
         self.cfg = cfg
         self.downstream_path = Path(downstream)
-        self.criterion = CRITERIA[criterion]
-        self.criterion_name = criterion
-        self.generator = generator
+        self.criterion = criterion
+        self.generator_name = generator.name
         self.length = length
-        self.search = (steps, lr, jitter)
-        self.foveation_args = (fovea_sigma, amplitude, blur_kernel, blur_sigma, forgetting)
-        self.attention = (attention_channels, attention_epochs, attention_lr)
+        # The foveation's keys are the layer's own (``SubNode``), declared once in
+        # ``Foveation`` and read alike by the ``neva_foveation`` input stage: a NeVA run's MODEL
+        # is its downstream model's, whose input stage is rarely that one, so each has its node.
+        self.generator = refused_as_config(lambda: generator(seed=cfg.SEED), "GENERATOR")
+        self.foveation = refused_as_config(foveation, "FOVEATION")
+        self.trains = self.generator.trains
         self.saliency_path = None if saliency_checkpoint is None else Path(saliency_checkpoint)
         self.ior_sigma = ior_sigma
         self.grid = grid
         self.scanmatch_threshold = scanmatch_threshold
 
     def check(self) -> None:
-        """Every key, both checkpoints and the criterion's fit to the model, before any data."""
+        """Every key, both checkpoints' configurations and the criterion's fit to the model,
+        before any data is read (nothing is built)."""
         if self.length < 1:
             raise ConfigError(f"{KEY}.LENGTH must be at least 1, got {self.length}")
         if len(self.grid) != 2 or min(self.grid) < 1:
             raise ConfigError(f"{KEY}.GRID must be two positive bin counts, got {self.grid}")
         if self.ior_sigma <= 0:
             raise ConfigError(f"{KEY}.IOR_SIGMA must be positive, got {self.ior_sigma}")
-        channels, epochs, lr = self.attention
-        if not channels or min(channels) < 1 or epochs < 1 or lr <= 0:
-            raise ConfigError(
-                f"{KEY}.ATTENTION_CHANNELS must be positive widths, ATTENTION_EPOCHS >= 1 and "
-                f"ATTENTION_LR > 0; got {channels}, {epochs}, {lr}"
-            )
-        try:
-            self.foveation = Foveation(*self.foveation_args)
-            self.searcher = Search(*self.search)
-        except ValueError as err:
-            raise ConfigError(f"{KEY}: {err}") from err
         samples = self.cfg.DATA.SAMPLES
         if samples.NAME != "image" or not samples.IMAGE.SCANPATHS:
             raise ConfigError(
                 f"task {self.cfg.TASK.NAME!r} compares with the human scanpaths: set "
                 "DATA.SAMPLES.NAME image with IMAGE.SCANPATHS true"
             )
-        self._check_checkpoint_model()
-        self.saliency = None
+        self._check_downstream()
         if self.saliency_path is not None:
-            self.saliency = Checkpointer.load_model(self.saliency_path, torch.device("cpu"))
-            if not self.saliency[0].prediction.is_density:
+            saliency = Checkpointer.config(self.saliency_path).MODEL.DECODER
+            predicts = DECODERS.get(saliency.NAME).prediction
+            if not predicts.is_density:
                 raise ConfigError(
                     f"{KEY}.SALIENCY_CHECKPOINT {self.saliency_path} predicts "
-                    f"{self.saliency[0].prediction.value}; winner-take-all needs a density model"
+                    f"{predicts.value}; winner-take-all needs a density model"
                 )
 
-    def _check_checkpoint_model(self) -> None:
-        """Build the downstream model: refuse a checkpoint trained with another ``MODEL`` than
-        the run's, and a prediction the criterion cannot compare."""
+    def _check_downstream(self) -> None:
+        """Refuse a checkpoint trained with another ``MODEL`` than the run's, and a prediction
+        the criterion cannot compare."""
         trained = Checkpointer.config(self.downstream_path).MODEL
         if trained.dump(sort_keys=True) != self.cfg.MODEL.dump(sort_keys=True):
             raise ConfigError(
@@ -179,38 +182,44 @@ class ScanpathGenerationTask(Task):
                 "this run's: base the run on that checkpoint's training config (_BASE_), so "
                 f"MODEL matches; its MODEL is:\n{trained.dump()}"
             )
-        self.model = build_model(self.cfg)
-        accepts = self.criterion.accepts
-        if accepts is not None and self.model.prediction not in accepts:
+        accepts = CRITERIA.get(self.criterion.name).accepts
+        predicts = DECODERS.get(self.cfg.MODEL.DECODER.NAME).prediction
+        if accepts is not None and predicts not in accepts:
             compares = " or ".join(kind.value for kind in accepts)
             raise ConfigError(
-                f"{KEY}.CRITERION {self.criterion_name!r} compares {compares}; "
-                f"MODEL.DECODER.NAME {self.cfg.MODEL.DECODER.NAME!r} predicts "
-                f"{self.model.prediction.value}"
+                f"{KEY}.CRITERION.NAME {self.criterion.name!r} compares {compares}; "
+                f"MODEL.DECODER.NAME {self.cfg.MODEL.DECODER.NAME!r} predicts {predicts.value}"
             )
-        Checkpointer.load_weights(self.model, self.downstream_path, strict=True)
-        where = f"{KEY}.DOWNSTREAM {self.downstream_path}"
-        try:
-            self.downstream = Downstream(self.model, self._own_centerbias(self.model), where)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
 
     def prepare(self) -> None:
         self.splits, self.samples, self.loaders = image_data(self.cfg)
         self.centerbias = fit_centerbias(self.cfg, self.splits.train)
 
-    def build_model(self) -> GazeModel:
-        """The downstream model ``check`` built (it makes its batches itself: ``Downstream``)."""
-        return self.model
+    def build_model(self) -> GazeModel | GeneratorTraining:
+        """The downstream model with its checkpoint's weights (it makes its batches itself:
+        ``Downstream``), or, for a generator that trains, the generator on it to train."""
+        model = build_model(self.cfg)
+        Checkpointer.load_weights(model, self.downstream_path, strict=True)
+        where = f"{KEY}.DOWNSTREAM {self.downstream_path}"
+        try:
+            self.downstream = Downstream(model, self._own_centerbias(model), where)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        if self.trains:
+            return GeneratorTraining(self.generator, self.downstream, self.criterion,
+                                     self.foveation, self.length)  # fmt: skip
+        return model
+
+    def validation(self, model: GeneratorTraining) -> ValidationScorer:
+        return NoMetrics()
 
     # ------------------------------------------------------------------------ evaluation
 
-    def evaluate(self, model: GazeModel, device: torch.device, output_dir: Path) -> dict:
+    def evaluate(self, model: torch.nn.Module, device: torch.device, output_dir: Path) -> dict:
         height, width = self.cfg.DATA.IMAGE_SIZE
         downstream = self.downstream
         foveation = self.foveation.to(device)
-        network = self._trained_network(downstream, device) if self.generator == (
-            "attention_network") else None  # fmt: skip
+        neva = self.generator.to(device).eval()  # trained already, if it trains
         saliency = self._saliency_model(device)
         centre = torch.from_numpy(self.centerbias.log_density(height, width))
         generator = torch.Generator().manual_seed(self.cfg.SEED)
@@ -218,10 +227,10 @@ class ScanpathGenerationTask(Task):
         losses: dict[str, list[torch.Tensor]] = {}
         for batch in ProgressBar(self.loaders["test"], desc="scanpaths", unit="batch"):
             batch = batch.to(device)
-            criterion = self.criterion(downstream, batch.input)
+            criterion = self.criterion(downstream=downstream, images=batch.input)
             count = len(batch)
             scanpaths = {
-                "NeVA": self._neva(criterion, foveation, network, generator),
+                "NeVA": neva(criterion, foveation, self.length, generator)[0],
                 RANDOM: random_scanpaths(count, self.length, generator).to(device),
                 "centre": density_scanpaths(centre, count, self.length, generator).to(device),
             }
@@ -250,47 +259,13 @@ class ScanpathGenerationTask(Task):
         stored = model.centerbias(centre.BANDWIDTH, centre.UNIFORM_WEIGHT)
         return torch.from_numpy(stored.log_density(*self.cfg.DATA.IMAGE_SIZE)).float()
 
-    def _neva(
-        self, criterion: Criterion, foveation: Foveation, network: AttentionNetwork | None,
-        generator: torch.Generator,
-    ) -> torch.Tensor:  # fmt: skip
-        if network is not None:
-            with torch.no_grad():
-                return learned_scanpaths(network, criterion, foveation, self.length)[0]
-        search = sequential_scanpaths if self.generator == "sequential" else joint_scanpaths
-        return search(criterion, foveation, self.length, self.searcher, generator)[0]
-
-    def _trained_network(self, downstream: Downstream, device: torch.device) -> AttentionNetwork:
-        """The attention network trained on the training images' downstream loss (mean over
-        the scanpath's fixations)."""
-        channels, epochs, lr = self.attention
-        torch.manual_seed(self.cfg.SEED)
-        network = AttentionNetwork(channels).to(device)
-        optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-        loader = self.loaders["train"]
-        for epoch in range(epochs):
-            loader.batch_sampler.set_epoch(epoch)
-            total, images = 0.0, 0
-            for batch in ProgressBar(
-                loader, desc=f"attention network, epoch {epoch + 1}", unit="batch"
-            ):
-                criterion = self.criterion(downstream, batch.input.to(device))
-                _, loss = learned_scanpaths(network, criterion, self.foveation, self.length)
-                optimizer.zero_grad(set_to_none=True)
-                loss.mean().backward()
-                optimizer.step()
-                total, images = total + float(loss.detach().mean(dim=1).sum()), images + len(batch)
-            get_logger().info("attention network epoch %d: loss %.5f", epoch + 1, total / images)
-        return network.eval()
-
     def _saliency_model(self, device: torch.device) -> Callable[[int], torch.Tensor] | None:
         """Test image index -> (1, h, w) log-density of ``SALIENCY_CHECKPOINT`` on the image,
         read and resized as that model was trained (about its trained pixel count, the image's
         aspect), with its own centre bias; None without one."""
-        if self.saliency is None:
+        if self.saliency_path is None:
             return None
-        model, cfg = self.saliency
-        model.to(device)
+        model, cfg = Checkpointer.load_model(self.saliency_path, device)
         centre = cfg.DATA.CENTERBIAS
         stored = model.centerbias(centre.BANDWIDTH, centre.UNIFORM_WEIGHT)
         reader = Downstream(model, None, f"{KEY}.SALIENCY_CHECKPOINT {self.saliency_path}")
@@ -356,8 +331,8 @@ class ScanpathGenerationTask(Task):
             "utility": utility,
             "n_images": len(test.stimuli),
             "length": self.length,
-            "criterion": self.criterion_name,
-            "generator": self.generator,
+            "criterion": self.criterion.name,
+            "generator": self.generator_name,
             "downstream": str(self.downstream_path),
         }
 
@@ -394,6 +369,15 @@ class ScanpathGenerationTask(Task):
             "a scanpath_generation run has no model of its own to predict with: run "
             "code.predict on its DOWNSTREAM checkpoint"
         )
+
+
+def refused_as_config(build: Callable[[], Any], node: str) -> Any:
+    """What ``build`` makes of the task's sub-node ``node``; the values it refuses (a
+    ``ValueError``) as a ``ConfigError`` naming the node, before any data is read."""
+    try:
+        return build()
+    except ValueError as err:
+        raise ConfigError(f"{KEY}.{node}: {err}") from err
 
 
 def original_pixels(positions: torch.Tensor, stimuli: list[Stimulus]) -> np.ndarray:

@@ -29,7 +29,7 @@ from code.data.batch import Batch
 from code.models.base import InputStage
 from code.models.layers.foveation import Foveation, from_pixels
 from code.models.layers.gaussian_blur import GaussianBlur
-from code.registry import INPUT_STAGES
+from code.registry import INPUT_STAGES, SubNode
 from code.utils.logging import log_signature
 
 EVAL_SEED = 12345  # evaluation masks: generator seeded by EVAL_SEED + image index
@@ -204,25 +204,18 @@ class NeVAFoveation(MaskingStage):
     """The image as NeVA's foveation (``code.models.layers.foveation``) shows it after the
     first ``count`` fixations of one of its recorded scanpaths, chosen per item: sharp where
     the remembered fovea covers it, blurred elsewhere; the loss applies in proportion to the
-    blur (1 − the clipped memory). Items without fixations are seen blurred all over."""
+    blur (1 − the clipped memory). Items without fixations are seen blurred all over.
+    ``foveation``: the node of the layer's keys, as the ``scanpath_generation`` task's."""
 
     requires = frozenset({"scanpaths", "scanpath_mask"})
 
     @log_signature
-    def __init__(
-        self,
-        count: int,
-        fovea_sigma: float,
-        amplitude: float,
-        blur_kernel: int,
-        blur_sigma: float,
-        forgetting: float,
-    ) -> None:
+    def __init__(self, count: int, foveation: SubNode[Foveation]) -> None:
         super().__init__()
         if count < 1:
             raise ValueError(f"neva_foveation COUNT must be at least 1, got {count}")
         self.count = count
-        self.foveation = Foveation(fovea_sigma, amplitude, blur_kernel, blur_sigma, forgetting)
+        self.foveation = foveation()
 
     def draw(self, batch: Batch, item: int, generator: torch.Generator | None) -> torch.Tensor:
         height, width = batch.input.shape[-2:]
