@@ -221,7 +221,8 @@ def test_a_null_output_dir_is_the_config_path_below_configs_and_a_written_one_wi
 
 
 @pytest.mark.parametrize("config", [QUICKSTART, "configs/03_mr_cnn/faithful.yaml",
-                                    "configs/06_attention/full/shifted_window.yaml"])  # fmt: skip
+                                    "configs/06_attention/full/shifted_window.yaml",
+                                    "configs/05_neva/reconstruction.yaml"])  # fmt: skip
 def test_typed_view_declares_every_key_of_a_resolved_config(config: str) -> None:
     """Every key of a resolved config is an attribute chain of the rendered view, from
     ``Config`` down through each node's Protocol (parts, sub-parts and their chosen nodes).
@@ -239,6 +240,34 @@ def test_typed_view_declares_every_key_of_a_resolved_config(config: str) -> None
             assert name in classes[owner], f"{key}: {name} not declared in {owner}"
             owner = classes[owner][name]
     assert TYPED_VIEW.suffix == ".pyi"  # a stub beside code/config.py, written on demand
+
+
+NEVA = "configs/05_neva/reconstruction.yaml"
+FOVEATION = "TASK.SCANPATH_GENERATION.FOVEATION"
+
+
+def test_a_sub_node_is_declared_once_and_checked_as_any_node(tmp_path: Path) -> None:
+    """A ``SubNode[CLASS]`` parameter is a node of the class's constructor keys: the NeVA task
+    and the ``neva_foveation`` input stage declare the same foveation keys (the layer's), and
+    a key misspelt, left out or of the wrong type there is refused naming it. Catches a
+    sub-node whose keys are let through unchecked (its class would get them as written) or
+    declared apart from its class."""
+    from code.models.layers.foveation import Foveation
+    from code.registry import INPUT_STAGES, TASKS
+
+    declared = constructor_schema(Foveation, ())
+    assert TASKS.schema("scanpath_generation")["FOVEATION"] == declared
+    assert INPUT_STAGES.schema("neva_foveation")["FOVEATION"] == declared
+    with pytest.raises(ConfigError, match=rf"unknown key {FOVEATION}.FOVEA_SIGMAS.*FOVEA_SIGMA"):
+        load_config(NEVA, [f"{FOVEATION}.FOVEA_SIGMAS", "0.3"])
+    with pytest.raises(ConfigError, match=rf"{FOVEATION}.BLUR_KERNEL: expected int"):
+        load_config(NEVA, [f"{FOVEATION}.BLUR_KERNEL", "4.5"])
+    cfg = yaml.safe_load(load_config(NEVA, []).dump())
+    del cfg["TASK"]["SCANPATH_GENERATION"]["FOVEATION"]["AMPLITUDE"]
+    written = tmp_path / "no_amplitude.yaml"
+    written.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=rf"{FOVEATION}.AMPLITUDE: missing"):
+        load_config(written, [])
 
 
 def test_registry_rejects_duplicates_defaults_and_untyped_parameters() -> None:
