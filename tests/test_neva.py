@@ -576,7 +576,6 @@ def test_the_joint_search_and_the_attention_network_generate_too(
     ("opts", "message"),
     [
         (["TASK.SCANPATH_GENERATION.LENGTH", "0"], r"LENGTH must be at least 1"),
-        (["DATA.SAMPLES.IMAGE.SCANPATHS", "false"], r"compares with the human scanpaths"),
         (["TASK.SCANPATH_GENERATION.FOVEATION.FOVEA_SIGMA", "0.0"],
          r"FOVEA_SIGMA must be positive"),
         (["TASK.SCANPATH_GENERATION.FOVEATION.BLUR_SIGMA", "-1.0"],
@@ -592,6 +591,14 @@ def test_bad_settings_are_refused_before_any_data_is_read(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         _neva(tmp_path, autoencoder, *opts)
+    assert not (tmp_path / "neva" / "scanpaths").exists()
+
+
+def test_data_without_human_scanpaths_is_refused_before_any_scanpath(
+    tmp_path: Path, autoencoder: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"compares with the human scanpaths.*SAMPLES.NAME image"):
+        _neva(tmp_path, autoencoder, "DATA.SAMPLES.IMAGE.SCANPATHS", "false")
     assert not (tmp_path / "neva" / "scanpaths").exists()
 
 

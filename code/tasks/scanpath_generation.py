@@ -72,6 +72,7 @@ from code.tasks.base import (
     image_batch,
     image_data,
     input_size,
+    providers,
 )
 from code.utils.logging import get_logger
 from code.utils.progress import ProgressBar
@@ -156,12 +157,6 @@ class ScanpathGenerationTask(Task):
             raise ConfigError(f"{KEY}.GRID must be two positive bin counts, got {self.grid}")
         if self.ior_sigma <= 0:
             raise ConfigError(f"{KEY}.IOR_SIGMA must be positive, got {self.ior_sigma}")
-        samples = self.cfg.DATA.SAMPLES
-        if samples.NAME != "image" or not samples.IMAGE.SCANPATHS:
-            raise ConfigError(
-                f"task {self.cfg.TASK.NAME!r} compares with the human scanpaths: set "
-                "DATA.SAMPLES.NAME image with IMAGE.SCANPATHS true"
-            )
         self._check_downstream()
         if self.saliency_path is not None:
             saliency = Checkpointer.config(self.saliency_path).MODEL.DECODER
@@ -192,7 +187,15 @@ class ScanpathGenerationTask(Task):
             )
 
     def prepare(self) -> None:
+        """The images with their human scanpaths (refused without), and the centre bias of the
+        training fixations."""
         self.splits, self.samples, self.loaders = image_data(self.cfg)
+        if "scanpaths" not in self.samples["test"].fields:
+            raise ConfigError(
+                f"task {self.cfg.TASK.NAME!r} compares with the human scanpaths, which "
+                f"DATA.SAMPLES does not provide; provided by: {', '.join(providers('scanpaths'))} "
+                "(with IMAGE.SCANPATHS true)"
+            )
         self.centerbias = fit_centerbias(self.cfg, self.splits.train)
 
     def build_model(self) -> GazeModel | GeneratorTraining:
