@@ -3,7 +3,8 @@
 Nothing has a default. The schema below lists every key a run uses; a node that selects a
 registered part (``Choice``) holds ``NAME`` plus one sub-node per part, whose keys are that
 part's constructor parameters (see ``code.registry``); a part may itself choose a sub-part the
-same way (a constructor parameter typed ``SubPart[REGISTRY]``). A ``Chain`` node lists parts
+same way (a constructor parameter typed ``SubPart[REGISTRY]``), or take a fixed node of one
+class's constructor keys without a ``NAME`` (``SubNode[CLASS]``). A ``Chain`` node lists parts
 applied in turn in ``NAMES``, with one sub-node per listed part. Only the chosen parts' nodes are
 kept in the resolved configuration, so every key of a saved ``config.yaml`` is required to load
 it again.

@@ -2,7 +2,9 @@
 
 A part registers under a lower-case name; its constructor's keyword parameters (type-hinted, no
 defaults) are the configuration keys it takes, upper-cased, under a node named after it, e.g.
-``MODEL.ENCODER.CONVNET.CHANNELS`` for ``ConvNetEncoder(channels: list[int], ...)``. Parameters
+``MODEL.ENCODER.CONVNET.CHANNELS`` for ``ConvNetEncoder(channels: list[int], ...)``. A parameter
+typed ``SubPart[REGISTRY]`` chooses a sub-part by ``NAME`` under its own node; one typed
+``SubNode[CLASS]`` is a node of ``CLASS``'s constructor keys (no choice). Parameters
 listed in ``Registry.wiring`` are supplied by the builder (shapes announced by the previous part),
 not by the configuration.
 
