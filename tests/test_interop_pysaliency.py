@@ -17,7 +17,7 @@ from code.data.gaze import Fixations, GazeDataset
 from code.data.loaders.pysaliency_hdf5 import load_pysaliency
 from code.data.samples import ordered_scanpaths
 from code.data.splits import select_images
-from code.engine.checkpoint import load_model
+from code.engine.checkpoint import Checkpointer
 from code.engine.evaluator import to_original_size
 from code.interop.pysaliency import SaccadeModel, SaccadeScanpathModel, pysaliency
 from code.main import main
@@ -33,7 +33,7 @@ def _train(config: Path | str, run: Path) -> Path:
     """A checkpoint of ``config`` after one small epoch on generated data (36 x 48 pixels)."""
     main(["--cfg", str(config), "--opts", *SMALL, "OUTPUT_DIR", str(run), "TRAIN.EPOCHS", "1",
           "DATA.CACHE.DIR", "null"])  # fmt: skip
-    return run / "best.pt"
+    return Checkpointer(run).best
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_scanpath_wrapper_gives_the_models_density_for_each_fixation(
     the model's own on its training items (history most recent first, the first fixation
     without one): a history reversed, shifted by one or not scaled to the model's input fails."""
     wrapper = SaccadeScanpathModel(scanpath_checkpoint, device="cpu")
-    model, cfg = load_model(scanpath_checkpoint, torch.device("cpu"))
+    model, cfg = Checkpointer.load_model(scanpath_checkpoint, torch.device("cpu"))
     cfg.defrost()
     cfg.DATA.SAMPLES.SCANPATH.INCLUDE_FIRST = True  # score the empty history too
     dataset = osie_subset.subset(np.arange(2))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from code.engine.checkpoint import load_model
+from code.engine.checkpoint import Checkpointer
 from code.models.shapes import PredictionKind
 from code.tasks.base import build_task
 from code.tasks.density import DensityPredictor
@@ -58,7 +58,7 @@ def checkpoint_predictor(
     checkpoint: Path, device: torch.device, kind: PredictionKind
 ) -> DensityPredictor:
     """``code.predict``'s predictor of a density checkpoint whose model predicts ``kind``."""
-    model, cfg = load_model(checkpoint, device)
+    model, cfg = Checkpointer.load_model(checkpoint, device)
     if model.prediction is not kind:
         wrapper = WRAPPERS.get(model.prediction)
         raise ValueError(
