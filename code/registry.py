@@ -311,8 +311,12 @@ BLOCKS = Registry("block", wiring=("input_shapes",), locations=MODELS)
 DECODERS = Registry("decoder", wiring=("input_shapes", "encoder_attention"), locations=MODELS)
 # What the encoder sees of the batch (identity; masking and foveation come with their systems).
 INPUT_STAGES = Registry("input stage", wiring=(), locations=MODELS)
-# Attention mechanisms, a sub-part of the parts that attend (``SubPart[ATTENTIONS]``).
-ATTENTIONS = Registry("attention", wiring=("channels", "num_heads"), locations=MODELS)
+# Attention mechanisms, a sub-part of the parts that attend (``SubPart[ATTENTIONS]``); a part
+# that stacks blocks also supplies each block's index inside its stage (``block_index``), on
+# which Swin's shifted windows alternate.
+ATTENTIONS = Registry(
+    "attention", wiring=("channels", "num_heads", "block_index"), locations=MODELS
+)
 # The streams of a multi-resolution encoder (``SubPart[STREAMS]``), one per resolution, each
 # built for the crop size it sees; and the pre-filters (blurs) in front of them.
 STREAMS = Registry("stream", wiring=("crop_size",), locations=MODELS)

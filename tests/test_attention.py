@@ -32,8 +32,10 @@ SETTINGS = {
 POOLED = {"ratio": None, "pool_size": 3}  # PVT v2's spatial reduction
 
 
-def build(name: str, **settings: int | None) -> Attention:
-    return ATTENTIONS.get(name)(channels=CHANNELS, num_heads=HEADS, **settings)
+def build(name: str, block_index: int = 1, **settings: int | None) -> Attention:
+    """Mechanism ``name`` as the block of ``block_index`` in its stage builds it (odd by default:
+    ``shifted_window`` shifts there)."""
+    return factory(name, settings)(channels=CHANNELS, num_heads=HEADS, block_index=block_index)
 
 
 def projections() -> tuple[nn.Linear, nn.Linear]:
@@ -300,6 +302,29 @@ def test_masked_context_tokens_change_nothing(name: str) -> None:
     assert torch.allclose(out[:1], first, atol=1e-6)
 
 
+@pytest.mark.parametrize(("grid", "window"), [((8, 8), 4), ((7, 10), 4), ((5, 9), 3)])
+def test_shifted_window_is_plain_window_attention_on_even_blocks_and_shifted_on_odd(
+    grid: tuple[int, int], window: int
+) -> None:
+    """Swin's alternation as wiring: with the same weights, the shifted_window mechanism of an
+    even block (0, 2) gives exactly plain window attention's output, that of an odd block (1, 3)
+    the same shifted output at every odd index and another than plain windows. Fails if the
+    shift is taken from the wrong parity, shifts every block, or none."""
+    torch.manual_seed(3)
+    plain, (query, key_value) = build("window", window_size=window), projections()
+    x = tokens(grid)
+    with torch.no_grad():
+        expected = plain(x, grid, query, key_value)
+        outputs = {}
+        for index in range(4):
+            mechanism = build("shifted_window", block_index=index, window_size=window)
+            mechanism.load_state_dict(plain.state_dict())
+            outputs[index] = mechanism(x, grid, query, key_value)
+    assert torch.equal(outputs[0], expected) and torch.equal(outputs[2], expected)
+    assert torch.equal(outputs[1], outputs[3])
+    assert not torch.allclose(outputs[1], expected, atol=1e-3)
+
+
 def test_a_window_larger_than_the_map_is_clamped_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -341,7 +366,7 @@ def test_bad_settings_are_refused_naming_the_key(
 ) -> None:
     num_heads = 3 if name == "global" else HEADS
     with pytest.raises(ValueError, match=message):
-        ATTENTIONS.get(name)(channels=CHANNELS, num_heads=num_heads, **settings)
+        factory(name, settings)(channels=CHANNELS, num_heads=num_heads, block_index=1)
 
 
 def test_tokens_that_do_not_fill_the_grid_are_refused() -> None:

@@ -208,6 +208,8 @@ class CrossCovarianceAttention(Attention):
 class WindowAttention(Attention):
     """Swin's W-MSA: attention inside non-overlapping window × window tiles of the grid, with a
     learned relative position bias per head ((2·window − 1)² offsets, truncated-normal σ 0.02).
+    With a ``shift_size`` (SW-MSA, set by ``shifted_window``), the grid is first cyclically
+    shifted by it up and left, and a mask keeps tokens from either side of the shift's seam apart.
 
     A grid that the window does not divide is zero-padded at the bottom and right and cropped
     back; padded keys are masked out, so a token's output never depends on the padding (Swin
@@ -219,17 +221,18 @@ class WindowAttention(Attention):
         "tiles the query grid into windows of keys; context tokens have no grid "
         "(use global or linear)"
     )
-    shifted = False
+    name = "window"
+    smallest_window = 1
 
     def __init__(self, channels: int, num_heads: int, window_size: int) -> None:
         super().__init__(channels, num_heads)
-        self.name = "shifted_window" if self.shifted else "window"
-        smallest = 2 if self.shifted else 1  # a shift of window // 2 = 0 would shift nothing
-        if window_size < smallest:
+        if window_size < self.smallest_window:
             raise ValueError(
-                f"{self.name} WINDOW_SIZE must be at least {smallest}, got {window_size}"
+                f"{self.name} WINDOW_SIZE must be at least {self.smallest_window}, "
+                f"got {window_size}"
             )
         self.window_size = window_size
+        self.shift_size = 0
         self.relative_position_bias = nn.Parameter(
             torch.zeros((2 * window_size - 1) ** 2, num_heads)
         )
@@ -251,9 +254,7 @@ class WindowAttention(Attention):
                 *window,
             )
         # A window that covers its dimension has nothing to shift across (as in Swin).
-        shift = tuple(
-            size // 2 if self.shifted and w < g else 0 for w, g in zip(window, grid, strict=True)
-        )
+        shift = tuple(self.shift_size if w < g else 0 for w, g in zip(window, grid, strict=True))
         return window, shift
 
     def attend(
@@ -323,10 +324,15 @@ class WindowAttention(Attention):
 
 @ATTENTIONS.register("shifted_window")
 class ShiftedWindowAttention(WindowAttention):
-    """Swin's SW-MSA: window attention on the grid cyclically shifted by window // 2 up and
-    left, with the mask that keeps tokens from either side of the shift's seam apart."""
+    """Swin's alternation of W-MSA and SW-MSA, one window mechanism whose shift is wired by
+    where its block sits: the block of odd ``block_index`` inside its stage (supplied by the
+    part that builds the blocks) shifts its windows by window_size // 2, the block of even index
+    not at all, i.e. plain ``window`` attention (Swin's ``shift_size = 0 if i % 2 == 0 else
+    window_size // 2``). So a stage of depth 1 has no shifted block."""
 
-    shifted = True
+    name = "shifted_window"
+    smallest_window = 2  # a shift of window // 2 = 0 would shift nothing
 
-    def __init__(self, channels: int, num_heads: int, window_size: int) -> None:
+    def __init__(self, channels: int, num_heads: int, window_size: int, block_index: int) -> None:
         super().__init__(channels, num_heads, window_size)
+        self.shift_size = window_size // 2 if block_index % 2 else 0

@@ -17,7 +17,8 @@ blurs, upsamples to the image, combines with the centre bias and normalises (whe
 expands 4× and classifies each pixel).
 
 The attention mechanism is the encoder's (``encoder_attention``, announced by the encoder and
-wired in by the builder), with Swin's alternation of plain and shifted windows inside each stage:
+wired in by the builder), each block built with its index inside its stage, so that Swin's
+alternation of plain and shifted windows runs inside each stage:
 the decoder has no ATTENTION key of its own, so the encoder's ``ATTENTION.NAME`` alone decides
 how every block of the model attends, and an encoder that announces no mechanism cannot feed it.
 """
@@ -33,12 +34,7 @@ from torch import nn
 from code.data.batch import Batch
 from code.models.base import Features
 from code.models.decoders.finalizer import Finalizer, LogDensityDecoder
-from code.models.layers.transformer import (
-    FeedForwardKind,
-    TransformerBlock,
-    block_attention,
-    init_linear,
-)
+from code.models.layers.transformer import FeedForwardKind, TransformerBlock, init_linear
 from code.models.shapes import FeatureShapes
 from code.registry import DECODERS, ConfigError, PartFactory
 from code.utils.logging import log_shapes, log_signature
@@ -132,9 +128,7 @@ class UNetTransformerDecoder(LogDensityDecoder):
                 [
                     TransformerBlock(
                         widths[i],
-                        block_attention(encoder_attention, j)(
-                            channels=widths[i], num_heads=heads[i]
-                        ),
+                        encoder_attention(channels=widths[i], num_heads=heads[i], block_index=j),
                         ffn,
                         int(widths[i] * mlp_ratio),
                         stage_idx=i,

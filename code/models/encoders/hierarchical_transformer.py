@@ -24,9 +24,10 @@ every input size. Nothing is cropped, because every map is exactly that size.
 
 One attention setting serves every stage, built per block with that block's width and heads:
 
-- ``shifted_window``: Swin's alternation; inside each stage the blocks of even index (0, 2, ...)
-  use plain windows and those of odd index shifted windows of the same WINDOW_SIZE, so a stage
-  of depth 1 has no shifted block. ``window`` never shifts.
+- ``shifted_window``: Swin's alternation; each block is built with its index inside its stage,
+  on which the mechanism sets its shift: blocks of even index (0, 2, ...) use plain windows and
+  those of odd index windows shifted by WINDOW_SIZE // 2, so a stage of depth 1 has no shifted
+  block. ``window`` never shifts.
 - ``spatial_reduction``: its POOL_SIZE (PVT v2's linear variant) gives every stage the same
   pool_size² keys, as PVT v2 uses pool size 7 at every stage, so one setting is PVT v2's. Its
   RATIO (PVT v1) reduces every stage's key grid by the same factor; PVT v1's per-stage ratios
@@ -43,12 +44,7 @@ from einops import rearrange
 from torch import nn
 
 from code.models.base import Encoder, Features
-from code.models.layers.transformer import (
-    FeedForwardKind,
-    TransformerBlock,
-    block_attention,
-    init_linear,
-)
+from code.models.layers.transformer import FeedForwardKind, TransformerBlock, init_linear
 from code.models.shapes import ShapeSpec
 from code.registry import ATTENTIONS, ENCODERS, ConfigError, SubPart
 from code.utils.logging import log_shapes, log_signature
@@ -164,7 +160,7 @@ class HierarchicalTransformerEncoder(Encoder):
             blocks = [
                 TransformerBlock(
                     width,
-                    block_attention(attention, j)(channels=width, num_heads=heads[i]),
+                    attention(channels=width, num_heads=heads[i], block_index=j),
                     ffn,
                     int(width * mlp_ratio),
                     stage_idx=i,

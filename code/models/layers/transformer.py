@@ -8,10 +8,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from yacs.config import CfgNode
 
 from code.models.attention import Attention
-from code.registry import ATTENTIONS, PartFactory
 from code.utils.tensors import bchw_to_bnc, bnc_to_bchw
 
 FeedForwardKind = Literal["mlp", "mix_ffn"]
@@ -95,15 +93,6 @@ class TransformerBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return f"stage_idx={self.stage_idx}"
-
-
-def block_attention(attention: PartFactory, block_index: int) -> PartFactory:
-    """The mechanism of the block at ``block_index`` inside its stage: Swin's alternation turns
-    ``shifted_window`` into plain ``window`` (same keys) at even indices; others are unchanged."""
-    if attention.name == "shifted_window" and block_index % 2 == 0:
-        plain = CfgNode({"NAME": "window", "WINDOW": attention.choice.SHIFTED_WINDOW.clone()})
-        return PartFactory(ATTENTIONS, plain)
-    return attention
 
 
 def init_linear(module: nn.Module) -> None:
