@@ -28,14 +28,40 @@ T = TypeVar("T", bound=Callable[..., Any])
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names every offending key and file."""
+    """A configuration that cannot be used; the message names every offending key and file.
+
+    A part refusing its own settings gives the ``key`` relative to its own node
+    (``"RESOLUTIONS"``, ``"DEPTHS[1]"``; ``""``: the node itself) and the ``reason``
+    (``"[30, 20]: images resized to [20] are smaller ..."``). The registry that builds the part
+    knows where its node lies and raises the error again under the full key
+    (``MODEL.ENCODER.MULTIRES.RESOLUTIONS [30, 20]: ...``), so no part spells out its place in
+    the configuration. ``key`` None: the message is complete as it is.
+    """
+
+    def __init__(self, reason: str, key: str | None = None) -> None:
+        super().__init__(reason if not key else f"{key} {reason}")
+        self.reason = reason
+        self.key = key
+
+    def under(self, path: str) -> ConfigError:
+        """This error with its key in the node at ``path``, complete."""
+        return ConfigError(
+            f"{path}.{self.key} {self.reason}" if self.key else f"{path} {self.reason}"
+        )
 
 
 class Registry:
-    """A name -> constructor table for one kind of part (encoders, blocks, decoders, ...)."""
+    """A name -> constructor table for one kind of part (encoders, blocks, decoders, ...).
 
-    def __init__(self, kind: str, wiring: tuple[str, ...], locations: tuple[str, ...]) -> None:
+    ``node``: the configuration node whose ``NAME`` chooses the part (``MODEL.ENCODER``), which
+    its errors name; None for sub-parts, which their parent's node locates.
+    """
+
+    def __init__(
+        self, kind: str, node: str | None, wiring: tuple[str, ...], locations: tuple[str, ...]
+    ) -> None:
         self.kind = kind
+        self.node = node
         self.wiring = wiring
         self.locations = locations
         self._entries: dict[str, Callable[..., Any]] = {}
@@ -83,26 +109,49 @@ class Registry:
         return constructor_schema(self.get(name), self.wiring)
 
     def build(self, choice: Any, **wiring: Any) -> Any:
-        """Construct the part a choice node names (``NAME`` + its node) plus the wiring.
+        """Construct the part a choice node (at ``self.node``) names (``NAME`` + its node) plus
+        the wiring.
 
         A part receives only the wiring parameters its constructor declares; a sub-part it
         chooses (a parameter typed ``SubPart[REGISTRY]``) arrives as a ``PartFactory``, the
         sub-parts it lists (``SubParts[REGISTRY]``) as a list of them, and a fixed sub-node
         (``SubNode[CLASS]``) as a ``NodeFactory``.
         """
-        return self._construct(choice.NAME, choice.get(choice.NAME.upper(), {}), wiring)
+        return self.build_at(self.node, choice, wiring)
 
     def build_chain(self, chain: Any, **wiring: Any) -> list[Any]:
         """The parts a chain node lists in ``NAMES``, in order, each from its own node."""
-        return [self._construct(name, chain.get(name.upper(), {}), wiring) for name in chain.NAMES]
+        return [
+            self._construct(name, chain.get(name.upper(), {}), _under(self.node, name), wiring)
+            for name in chain.NAMES
+        ]
 
-    def _construct(self, name: str, node: Any, wiring: dict[str, Any]) -> Any:
+    def build_at(self, path: str | None, choice: Any, wiring: dict[str, Any]) -> Any:
+        """``build`` for a choice node at ``path`` (None: unknown, errors name the part's node
+        alone)."""
+        name = choice.NAME
+        return self._construct(name, choice.get(name.upper(), {}), _under(path, name), wiring)
+
+    def _construct(self, name: str, node: Any, path: str, wiring: dict[str, Any]) -> Any:
+        """Part ``name`` from its ``node`` at ``path``; a ``ConfigError`` it raises naming a
+        key of its own is raised again under the full key."""
         kwargs = {
-            key.lower(): _configured(hint, node[key]) for key, hint in self.schema(name).items()
+            key.lower(): _configured(hint, node[key], f"{path}.{key}")
+            for key, hint in self.schema(name).items()
         }
         obj = self.get(name)
         declared = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
-        return obj(**kwargs, **{k: v for k, v in wiring.items() if k in declared})
+        try:
+            return obj(**kwargs, **{k: v for k, v in wiring.items() if k in declared})
+        except ConfigError as err:
+            if err.key is None:
+                raise
+            raise err.under(path) from err
+
+
+def _under(path: str | None, name: str) -> str:
+    """The full key of part ``name``'s node in the choice node at ``path``."""
+    return name.upper() if path is None else f"{path}.{name.upper()}"
 
 
 @dataclass(frozen=True)
@@ -165,16 +214,17 @@ class PartFactory:
     So a block can build one attention mechanism per feature map from one config node.
     """
 
-    def __init__(self, registry: Registry, choice: Any) -> None:
+    def __init__(self, registry: Registry, choice: Any, path: str | None) -> None:
         self.registry = registry
         self.choice = choice
+        self.path = path  # of the choice node, which errors name; None: unknown
 
     @property
     def name(self) -> str:
         return self.choice.NAME
 
     def __call__(self, **wiring: Any) -> Any:
-        return self.registry.build(self.choice, **wiring)
+        return self.registry.build_at(self.path, self.choice, wiring)
 
     def __repr__(self) -> str:
         return f"{self.registry.kind} {self.name!r}"
@@ -193,26 +243,36 @@ class NodeFactory:
     """A configured sub-node: its parent calls it to build the node's class from its keys (and
     so decides where a refusal of the values is reported)."""
 
-    def __init__(self, schema: NodeSchema, node: Any) -> None:
+    def __init__(self, schema: NodeSchema, node: Any, path: str) -> None:
         self.schema = schema
         self.node = node
+        self.path = path  # of the sub-node, which the keys it refuses are named under
 
     def __call__(self) -> Any:
-        return self.schema.cls(
-            **{key.lower(): _configured(hint, self.node[key]) for key, hint in self.schema.items()}
-        )
+        kwargs = {
+            key.lower(): _configured(hint, self.node[key], f"{self.path}.{key}")
+            for key, hint in self.schema.items()
+        }
+        try:
+            return self.schema.cls(**kwargs)
+        except ConfigError as err:
+            if err.key is None:
+                raise
+            raise err.under(self.path) from err
 
 
-def _configured(hint: Any, value: Any) -> Any:
-    """A constructor argument from its schema entry and node: sub-parts and sub-nodes as
-    factories."""
+def _configured(hint: Any, value: Any, path: str) -> Any:
+    """A constructor argument from its schema entry and node at ``path``: sub-parts and
+    sub-nodes as factories."""
     if isinstance(hint, NodeSchema):
-        return NodeFactory(hint, value)
+        return NodeFactory(hint, value, path)
     if isinstance(hint, Choice):
-        return PartFactory(hint.registry, value)
+        return PartFactory(hint.registry, value, path)
     if isinstance(hint, Chain):
         return [
-            PartFactory(hint.registry, CfgNode({"NAME": name, name.upper(): value[name.upper()]}))
+            PartFactory(
+                hint.registry, CfgNode({"NAME": name, name.upper(): value[name.upper()]}), path
+            )
             for name in value.NAMES
         ]
     return value
@@ -305,36 +365,48 @@ MODELS = ("code.models",)
 DATA = ("code.data",)
 ENGINE = ("code.engine.optim",)
 
-ENCODERS = Registry("encoder", wiring=(), locations=MODELS)
-BLOCKS = Registry("block", wiring=("input_shapes",), locations=MODELS)
+ENCODERS = Registry("encoder", node="MODEL.ENCODER", wiring=(), locations=MODELS)
+BLOCKS = Registry("block", node="MODEL.BLOCK", wiring=("input_shapes",), locations=MODELS)
 # A decoder may take the encoder's attention mechanism (``Encoder.attention``) as it takes shapes.
-DECODERS = Registry("decoder", wiring=("input_shapes", "encoder_attention"), locations=MODELS)
+DECODERS = Registry(
+    "decoder", node="MODEL.DECODER", wiring=("input_shapes", "encoder_attention"), locations=MODELS
+)
 # What the encoder sees of the batch (identity; masking and foveation come with their systems).
-INPUT_STAGES = Registry("input stage", wiring=(), locations=MODELS)
+INPUT_STAGES = Registry("input stage", node="MODEL.INPUT_STAGE", wiring=(), locations=MODELS)
 # Attention mechanisms, a sub-part of the parts that attend (``SubPart[ATTENTIONS]``); a part
 # that stacks blocks also supplies each block's index inside its stage (``block_index``), on
 # which Swin's shifted windows alternate.
 ATTENTIONS = Registry(
-    "attention", wiring=("channels", "num_heads", "block_index"), locations=MODELS
+    "attention", node=None, wiring=("channels", "num_heads", "block_index"), locations=MODELS
 )
 # The streams of a multi-resolution encoder (``SubPart[STREAMS]``), one per resolution, each
 # built for the crop size it sees; and the pre-filters (blurs) in front of them.
-STREAMS = Registry("stream", wiring=("crop_size",), locations=MODELS)
-PREFILTERS = Registry("prefilter", wiring=("streams",), locations=MODELS)
-DATASETS = Registry("dataset", wiring=(), locations=DATA)
+STREAMS = Registry("stream", node=None, wiring=("crop_size",), locations=MODELS)
+PREFILTERS = Registry("prefilter", node=None, wiring=("streams",), locations=MODELS)
+DATASETS = Registry("dataset", node="DATA.DATASET", wiring=(), locations=DATA)
 # How training items are made from per-image samples (one per image, one per scanpath, ...).
-SAMPLES = Registry("samples", wiring=("images", "dataset", "seed"), locations=DATA)
+SAMPLES = Registry(
+    "samples", node="DATA.SAMPLES", wiring=("images", "dataset", "seed"), locations=DATA
+)
 # Seeded per-item changes to samples after the cache (flips, crops), chained in DATA.TRANSFORMS.
-TRANSFORMS = Registry("transform", wiring=(), locations=DATA)
+TRANSFORMS = Registry("transform", node="DATA.TRANSFORMS", wiring=(), locations=DATA)
 # Where segment label maps come from (files, k-means on encoder features, none).
-SEGMENTERS = Registry("segmenter", wiring=("encoder",), locations=(*DATA, *MODELS))
-OPTIMIZERS = Registry("optimizer", wiring=("params", "lr", "weight_decay"), locations=ENGINE)
-SCHEDULERS = Registry("lr schedule", wiring=("optimizer", "epochs"), locations=ENGINE)
+SEGMENTERS = Registry(
+    "segmenter", node="DATA.SEGMENTS", wiring=("encoder",), locations=(*DATA, *MODELS)
+)
+OPTIMIZERS = Registry(
+    "optimizer", node="TRAIN.OPTIMIZER", wiring=("params", "lr", "weight_decay"), locations=ENGINE
+)
+SCHEDULERS = Registry(
+    "lr schedule", node="TRAIN.SCHEDULER", wiring=("optimizer", "epochs"), locations=ENGINE
+)
 # Momentum set before every optimizer step from the step number (so a resume repeats it).
-MOMENTUM_SCHEDULES = Registry("momentum schedule", wiring=("total_steps",), locations=ENGINE)
+MOMENTUM_SCHEDULES = Registry(
+    "momentum schedule", node="TRAIN.MOMENTUM_SCHEDULE", wiring=("total_steps",), locations=ENGINE
+)
 # NeVA's downstream criteria (``SubPart[CRITERIA]``), built per batch of images for the frozen
 # downstream model, and its scanpath generators (``SubPart[GENERATORS]``), seeded by the run.
-CRITERIA = Registry("criterion", wiring=("downstream", "images"), locations=MODELS)
-GENERATORS = Registry("scanpath generator", wiring=("seed",), locations=MODELS)
+CRITERIA = Registry("criterion", node=None, wiring=("downstream", "images"), locations=MODELS)
+GENERATORS = Registry("scanpath generator", node=None, wiring=("seed",), locations=MODELS)
 # What a run does: train and score a density model, classify patches, generate scanpaths, ...
-TASKS = Registry("task", wiring=("cfg",), locations=("code.tasks",))
+TASKS = Registry("task", node="TASK", wiring=("cfg",), locations=("code.tasks",))

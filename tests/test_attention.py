@@ -376,7 +376,7 @@ def test_tokens_that_do_not_fill_the_grid_are_refused() -> None:
 
 def factory(name: str, settings: dict[str, int | None]) -> PartFactory:
     node = {key.upper(): value for key, value in settings.items()}
-    return PartFactory(ATTENTIONS, CfgNode({"NAME": name, name.upper(): node}))
+    return PartFactory(ATTENTIONS, CfgNode({"NAME": name, name.upper(): node}), None)
 
 
 def cross_attention_block(name: str, settings: dict[str, int | None]) -> nn.Module:

@@ -220,7 +220,7 @@ def test_the_regression_model_runs_through_the_mim_task(tmp_path: Path) -> None:
         (["MODEL.DECODER.UNET_TRANSFORMER.DEPTHS", "[1, -1]"],
          "MODEL.DECODER.UNET_TRANSFORMER.DEPTHS[1] is -1"),
         (["MODEL.ENCODER.NAME", "convnet", "MODEL.ENCODER.CONVNET.CHANNELS", "[8, 16]"],
-         "MODEL.DECODER.UNET_TRANSFORMER: its blocks attend with the encoder's mechanism "
+         "MODEL.DECODER.UNET_TRANSFORMER attends with the encoder's mechanism "
          "(MODEL.ENCODER.<encoder>.ATTENTION), and this encoder announces none"),
     ],
 )  # fmt: skip

@@ -23,7 +23,15 @@ from code.config import (
     save_config,
 )
 from code.engine.pipeline import load_pipeline
-from code.registry import Chain, Choice, Registry, at_least, broken_check, constructor_schema
+from code.registry import (
+    Chain,
+    Choice,
+    Registry,
+    SubPart,
+    at_least,
+    broken_check,
+    constructor_schema,
+)
 
 QUICKSTART = Path("configs/quickstart.yaml")
 
@@ -271,7 +279,7 @@ def test_a_sub_node_is_declared_once_and_checked_as_any_node(tmp_path: Path) -> 
 
 
 def test_registry_rejects_duplicates_defaults_and_untyped_parameters() -> None:
-    registry = Registry("widget", wiring=(), locations=())
+    registry = Registry("widget", node=None, wiring=(), locations=())
 
     @registry.register("a")
     def make_a(size: int) -> int:
@@ -402,3 +410,58 @@ def test_an_unknown_key_beside_a_parts_name_is_refused_naming_it(tmp_path: Path)
             ):
                 load_config(written, [])
     assert {"MODEL.ENCODER", "DATA.TRANSFORMS", "MODEL.BLOCK.CROSS_ATTENTION.ATTENTION"} <= tested
+
+
+# A part with a sub-part, each refusing a setting of its own node (below).
+WIDGETS = Registry("widget", node="MODEL.WIDGET", wiring=(), locations=())
+GEARS = Registry("gear", node=None, wiring=("teeth",), locations=())
+
+
+@GEARS.register("spur")
+def _spur(teeth: int, size: int) -> int:
+    if size < teeth:
+        raise ConfigError(f"{size} is below the {teeth} teeth", key="SIZE")
+    return size
+
+
+@WIDGETS.register("box")
+def _box(width: int, gear: SubPart[GEARS]) -> int:
+    if width < 1:
+        raise ConfigError(f"must be at least 1, got {width}", key="WIDTH")
+    if width > 9:
+        raise ConfigError("is too wide for a box", key="")
+    return gear(teeth=width)
+
+
+def test_a_parts_refusal_names_the_full_key_where_the_registry_built_it() -> None:
+    """Parts name keys relative to their own node; the registry that builds a part raises the
+    error again under the node's full path, once: fails if the path is lost (bare ``WIDTH``),
+    prefixed twice (the parent's registry again on the sub-part's error), or if a sub-part's
+    key lands in its parent's node."""
+
+    def node(width: int, size: int) -> CfgNode:
+        gear = {"NAME": "spur", "SPUR": {"SIZE": size}}
+        return CfgNode({"NAME": "box", "BOX": {"WIDTH": width, "GEAR": gear}})
+
+    assert WIDGETS.build(node(2, 3)) == 3
+    with pytest.raises(ConfigError, match=r"^MODEL\.WIDGET\.BOX\.WIDTH must be at least 1, got 0$"):
+        WIDGETS.build(node(0, 3))
+    with pytest.raises(ConfigError, match=r"^MODEL\.WIDGET\.BOX is too wide for a box$"):
+        WIDGETS.build(node(10, 3))
+    with pytest.raises(ConfigError, match=r"^MODEL\.WIDGET\.BOX\.GEAR\.SPUR\.SIZE 1 is below "):
+        WIDGETS.build(node(2, 1))
+
+
+def test_every_registry_names_the_node_the_schema_chooses_it_at() -> None:
+    """A registry's ``node`` (which its parts' errors name) is where SCHEMA chooses its parts;
+    fails when one of them moves and the other does not."""
+
+    def choices(schema: dict, prefix: str) -> Iterator[tuple[str, Registry]]:
+        for key, entry in schema.items():
+            if isinstance(entry, Choice | Chain):
+                yield f"{prefix}{key}", entry.registry
+            elif isinstance(entry, dict):
+                yield from choices(entry, f"{prefix}{key}.")
+
+    found = dict(choices(SCHEMA, ""))
+    assert found and all(registry.node == path for path, registry in found.items())

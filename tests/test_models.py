@@ -235,7 +235,7 @@ def test_a_decoder_that_attends_refuses_an_encoder_that_announces_no_mechanism(
         Path("configs/quickstart.yaml"),
         _opts({"ENCODER": encoder, "BLOCK": block, "DECODER": decoder}) + FULL_DATA_OPTS,
     )
-    with pytest.raises(ConfigError, match=rf"MODEL\.DECODER\.{decoder.upper()}: .* announces none"):
+    with pytest.raises(ConfigError, match=rf"MODEL\.DECODER\.{decoder.upper()} .* announces none"):
         build_model(cfg)
 
 

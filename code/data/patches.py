@@ -18,9 +18,8 @@ from code.data.batch import Sample, stacked
 from code.data.gaze import GazeDataset
 from code.data.samples import SelectedImages, log_left_out, needing
 from code.data.transforms import EpochSeeded
-from code.registry import SAMPLES
+from code.registry import SAMPLES, ConfigError
 
-KEY = "DATA.SAMPLES.PATCHES"
 POINTS = (stacked("points", "points", None), stacked("point_labels", "point_labels", None))
 # Keeps these draws apart from the DATA.TRANSFORMS ones, which are seeded by (SEED, epoch, item).
 STREAM = 1
@@ -60,13 +59,14 @@ class PatchSamples(SelectedImages, EpochSeeded):
         negative_below: float,
     ) -> None:
         if positives < 1 or negatives < 1:
-            raise ValueError(f"{KEY}: POSITIVES and NEGATIVES must be at least 1")
+            raise ConfigError("must be at least 1", key="POSITIVES and NEGATIVES")
         if sigma <= 0:
-            raise ValueError(f"{KEY}.SIGMA must be positive, got {sigma}")
+            raise ConfigError(f"must be positive, got {sigma}", key="SIGMA")
         if not 0 < negative_below <= positive_above < 1:
-            raise ValueError(
-                f"{KEY}: need 0 < NEGATIVE_BELOW ({negative_below}) <= POSITIVE_ABOVE "
-                f"({positive_above}) < 1"
+            raise ConfigError(
+                f"need 0 < NEGATIVE_BELOW ({negative_below}) <= POSITIVE_ABOVE "
+                f"({positive_above}) < 1",
+                key="",
             )
         super().__init__(needing(images, "fixations", "patches"))
         self.seed = seed
@@ -88,8 +88,9 @@ class PatchSamples(SelectedImages, EpochSeeded):
         fixated, not_fixated = np.flatnonzero(density > above), np.flatnonzero(density < below)
         if len(not_fixated) == 0:
             raise ValueError(
-                f"image {self._stimuli[image].id!r}: no pixel of its fixation map is below "
-                f"{KEY}.NEGATIVE_BELOW {below} (SIGMA {self.sigma} too large for its fixations?)"
+                f"image {self._stimuli[image].id!r}: no pixel of its fixation map is below the "
+                f"patches items' NEGATIVE_BELOW {below} (SIGMA {self.sigma} too large for its "
+                "fixations?)"
             )
         rng = np.random.default_rng([self.seed, epoch, image, STREAM])
         chosen = np.concatenate(

@@ -66,8 +66,6 @@ from code.tasks.base import Predictor, Task, checked_model, image_batch
 from code.utils import distributed as dist
 from code.utils.parallel import Write
 
-KEY = "TASK.PATCH_CLASSIFICATION"
-
 
 class DenseSaliency(nn.Module):
     """A point classifier as a saliency-map model: ``forward(batch)`` gives (B, rows, cols)
@@ -172,21 +170,25 @@ class PatchClassificationTask(Task):
         self.density_fit = MapDensityOptions(
             density_fit_knots, density_fit_downsample, density_fit_iterations
         )
+        self.check_own_keys()
 
-    def check(self) -> None:
-        self.workers = evaluation_workers(self.cfg)
+    def check_own_keys(self) -> None:
+        """Refuse the task's own settings it cannot use, naming the key in its node."""
         if (self.grid is None) == (self.grid_stride is None):
-            raise ConfigError(f"{KEY}: set exactly one of GRID [rows, cols] and GRID_STRIDE")
+            raise ConfigError("set exactly one of GRID [rows, cols] and GRID_STRIDE", key="")
         if self.grid is not None and (len(self.grid) != 2 or min(self.grid) < 1):
-            raise ConfigError(f"{KEY}.GRID must be [rows, cols] >= 1, got {self.grid}")
+            raise ConfigError(f"must be [rows, cols] >= 1, got {self.grid}", key="GRID")
         if self.grid_stride is not None and self.grid_stride < 1:
-            raise ConfigError(f"{KEY}.GRID_STRIDE must be at least 1, got {self.grid_stride}")
+            raise ConfigError(f"must be at least 1, got {self.grid_stride}", key="GRID_STRIDE")
         if self.points_per_pass < 1:
-            raise ConfigError(f"{KEY}.POINTS_PER_PASS must be at least 1")
+            raise ConfigError("must be at least 1", key="POINTS_PER_PASS")
         try:
             self.density_fit.check()
         except ValueError as err:
-            raise ConfigError(f"{KEY}.DENSITY_FIT_*: {err}") from err
+            raise ConfigError(str(err), key="DENSITY_FIT_*") from err
+
+    def check(self) -> None:
+        self.workers = evaluation_workers(self.cfg)
         if self.cfg.EVAL.PROTOCOL != "raw":
             raise ConfigError(
                 f"EVAL.PROTOCOL {self.cfg.EVAL.PROTOCOL!r}: the benchmark protocol derives maps "

@@ -40,8 +40,6 @@ from code.registry import DECODERS, ConfigError, PartFactory
 from code.utils.logging import log_shapes, log_signature
 from code.utils.tensors import bchw_to_bnc, bnc_to_bchw
 
-KEY = "MODEL.DECODER.UNET_TRANSFORMER"
-
 
 class PatchExpanding(nn.Module):
     """The inverse of patch merging in sizes: a linear map without bias to 4 × ``out_channels``
@@ -114,9 +112,10 @@ class UNetTransformerDecoder(LogDensityDecoder):
         super().__init__()
         if encoder_attention is None:
             raise ConfigError(
-                f"{KEY}: its blocks attend with the encoder's mechanism "
-                "(MODEL.ENCODER.<encoder>.ATTENTION), and this encoder announces none; "
-                "choose an encoder that attends (hierarchical_transformer)"
+                "attends with the encoder's mechanism (MODEL.ENCODER.<encoder>.ATTENTION), and "
+                "this encoder announces none; choose an encoder that attends "
+                "(hierarchical_transformer)",
+                key="",
             )
         self.names = sorted(input_shapes, key=lambda name: input_shapes[name].stride)
         widths = [input_shapes[name].channels for name in self.names]
@@ -162,25 +161,27 @@ def check_up_stages(
     listed = ", ".join(f"{name} (stride {shapes[name].stride})" for name in names)
     if len(names) < 2 or any(b != 2 * a for a, b in itertools.pairwise(strides)):
         raise ConfigError(
-            f"{KEY} needs at least two maps whose strides double from one to the next (an "
-            f"encoder's consecutive stages, e.g. its OUTPUTS [0, 1, 2]); it received {listed}"
+            "needs at least two maps whose strides double from one to the next (an encoder's "
+            f"consecutive stages, e.g. its OUTPUTS [0, 1, 2]); it received {listed}",
+            key="",
         )
     stages = len(names) - 1
     if len(depths) != stages or len(heads) != stages:
         raise ConfigError(
-            f"{KEY}.DEPTHS and HEADS give one entry per map below the coarsest ({stages} for "
-            f"{listed}), got {len(depths)} and {len(heads)}"
+            f"give one entry per map below the coarsest ({stages} for {listed}), got "
+            f"{len(depths)} and {len(heads)}",
+            key="DEPTHS and HEADS",
         )
     for i, (depth, num_heads) in enumerate(zip(depths, heads, strict=True)):
         width = shapes[names[i]].channels
         if depth < 0:
-            raise ConfigError(f"{KEY}.DEPTHS[{i}] is {depth}: a stage has 0 or more blocks")
+            raise ConfigError(f"is {depth}: a stage has 0 or more blocks", key=f"DEPTHS[{i}]")
         if num_heads < 1 or width % num_heads:
             raise ConfigError(
-                f"{KEY}.HEADS[{i}] {num_heads} does not divide the {width} channels of {names[i]}"
+                f"{num_heads} does not divide the {width} channels of {names[i]}", key=f"HEADS[{i}]"
             )
         if int(width * mlp_ratio) < 1:
             raise ConfigError(
-                f"{KEY}.MLP_RATIO {mlp_ratio} leaves no hidden channel at the {width} channels "
-                f"of {names[i]}"
+                f"{mlp_ratio} leaves no hidden channel at the {width} channels of {names[i]}",
+                key="MLP_RATIO",
             )

@@ -50,7 +50,6 @@ from code.registry import ATTENTIONS, ENCODERS, ConfigError, SubPart
 from code.utils.logging import log_shapes, log_signature
 from code.utils.tensors import bchw_to_bnc, bnc_to_bchw
 
-KEY = "MODEL.ENCODER.HIERARCHICAL_TRANSFORMER"
 PatchEmbedKind = Literal["nonoverlapping", "overlapping"]
 
 
@@ -196,23 +195,24 @@ def check_stages(
 ) -> None:
     """Refuse stage settings that cannot make an encoder, naming the key."""
     if patch_size < 1:
-        raise ConfigError(f"{KEY}.PATCH_SIZE must be at least 1, got {patch_size}")
+        raise ConfigError(f"must be at least 1, got {patch_size}", key="PATCH_SIZE")
     lengths = {"DEPTHS": len(depths), "WIDTHS": len(widths), "HEADS": len(heads)}
     if len(set(lengths.values())) != 1 or not depths:
         raise ConfigError(
-            f"{KEY}.DEPTHS, WIDTHS and HEADS give one entry per stage, at least one stage: got "
-            + ", ".join(f"{n} entries in {key}" for key, n in lengths.items())
+            "give one entry per stage, at least one stage: got "
+            + ", ".join(f"{n} entries in {key}" for key, n in lengths.items()),
+            key="DEPTHS, WIDTHS and HEADS",
         )
     for i, (depth, width, num_heads) in enumerate(zip(depths, widths, heads, strict=True)):
         if depth < 1:
-            raise ConfigError(f"{KEY}.DEPTHS[{i}] is {depth}: every stage needs a block")
+            raise ConfigError(f"is {depth}: every stage needs a block", key=f"DEPTHS[{i}]")
         if width < 1:
-            raise ConfigError(f"{KEY}.WIDTHS[{i}] is {width}: a stage needs channels")
+            raise ConfigError(f"is {width}: a stage needs channels", key=f"WIDTHS[{i}]")
         if num_heads < 1 or width % num_heads:
-            raise ConfigError(f"{KEY}.HEADS[{i}] {num_heads} does not divide WIDTHS[{i}] {width}")
+            raise ConfigError(f"{num_heads} does not divide WIDTHS[{i}] {width}", key=f"HEADS[{i}]")
         if int(width * mlp_ratio) < 1:
             raise ConfigError(
-                f"{KEY}.MLP_RATIO {mlp_ratio} leaves no hidden channel at WIDTHS[{i}] {width}"
+                f"{mlp_ratio} leaves no hidden channel at WIDTHS[{i}] {width}", key="MLP_RATIO"
             )
     if (
         not outputs
@@ -220,6 +220,6 @@ def check_stages(
         or not 0 <= outputs[0] <= outputs[-1] < len(depths)
     ):
         raise ConfigError(
-            f"{KEY}.OUTPUTS {outputs}: ascending stage indices in 0..{len(depths) - 1}, "
-            "at least one"
+            f"{outputs}: ascending stage indices in 0..{len(depths) - 1}, at least one",
+            key="OUTPUTS",
         )
