@@ -68,7 +68,18 @@ PART_OPTS = {
         "FREEZE": "true",
         "FINAL_NORM": "false",
     },
-    ("ENCODER", "multires"): {  # dense mode: maps every block and decoder reads
+    ("ENCODER", "multires"): {  # vectors per point: for point readers alone
+        "RESOLUTIONS": "[30, 24]",
+        "CROP_SIZE": "22",
+        "STREAM.NAME": "mrcnn",
+        "STREAM.MRCNN.CHANNELS": "[4, 4, 4]",
+        "STREAM.MRCNN.KERNELS": "[3, 3, 3]",
+        "STREAM.MRCNN.FC_CHANNELS": "8",
+        "STREAM.MRCNN.DROPOUT": "0.0",
+        "PREFILTER.NAME": "none",
+        "MAX_NORM": "0.1",
+    },
+    ("ENCODER", "multires_dense"): {  # maps every block and decoder reads
         "RESOLUTIONS": "[30, 24]",
         "CROP_SIZE": "22",
         "STREAM.NAME": "mrcnn",
@@ -82,7 +93,7 @@ PART_OPTS = {
         "PREFILTER.GAUSSIAN.MIXING": "channels",
         "PREFILTER.GAUSSIAN.NORMALISATION": "l2",
         "MAX_NORM": "0.1",
-        "DENSE_STRIDE": "4",
+        "STRIDE": "4",
     },
     ("BLOCK", "identity"): {},
     ("BLOCK", "spade"): {"HIDDEN_CHANNELS": "8"},
@@ -192,7 +203,13 @@ def test_every_registered_part_has_a_test_configuration() -> None:
 # Decoders whose blocks attend with the encoder's mechanism, and the encoders that announce one.
 ATTENDING_DECODERS = {"unet_transformer"}
 ATTENDING_ENCODERS = {"hierarchical_transformer"}
-ALL = list(itertools.product(ENCODERS.names(), BLOCKS.names(), DECODERS.names()))
+# Encoders of vectors per point (``PointSpec``), which pass the identity block to point readers.
+POINT_ENCODERS = {"multires"}
+ALL = [
+    c
+    for c in itertools.product(ENCODERS.names(), BLOCKS.names(), DECODERS.names())
+    if c[0] not in POINT_ENCODERS or c[1:] == ("identity", "point_classifier")
+]
 COMBINATIONS = [c for c in ALL if c[2] not in ATTENDING_DECODERS or c[0] in ATTENDING_ENCODERS]
 
 

@@ -26,8 +26,10 @@ from code.metrics.map_density import MapDensityFit
 from code.models.build import build_model
 from code.models.encoders.multires import VGGStream, clip_filter_norms_, crops_at
 from code.models.layers.gaussian_blur import GaussianPrefilter
+from code.models.shapes import PointSpec
 from code.predict import main as predict
-from code.registry import ENCODERS
+from code.registry import ENCODERS, ConfigError
+from code.tasks.base import build_task
 from code.tasks.patch_classification import DenseSaliency
 from tests.small_run import SMALL
 
@@ -72,10 +74,17 @@ def tiny_encoder(**keys: object) -> torch.nn.Module:
                                                "FC_CHANNELS": 8, "DROPOUT": 0.0}},
         "PREFILTER": {"NAME": "none", "NONE": {}},
         "MAX_NORM": 0.1,
-        "DENSE_STRIDE": None,
         **keys,
     }  # fmt: skip
-    return ENCODERS.build(CfgNode({"NAME": "multires", "MULTIRES": node}))
+    name = "multires_dense" if "STRIDE" in keys else "multires"
+    return ENCODERS.build(CfgNode({"NAME": name, name.upper(): node}))
+
+
+def with_points(image: torch.Tensor, points: torch.Tensor) -> Batch:
+    """The batch of ``image`` whose ``points`` a per-point encoder reads."""
+    count, (height, width) = len(image), image.shape[-2:]
+    return Batch(input=image, image_index=torch.arange(count),
+                 original_size=torch.tensor([[height, width]] * count), points=points)  # fmt: skip
 
 
 @pytest.mark.parametrize("size", [5, 4])
@@ -221,15 +230,20 @@ def test_vgg_streams_load_a_timm_vgg_checkpoint(tmp_path: Path) -> None:
     stream = VGGStream(32, "vgg11", False, 2, 8, 0.0, str(path))
     for name, value in stream.features.state_dict().items():
         assert torch.equal(value, timm_vgg.state_dict()[f"features.{name}"])
-    with pytest.raises(FileNotFoundError, match=r"MULTIRES\.STREAM\.VGG\.WEIGHTS"):
-        VGGStream(32, "vgg11", False, 2, 8, 0.0, str(tmp_path / "missing.pth"))
+    vgg = {"NAME": "vgg", "VGG": {"ARCH": "vgg11", "BATCH_NORM": False, "STAGES": 2,
+                                  "FC_CHANNELS": 8, "DROPOUT": 0.0,
+                                  "WEIGHTS": str(tmp_path / "missing.pth")}}  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"^MODEL\.ENCODER\.MULTIRES\.STREAM\.VGG\.WEIGHTS VGG weights not found"
+    ):
+        tiny_encoder(RESOLUTIONS=[32], CROP_SIZE=32, STREAM=vgg)
     with pytest.raises(ValueError, match="not the timm VGG layout"):
         VGGStream(32, "vgg11", True, 2, 8, 0.0, str(path))  # a BatchNorm layout
 
 
-def test_dense_mode_maps_are_the_crop_classifier_on_the_stream_lattice() -> None:
+def test_dense_encoder_maps_are_the_crop_classifier_on_the_stream_lattice() -> None:
     """Dense position i of a stream is the crop centred on resized pixel stride·i."""
-    encoder = tiny_encoder(DENSE_STRIDE=4).eval()
+    encoder = tiny_encoder(STRIDE=4).eval()
     x = encoder.normalize(torch.rand(1, 3, 30, 30))
     stream, index = encoder.streams[0], 0
     before, after = 11, 10
@@ -262,14 +276,14 @@ def _lattice_neighbours(
     return points
 
 
-def test_dense_mode_cells_are_the_crop_mode_outputs_at_their_centres() -> None:
-    """Every cell (i, j) of the dense (DENSE_STRIDE 8) map of a 24x40 image against the crop
-    mode (same weights) run on single points: at cells whose centre ((j + ½)·8, (i + ½)·8)
-    px lands on the stream's lattice (resized pixel a multiple of its stride 2) the dense value
-    is the crop mode's output for the cell centre itself; elsewhere the bilinear mix of the
-    crops either side (``_lattice_neighbours``). Two streams, 15 and 45 px, put different
-    cells on the lattice (15: rows 0, 2 × columns 1, 3; 45: row 1 × columns 0, 2, 4), and
-    their channels are concatenated in order.
+def test_dense_encoder_cells_are_the_crop_encoders_outputs_at_their_centres() -> None:
+    """Every cell (i, j) of the multires_dense (STRIDE 8) map of a 24x40 image against the
+    multires encoder's crops (same weights) run on single points: at cells whose centre
+    ((j + ½)·8, (i + ½)·8) px lands on the stream's lattice (resized pixel a multiple of its
+    stride 2) the dense value is the crop encoder's output for the cell centre itself;
+    elsewhere the bilinear mix of the crops either side (``_lattice_neighbours``). Two streams,
+    15 and 45 px, put different cells on the lattice (15: rows 0, 2 × columns 1, 3; 45: row 1 ×
+    columns 0, 2, 4), and their channels are concatenated in order.
 
     Fails for: cells read one cell off (centres (j + 1½)·8), half a cell off (centres j·8),
     half a stream stride off, without the half-pixel shift of the resized image, rows and
@@ -281,7 +295,7 @@ def test_dense_mode_cells_are_the_crop_mode_outputs_at_their_centres() -> None:
         "STREAM": {"NAME": "mrcnn", "MRCNN": {"CHANNELS": [6], "KERNELS": [3],
                                                "FC_CHANNELS": 16, "DROPOUT": 0.0}},
     }  # fmt: skip
-    dense = tiny_encoder(DENSE_STRIDE=8, **keys).double().eval()
+    dense = tiny_encoder(STRIDE=8, **keys).double().eval()
     crops = tiny_encoder(**keys).double().eval()
     crops.load_state_dict(dense.state_dict())
     height, width, cell = 24, 40, 8
@@ -302,7 +316,7 @@ def test_dense_mode_cells_are_the_crop_mode_outputs_at_their_centres() -> None:
             mixes.append([(x, y, wx * wy) for x, wx in cols for y, wy in rows])
         points = torch.tensor([[(x, y) for mix in mixes for x, y, _ in mix]], dtype=torch.float64)
         with torch.no_grad():  # all the points in one pass: (C, P)
-            outputs = crops(image, points)["multires"][0, channel:stop].split(
+            outputs = crops(image, with_points(image, points))["multires"][0, channel:stop].split(
                 [len(mix) for mix in mixes], dim=1
             )
         for (i, j), mix, output in zip(cells, mixes, outputs, strict=True):
@@ -320,26 +334,69 @@ def test_dense_mode_cells_are_the_crop_mode_outputs_at_their_centres() -> None:
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        ({"RESOLUTIONS": [30, 20, 22]}, r"RESOLUTIONS \[30, 20, 22\]: images resized to \[20\]"),
-        ({"MAX_NORM": 0.0}, "MULTIRES.MAX_NORM must be positive"),
+        (
+            {"RESOLUTIONS": [30, 20, 22]},
+            r"^MODEL\.ENCODER\.MULTIRES\.RESOLUTIONS \[30, 20, 22\]: images resized to \[20\]",
+        ),
+        ({"MAX_NORM": 0.0}, r"^MODEL\.ENCODER\.MULTIRES\.MAX_NORM must be positive"),
+        ({"STRIDE": 0}, r"^MODEL\.ENCODER\.MULTIRES_DENSE\.STRIDE must be positive, got 0"),
+        (
+            {"STREAM": {"NAME": "mrcnn", "MRCNN": {"CHANNELS": [4, 4, 4], "KERNELS": [3, 3, 9],
+                                                   "FC_CHANNELS": 8, "DROPOUT": 0.0}}},
+            r"^MODEL\.ENCODER\.MULTIRES\.STREAM\.MRCNN\.KERNELS \[3, 3, 9\]: the stream's "
+            "layers leave nothing of a 22x22 crop",
+        ),
         (
             {"PREFILTER": {"NAME": "gaussian", "GAUSSIAN": {
                 "KERNELS": [7, 5], "SQRT_SIGMAS": [0.5, 0.75, 1.0], "MIXING": "depthwise",
                 "NORMALISATION": "sum"}}},
-            r"PREFILTER.GAUSSIAN: KERNELS \[7, 5\] .* one entry per stream",
+            r"^MODEL\.ENCODER\.MULTIRES\.PREFILTER\.GAUSSIAN\.KERNELS \[7, 5\] .* one entry per "
+            "stream",
         ),
     ],
 )  # fmt: skip
 def test_bad_encoder_settings_name_the_key(keys: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    """Each part names its key in its own node; the registry makes it the full key."""
+    with pytest.raises(ConfigError, match=message):
         tiny_encoder(**keys)
+
+
+def test_a_bad_task_setting_names_its_full_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^TASK\.PATCH_CLASSIFICATION\.GRID must be \[rows"):
+        build_task(tiny_config(tmp_path, "TASK.PATCH_CLASSIFICATION.GRID", "[0, 4]"))
 
 
 def test_a_point_outside_the_image_is_named() -> None:
     encoder = tiny_encoder()
     points = torch.tensor([[[3.0, 4.0], [48.0, 2.0]]])
+    image = torch.rand(1, 3, 36, 48)
     with pytest.raises(ValueError, match=r"point 1 of batch item 0, .* outside its 48x36 image"):
-        encoder(torch.rand(1, 3, 36, 48), points)
+        encoder(image, with_points(image, points))
+
+
+def test_the_per_point_encoder_reads_its_points_from_the_batch_and_map_readers_refuse_them(
+    tmp_path: Path,
+) -> None:
+    """The one encoder contract, ``encoder(image, batch)``: the multires encoder takes the points
+    from the batch (one vector per point, as for each point alone), refuses a call without them,
+    and announces vectors per point, not a map, so a map decoder refuses it by name."""
+    encoder = tiny_encoder().eval()
+    assert isinstance(encoder.output_shapes["multires"], PointSpec)
+    image, points = torch.rand(2, 3, 36, 48), torch.tensor([[[3.5, 4.0], [40.0, 30.0]]] * 2)
+    with torch.no_grad():
+        together = encoder(image, with_points(image, points))["multires"]
+        alone = encoder(image, with_points(image, points[:, 1:]))["multires"]
+    assert together.shape == (2, 24, 2)
+    torch.testing.assert_close(together[..., 1:], alone, rtol=0, atol=1e-6)
+    for batch in (None, with_points(image, None)):
+        with pytest.raises(ValueError, match=r"multires encoder reads batch\.points"):
+            encoder(image, batch)
+    decoder = ["MODEL.DECODER.NAME", "saliency", "MODEL.DECODER.SALIENCY.HIDDEN_CHANNELS", "[4]",
+               "MODEL.DECODER.SALIENCY.BLUR_SIGMA", "1.0",
+               "MODEL.DECODER.SALIENCY.LEARN_BLUR", "false",
+               "MODEL.DECODER.SALIENCY.CENTERBIAS_WEIGHT", "1.0"]  # fmt: skip
+    with pytest.raises(ValueError, match=r"per point .* MODEL\.ENCODER\.NAME multires_dense"):
+        build_model(tiny_config(tmp_path, *decoder))
 
 
 def test_patch_classification_trains_and_scores_its_maps_beside_the_centre_bias(

@@ -43,14 +43,19 @@ class InputStage(Part):
 
 
 class Encoder(Part):
-    """Image (B, 3, H, W) in [0, 1] -> named feature maps described by ``output_shapes``.
+    """Image (B, 3, H, W) in [0, 1] (+ the batch, for side information) -> named features
+    described by ``output_shapes``: maps (``ShapeSpec``) or vectors per point (``PointSpec``).
+
+    One contract for every encoder: ``forward(image, batch=None)``. The model passes the image
+    it encodes (``batch.input``) and the batch it came from, after the input stage; an encoder
+    reads in ``batch`` only the fields it lists in ``requires`` (e.g. ``points``: Mr-CNN's
+    crops around them), which the model checks the run's data provides. An encoder that requires
+    nothing reads only the image, so callers that hold just images (k-means segments, codes,
+    NeVA's downstream model) call ``encoder(image)``.
 
     ``attention``: the configured mechanism the encoder's transformer blocks attend with, which
     the builder hands to the decoder (``encoder_attention``) so that a decoder continuing the
     encoder (the U-shaped one) attends alike; None for encoders without a configurable one.
-
-    An encoder whose ``requires`` holds ``points`` is called with the batch's points too,
-    ``encoder(image, points)``, and may announce features per point (``POINT_FEATURES``).
     """
 
     output_shapes: FeatureShapes
@@ -60,6 +65,9 @@ class Encoder(Part):
         super().__init__()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor, batch: Batch | None = None) -> Features:
+        raise NotImplementedError
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """ImageNet normalisation, which every pretrained backbone here expects."""

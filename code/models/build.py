@@ -60,9 +60,7 @@ class GazeModel(nn.Module):
     def features(self, batch: Batch) -> tuple[dict[str, torch.Tensor], Batch]:
         """The block's feature maps and the batch after the input stage (what the decoder reads)."""
         batch = self.input_stage(batch)
-        if "points" in self.encoder.requires:
-            return self.block(self.encoder(batch.input, batch.points), batch), batch
-        return self.block(self.encoder(batch.input), batch), batch
+        return self.block(self.encoder(batch.input, batch), batch), batch
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, Batch]:
         features, batch = self.features(batch)

@@ -12,15 +12,19 @@ class ShapeSpec:
     """A named feature map's channel count and stride (input pixels per feature position)."""
 
     channels: int
-    stride: int  # POINT_FEATURES: a vector per point of ``batch.points``, not a map
+    stride: int
 
 
-# The stride of features made per point of ``batch.points`` ((B, C, P) vectors, e.g. of crops
-# centred on the points) rather than over the image: only point readers take them.
-POINT_FEATURES = 0
+@dataclass(frozen=True)
+class PointSpec:
+    """Named features made per point of ``batch.points`` rather than over the image: (B, C, P)
+    vectors of ``channels`` (e.g. of crops centred on the points). Only point readers take them;
+    a map reader refuses them (``finest_stride``)."""
+
+    channels: int
 
 
-FeatureShapes = dict[str, ShapeSpec]
+FeatureShapes = dict[str, ShapeSpec | PointSpec]
 
 
 class PredictionKind(Enum):

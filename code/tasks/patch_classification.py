@@ -2,10 +2,10 @@
 points, scored by the saliency maps it makes densely.
 
 Items are images with points drawn from their fixation maps (``DATA.SAMPLES.NAME: patches``);
-the model (e.g. the ``multires`` encoder in crop mode + the ``point_classifier`` decoder)
+the model (e.g. the ``multires`` encoder of crops + the ``point_classifier`` decoder)
 predicts a logit per point, trained by binary cross-entropy. Mr-CNN's recipe is configuration:
 SGD (``TRAIN.OPTIMIZER``), momentum rising per step (``TRAIN.MOMENTUM_SCHEDULE.NAME: linear``),
-the first layers' max-norm (``MODEL.ENCODER.MULTIRES.MAX_NORM``), early stopping on
+the first layers' max-norm (``MAX_NORM`` of the ``multires`` encoder), early stopping on
 ``val_auc`` (``TRAIN.BEST_METRIC``, ``TRAIN.PATIENCE``).
 
 A saliency map is the classifier's fixation probability on a grid of points (``GRID`` rows x

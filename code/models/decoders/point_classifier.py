@@ -9,7 +9,7 @@ from torch import nn
 
 from code.data.batch import Batch
 from code.models.base import Decoder, Features
-from code.models.shapes import POINT_FEATURES, FeatureShapes, PredictionKind
+from code.models.shapes import FeatureShapes, PointSpec, PredictionKind
 from code.registry import DECODERS
 from code.utils.logging import log_shapes, log_signature
 
@@ -50,7 +50,7 @@ class PointClassifier(Decoder):
     def forward(self, features: Features, batch: Batch) -> torch.Tensor:
         vectors = [
             features[name]
-            if spec.stride == POINT_FEATURES
+            if isinstance(spec, PointSpec)
             else features_at_points(features[name], spec.stride, batch.points)
             for name, spec in self.input_shapes.items()
         ]

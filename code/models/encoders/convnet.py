@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from code.data.batch import Batch
 from code.models.base import Encoder, Features
 from code.models.shapes import ShapeSpec
 from code.registry import ENCODERS
@@ -46,7 +47,7 @@ class ConvNetEncoder(Encoder):
         }
 
     @log_shapes
-    def forward(self, image: torch.Tensor) -> Features:
+    def forward(self, image: torch.Tensor, batch: Batch | None = None) -> Features:
         x = self.normalize(image)
         features = {}
         for name, stage in zip(self.output_shapes, self.stages, strict=True):

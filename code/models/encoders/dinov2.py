@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from code.data.batch import Batch
 from code.models.base import Encoder, Features
 from code.models.shapes import ShapeSpec
 from code.models.weights import check_shapes, read_state_dict
@@ -74,7 +75,7 @@ class DinoV2Encoder(Encoder):
         return self
 
     @log_shapes
-    def forward(self, image: torch.Tensor) -> Features:
+    def forward(self, image: torch.Tensor, batch: Batch | None = None) -> Features:
         x = self.normalize(image)
         height, width = x.shape[-2:]
         pad_h = math.ceil(height / PATCH) * PATCH - height

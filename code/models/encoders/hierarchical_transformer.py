@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from code.data.batch import Batch
 from code.models.base import Encoder, Features
 from code.models.layers.transformer import FeedForwardKind, TransformerBlock, init_linear
 from code.models.shapes import ShapeSpec
@@ -176,7 +177,7 @@ class HierarchicalTransformerEncoder(Encoder):
         self.attention = attention  # announced to the decoder: one ATTENTION key per model
 
     @log_shapes
-    def forward(self, image: torch.Tensor) -> Features:
+    def forward(self, image: torch.Tensor, batch: Batch | None = None) -> Features:
         x, features = self.normalize(image), {}
         for i, stage in enumerate(self.stages):
             x = stage(x)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from code.data.batch import Batch
 from code.models.base import Encoder, Features
 from code.models.shapes import ShapeSpec
 from code.registry import ENCODERS
@@ -73,7 +74,7 @@ class MaskedConvNetEncoder(Encoder):
         }
 
     @log_shapes
-    def forward(self, image: torch.Tensor) -> Features:
+    def forward(self, image: torch.Tensor, batch: Batch | None = None) -> Features:
         # Batches arrive channels-last (a permuted uint8 array); in that layout this network's
         # backward corrupts the heap on CPU (torch 2.15), in the standard one it does not.
         features, x = {}, image.contiguous()

@@ -1,18 +1,19 @@
-"""The multi-resolution encoder of Mr-CNN (Liu et al., CVPR 2015): unshared convolutional
+"""The multi-resolution encoders of Mr-CNN (Liu et al., CVPR 2015): unshared convolutional
 streams, each looking at the image resized to its own resolution.
 
 Stream ``s`` sees the image resized to ``RESOLUTIONS[s]`` x ``RESOLUTIONS[s]`` pixels (after an
-optional pre-filter, ``PREFILTER``). Two modes:
+optional pre-filter, ``PREFILTER``). Two encoders share the streams and differ in where they run
+them:
 
-- crop mode (``DENSE_STRIDE: null``, Mr-CNN's): for every point of ``batch.points`` each stream
-  reads the ``CROP_SIZE`` x ``CROP_SIZE`` crop of its resized image whose centre pixel (index
+- ``multires`` (Mr-CNN's): for every point of ``batch.points`` each stream reads the
+  ``CROP_SIZE`` x ``CROP_SIZE`` crop of its resized image whose centre pixel (index
   ``CROP_SIZE // 2`` in each direction) is the pixel holding the point; borders replicate the
   edge. The crops of all points are cut at once (``grid_sample``). Features: (B, C, P), one
-  vector per point (``POINT_FEATURES``), for the ``point_classifier`` decoder.
-- dense mode (``DENSE_STRIDE`` set): the same streams run fully convolutionally over their whole
-  resized image, replicate-padded so that map position i is exactly the crop centred on resized
-  pixel ``stride * i``; the maps are resampled to the ``DENSE_STRIDE`` grid of the input and
-  concatenated, a feature map any map decoder reads (e.g. the DeepGaze readout).
+  vector per point (announced as a ``PointSpec``), for the ``point_classifier`` decoder.
+- ``multires_dense``: the same streams run fully convolutionally over their whole resized
+  image, replicate-padded so that map position i is exactly the crop centred on resized pixel
+  ``stride * i``; the maps are resampled to the ``STRIDE`` grid of the input and concatenated, a
+  feature map any map decoder reads (e.g. the DeepGaze readout).
 
 ``MAX_NORM``: after every optimizer step, each filter of every stream's first convolution whose
 L2 norm exceeds the bound is scaled back to it (Mr-CNN's constraint); null: none.
@@ -27,15 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from code.data.batch import Batch
 from code.models.base import Encoder, Features
 from code.models.layers.feature_maps import grid_size
 from code.models.layers.gaussian_blur import GaussianPrefilter
-from code.models.shapes import POINT_FEATURES, ShapeSpec
+from code.models.shapes import PointSpec, ShapeSpec
 from code.models.weights import read_state_dict
-from code.registry import ENCODERS, PREFILTERS, STREAMS, SubPart
+from code.registry import ENCODERS, PREFILTERS, STREAMS, ConfigError, PartFactory, SubPart
 from code.utils.logging import get_logger, log_shapes, log_signature
-
-KEY = "MODEL.ENCODER.MULTIRES"
 
 
 class Stream(nn.Module):
@@ -56,9 +56,12 @@ class Stream(nn.Module):
         return self.fc(self.features(x))
 
 
-def too_small(crop_size: int, what: str) -> ValueError:
-    return ValueError(
-        f"{KEY}.CROP_SIZE {crop_size}: a crop that small leaves nothing after the {what}"
+def too_small(key: str, value: object, crop_size: int) -> ConfigError:
+    """The error of a stream whose layers (``key`` of ``value``) leave nothing of its crop."""
+    return ConfigError(
+        f"{value}: the stream's layers leave nothing of a {crop_size}x{crop_size} crop (the "
+        "encoder's CROP_SIZE)",
+        key=key,
     )
 
 
@@ -78,9 +81,8 @@ class MrCNNStream(Stream):
     ) -> None:
         super().__init__()
         if not channels or len(channels) != len(kernels):
-            raise ValueError(
-                f"{KEY}.STREAM.MRCNN: CHANNELS {channels} and KERNELS {kernels} need one entry "
-                "per convolution"
+            raise ConfigError(
+                f"{channels} and KERNELS {kernels} need one entry per convolution", key="CHANNELS"
             )
         layers: list[nn.Module] = []
         size, in_channels = crop_size, 3
@@ -91,7 +93,7 @@ class MrCNNStream(Stream):
             layers.append(nn.MaxPool2d(2))
             size, in_channels = (size - kernel + 1) // 2, out_channels
         if size < 1:
-            raise too_small(crop_size, f"mrcnn stream's kernels {kernels} and pools")
+            raise too_small("KERNELS", kernels, crop_size)
         self.features = nn.Sequential(*layers)
         self.fc = nn.Sequential(nn.Conv2d(in_channels, fc_channels, size), nn.ReLU(inplace=True))
         self.channels, self.stride = fc_channels, 2 ** len(channels)
@@ -127,9 +129,8 @@ class VGGStream(Stream):
 
         layout = vgg_layouts[arch]
         if not 1 <= stages <= layout.count("M"):
-            raise ValueError(
-                f"{KEY}.STREAM.VGG.STAGES must be in [1, {layout.count('M')}] for {arch}, "
-                f"got {stages}"
+            raise ConfigError(
+                f"must be in [1, {layout.count('M')}] for {arch}, got {stages}", key="STAGES"
             )
         layers: list[nn.Module] = []
         in_channels, pools = 3, 0
@@ -147,20 +148,23 @@ class VGGStream(Stream):
             in_channels = entry
         size = crop_size // 2**stages
         if size < 1:
-            raise too_small(crop_size, f"{stages} VGG stage(s)")
+            raise too_small("STAGES", stages, crop_size)
         self.features = nn.Sequential(*layers)
         self.fc = nn.Sequential(
             nn.Dropout(dropout), nn.Conv2d(in_channels, fc_channels, size), nn.ReLU(inplace=True)
         )
         self.channels, self.stride = fc_channels, 2**stages
         if weights is not None:
-            load_vgg_features(self.features, Path(weights))
+            try:
+                load_vgg_features(self.features, Path(weights))
+            except (FileNotFoundError, ValueError) as err:
+                raise ConfigError(str(err), key="WEIGHTS") from err
 
 
 def load_vgg_features(features: nn.Sequential, path: Path) -> None:
     """Load the ``features.<i>.*`` entries of a local timm VGG checkpoint for the layers
     ``features`` has; errors name the file and what differs."""
-    state = read_state_dict(path, "VGG", f"{KEY}.STREAM.VGG.WEIGHTS")
+    state = read_state_dict(path, "VGG", "WEIGHTS")
     kept = {
         name.removeprefix("features."): value
         for name, value in state.items()
@@ -169,9 +173,7 @@ def load_vgg_features(features: nn.Sequential, path: Path) -> None:
     try:
         features.load_state_dict(kept, strict=True)
     except RuntimeError as err:
-        raise ValueError(
-            f"{path}: not the timm VGG layout of {KEY}.STREAM.VGG (ARCH, BATCH_NORM): {err}"
-        ) from err
+        raise ValueError(f"{path}: not the timm VGG layout of ARCH and BATCH_NORM: {err}") from err
     get_logger().info("loaded VGG weights from %s", path)
 
 
@@ -194,9 +196,10 @@ def gaussian_prefilters(
     0.5/0.75/1.0). ``depthwise`` + ``sum`` blurs each colour channel by a proper weighted
     average; the seed's own code mixes the channels and L2-normalises (``channels`` + ``l2``)."""
     if len(kernels) != streams or len(sqrt_sigmas) != streams:
-        raise ValueError(
-            f"{KEY}.PREFILTER.GAUSSIAN: KERNELS {kernels} and SQRT_SIGMAS {sqrt_sigmas} need "
-            f"one entry per stream of {KEY}.RESOLUTIONS ({streams})"
+        raise ConfigError(
+            f"{kernels} and SQRT_SIGMAS {sqrt_sigmas} need one entry per stream, one per "
+            f"resolution of the encoder ({streams})",
+            key="KERNELS",
         )
     return nn.ModuleList(
         GaussianPrefilter(kernel, root, mixing, normalisation)
@@ -244,46 +247,37 @@ def crops_at(image: torch.Tensor, points: torch.Tensor, size: int) -> torch.Tens
     return crops.reshape(batch * count, channels, size, size)
 
 
-@ENCODERS.register("multires")
-class MultiResolutionEncoder(Encoder):
-    """Unshared ``stream``s on the image resized to each of ``resolutions`` (see the module
-    docstring for the crop and dense modes). Feature ``multires``: the streams' outputs
-    concatenated, per point (crop mode) or as a stride-``dense_stride`` map."""
+class MultiResolutionStreams(Encoder):
+    """What both multi-resolution encoders share: unshared ``stream``s built for ``crop_size``
+    crops, one per entry of ``resolutions``, each behind its ``prefilter``, and the max-norm
+    constraint; the subclasses decide where the streams run (module docstring)."""
 
-    @log_signature
     def __init__(
         self,
         resolutions: list[int],
         crop_size: int,
-        stream: SubPart[STREAMS],
-        prefilter: SubPart[PREFILTERS],
+        stream: PartFactory,
+        prefilter: PartFactory,
         max_norm: float | None,
-        dense_stride: int | None,
     ) -> None:
         super().__init__()
         if not resolutions:
-            raise ValueError(f"{KEY}.RESOLUTIONS: needs at least one resolution (stream)")
+            raise ConfigError("needs at least one resolution (stream)", key="RESOLUTIONS")
         small = [r for r in resolutions if r < crop_size]
         if small:
-            raise ValueError(
-                f"{KEY}.RESOLUTIONS {resolutions}: images resized to {small} are smaller than "
-                f"a {KEY}.CROP_SIZE {crop_size} crop"
+            raise ConfigError(
+                f"{resolutions}: images resized to {small} are smaller than a CROP_SIZE "
+                f"{crop_size} crop",
+                key="RESOLUTIONS",
             )
         if max_norm is not None and max_norm <= 0:
-            raise ValueError(f"{KEY}.MAX_NORM must be positive (null: none), got {max_norm}")
-        if dense_stride is not None and dense_stride < 1:
-            raise ValueError(f"{KEY}.DENSE_STRIDE must be positive (null: crops): {dense_stride}")
+            raise ConfigError(f"must be positive (null: none), got {max_norm}", key="MAX_NORM")
         self.resolutions = resolutions
         self.crop_size = crop_size
         self.max_norm = max_norm
-        self.dense_stride = dense_stride
         self.streams = nn.ModuleList(stream(crop_size=crop_size) for _ in resolutions)
         self.prefilters = prefilter(streams=len(resolutions))
-        if dense_stride is None:
-            self.requires = frozenset({"points"})
-        channels = sum(s.channels for s in self.streams)
-        stride = POINT_FEATURES if dense_stride is None else dense_stride
-        self.output_shapes = {"multires": ShapeSpec(channels, stride)}
+        self.channels = sum(s.channels for s in self.streams)
 
     def resized(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """The (normalised) images as stream ``index`` sees them: resized, pre-filtered."""
@@ -292,61 +286,6 @@ class MultiResolutionEncoder(Encoder):
             x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         )
         return self.prefilters[index](x)
-
-    @log_shapes
-    def forward(self, image: torch.Tensor, points: torch.Tensor | None = None) -> Features:
-        x = self.normalize(image)
-        if self.dense_stride is not None:
-            return {"multires": self.dense(x)}
-        if points is None:
-            raise ValueError("the multires encoder in crop mode needs batch.points")
-        check_points(points, *x.shape[-2:])
-        vectors = [
-            stream(self.crops(x, points, index)).flatten(1)
-            for index, stream in enumerate(self.streams)
-        ]
-        batch, count = points.shape[:2]
-        return {"multires": torch.cat(vectors, dim=1).view(batch, count, -1).transpose(1, 2)}
-
-    def crops(self, x: torch.Tensor, points: torch.Tensor, index: int) -> torch.Tensor:
-        """(B·P, 3, crop, crop): what stream ``index`` sees of (normalised) images ``x`` around
-        (B, P, 2) input-pixel ``points``."""
-        size = self.resolutions[index]
-        height, width = x.shape[-2:]
-        scaled = points * points.new_tensor([size / width, size / height])
-        return crops_at(self.resized(x, index), scaled, self.crop_size)
-
-    def dense(self, x: torch.Tensor) -> torch.Tensor:
-        """Every stream over its whole resized image, resampled to the input's stride grid."""
-        height, width = x.shape[-2:]
-        before = self.crop_size // 2
-        after = self.crop_size - before - 1
-        maps = []
-        for index, stream in enumerate(self.streams):
-            padded = F.pad(self.resized(x, index), (before, after, before, after), "replicate")
-            maps.append(self.to_input_grid(stream(padded), stream.stride, index, height, width))
-        return torch.cat(maps, dim=1)
-
-    def to_input_grid(
-        self, stream_map: torch.Tensor, stride: int, index: int, height: int, width: int
-    ) -> torch.Tensor:
-        """A stream's map (position i: the crop centred on resized pixel ``stride * i``) read
-        bilinearly at the centres of the input's ``dense_stride`` grid cells."""
-        rows, cols = grid_size((height, width), self.dense_stride)
-        size = self.resolutions[index]
-
-        def positions(cells: int, extent: int, length: int) -> torch.Tensor:
-            centres = (torch.arange(cells, device=stream_map.device) + 0.5) * self.dense_stride
-            resized = centres * size / extent - 0.5  # in resized pixel indices
-            return (resized / stride) / max(length - 1, 1) * 2 - 1  # align_corners=True
-
-        v = positions(rows, height, stream_map.shape[-2]).to(stream_map.dtype)
-        u = positions(cols, width, stream_map.shape[-1]).to(stream_map.dtype)
-        grid = torch.stack(torch.meshgrid(u, v, indexing="xy"), dim=-1)
-        grid = grid.expand(stream_map.shape[0], -1, -1, -1)
-        return F.grid_sample(
-            stream_map, grid, mode="bilinear", padding_mode="border", align_corners=True
-        )
 
     def constrain(self) -> None:
         if self.max_norm is not None:
@@ -358,3 +297,102 @@ class MultiResolutionEncoder(Encoder):
         without one."""
         sigmas = [f.sigma.item() for f in self.prefilters if isinstance(f, GaussianPrefilter)]
         return sigmas or None
+
+
+@ENCODERS.register("multires")
+class MultiResolutionCrops(MultiResolutionStreams):
+    """Mr-CNN's encoder: ``stream``s on crops around each point of ``batch.points`` in the image
+    resized to each of ``resolutions`` (module docstring). Feature ``multires``: the streams'
+    outputs concatenated, one vector per point."""
+
+    requires = frozenset({"points"})
+
+    @log_signature
+    def __init__(
+        self,
+        resolutions: list[int],
+        crop_size: int,
+        stream: SubPart[STREAMS],
+        prefilter: SubPart[PREFILTERS],
+        max_norm: float | None,
+    ) -> None:
+        super().__init__(resolutions, crop_size, stream, prefilter, max_norm)
+        self.output_shapes = {"multires": PointSpec(self.channels)}
+
+    @log_shapes
+    def forward(self, image: torch.Tensor, batch: Batch | None = None) -> Features:
+        if batch is None or batch.points is None:
+            raise ValueError("the multires encoder reads batch.points, and was given none")
+        x, points = self.normalize(image), batch.points
+        check_points(points, *x.shape[-2:])
+        vectors = [
+            stream(self.crops(x, points, index)).flatten(1)
+            for index, stream in enumerate(self.streams)
+        ]
+        count = points.shape[1]
+        return {"multires": torch.cat(vectors, dim=1).view(len(x), count, -1).transpose(1, 2)}
+
+    def crops(self, x: torch.Tensor, points: torch.Tensor, index: int) -> torch.Tensor:
+        """(B·P, 3, crop, crop): what stream ``index`` sees of (normalised) images ``x`` around
+        (B, P, 2) input-pixel ``points``."""
+        size = self.resolutions[index]
+        height, width = x.shape[-2:]
+        scaled = points * points.new_tensor([size / width, size / height])
+        return crops_at(self.resized(x, index), scaled, self.crop_size)
+
+
+@ENCODERS.register("multires_dense")
+class MultiResolutionMaps(MultiResolutionStreams):
+    """Mr-CNN's streams run fully convolutionally over the image resized to each of
+    ``resolutions`` (module docstring). Feature ``multires``: the streams' maps resampled to the
+    input's ``stride`` grid and concatenated."""
+
+    @log_signature
+    def __init__(
+        self,
+        resolutions: list[int],
+        crop_size: int,
+        stream: SubPart[STREAMS],
+        prefilter: SubPart[PREFILTERS],
+        max_norm: float | None,
+        stride: int,
+    ) -> None:
+        super().__init__(resolutions, crop_size, stream, prefilter, max_norm)
+        if stride < 1:
+            raise ConfigError(f"must be positive, got {stride}", key="STRIDE")
+        self.stride = stride
+        self.output_shapes = {"multires": ShapeSpec(self.channels, stride)}
+
+    @log_shapes
+    def forward(self, image: torch.Tensor, batch: Batch | None = None) -> Features:
+        """Every stream over its whole resized image, resampled to the input's stride grid."""
+        x = self.normalize(image)
+        height, width = x.shape[-2:]
+        before = self.crop_size // 2
+        after = self.crop_size - before - 1
+        maps = []
+        for index, stream in enumerate(self.streams):
+            padded = F.pad(self.resized(x, index), (before, after, before, after), "replicate")
+            maps.append(self.to_input_grid(stream(padded), stream.stride, index, height, width))
+        return {"multires": torch.cat(maps, dim=1)}
+
+    def to_input_grid(
+        self, stream_map: torch.Tensor, stride: int, index: int, height: int, width: int
+    ) -> torch.Tensor:
+        """A stream's map (position i: the crop centred on resized pixel ``stride * i``) read
+        bilinearly at the centres of the input's ``self.stride`` grid cells."""
+        rows, cols = grid_size((height, width), self.stride)
+        size = self.resolutions[index]
+
+        def positions(cells: int, extent: int, length: int) -> torch.Tensor:
+            centres = (torch.arange(cells, device=stream_map.device) + 0.5) * self.stride
+            resized = centres * size / extent - 0.5  # in resized pixel indices
+            return (resized / stride) / max(length - 1, 1) * 2 - 1  # align_corners=True
+
+        v = positions(rows, height, stream_map.shape[-2]).to(stream_map.dtype)
+        u = positions(cols, width, stream_map.shape[-1]).to(stream_map.dtype)
+        grid = torch.stack(torch.meshgrid(u, v, indexing="xy"), dim=-1)
+        grid = grid.expand(stream_map.shape[0], -1, -1, -1)
+        return F.grid_sample(
+            stream_map, grid, mode="bilinear", padding_mode="border", align_corners=True
+        )

@@ -8,16 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from code.models.shapes import POINT_FEATURES, FeatureShapes
+from code.models.shapes import FeatureShapes, PointSpec
 
 
 def finest_stride(shapes: FeatureShapes) -> int:
     """The smallest stride of ``shapes``, refused if a feature is made per point, not a map."""
-    per_point = [name for name, spec in shapes.items() if spec.stride == POINT_FEATURES]
+    per_point = [name for name, spec in shapes.items() if isinstance(spec, PointSpec)]
     if per_point:
         raise ValueError(
             f"features {per_point} are vectors per point of batch.points, not maps; a map reader "
-            "needs an encoder of maps (e.g. MODEL.ENCODER.MULTIRES.DENSE_STRIDE set)"
+            "needs an encoder of maps (e.g. MODEL.ENCODER.NAME multires_dense)"
         )
     return min(spec.stride for spec in shapes.values())
 
