@@ -254,6 +254,21 @@ NEVA = "configs/05_neva/reconstruction.yaml"
 FOVEATION = "TASK.SCANPATH_GENERATION.FOVEATION"
 
 
+def test_a_value_a_sub_node_refuses_is_named_by_its_full_key() -> None:
+    """The foveation's class refuses a value by its own key; wherever its node lies (here the
+    ``neva_foveation`` input stage's) the error names the full key. Catches a sub-node factory
+    that forgets its path (the bare ``FOVEA_SIGMA``) or adds it twice."""
+    from code.registry import INPUT_STAGES
+
+    foveation = {"FOVEA_SIGMA": 0.0, "AMPLITUDE": 1.0, "BLUR_KERNEL": 5, "BLUR_SIGMA": 2.0,
+                 "FORGETTING": 0.5}  # fmt: skip
+    choice = CfgNode({"NAME": "neva_foveation",
+                      "NEVA_FOVEATION": {"COUNT": 2, "FOVEATION": foveation}})  # fmt: skip
+    full = r"^MODEL\.INPUT_STAGE\.NEVA_FOVEATION\.FOVEATION\.FOVEA_SIGMA must be positive"
+    with pytest.raises(ConfigError, match=full + r", got 0\.0$"):
+        INPUT_STAGES.build(choice)
+
+
 def test_a_sub_node_is_declared_once_and_checked_as_any_node(tmp_path: Path) -> None:
     """A ``SubNode[CLASS]`` parameter is a node of the class's constructor keys: the NeVA task
     and the ``neva_foveation`` input stage declare the same foveation keys (the layer's), and

@@ -575,15 +575,17 @@ def test_the_joint_search_and_the_attention_network_generate_too(
 @pytest.mark.parametrize(
     ("opts", "message"),
     [
-        (["TASK.SCANPATH_GENERATION.LENGTH", "0"], r"LENGTH must be at least 1"),
+        (["TASK.SCANPATH_GENERATION.LENGTH", "0"],
+         r"^TASK\.SCANPATH_GENERATION\.LENGTH must be at least 1"),
         (["TASK.SCANPATH_GENERATION.FOVEATION.FOVEA_SIGMA", "0.0"],
-         r"FOVEA_SIGMA must be positive"),
+         r"^TASK\.SCANPATH_GENERATION\.FOVEATION\.FOVEA_SIGMA must be positive"),
         (["TASK.SCANPATH_GENERATION.FOVEATION.BLUR_SIGMA", "-1.0"],
-         r"BLUR_SIGMA must be positive"),
+         r"^TASK\.SCANPATH_GENERATION\.FOVEATION\.BLUR_SIGMA must be positive"),
         (["TASK.SCANPATH_GENERATION.CRITERION.NAME", "classification"],
-         r"CRITERION.NAME 'classification' compares class logits; .* predicts image"),
+         r"^TASK\.SCANPATH_GENERATION\.CRITERION\.NAME 'classification' compares class "
+         r"logits; .* predicts image"),
         (["MODEL.ENCODER.MASKED_CONVNET.CHANNELS", "[8, 16, 32]"],
-         r"DOWNSTREAM .* was trained with another MODEL"),
+         r"^TASK\.SCANPATH_GENERATION\.DOWNSTREAM .* was trained with another MODEL"),
     ],
 )  # fmt: skip
 def test_bad_settings_are_refused_before_any_data_is_read(

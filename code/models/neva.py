@@ -23,7 +23,7 @@ from code.data.batch import Batch
 from code.models.build import GazeModel
 from code.models.layers.foveation import Foveation
 from code.models.shapes import PredictionKind
-from code.registry import CRITERIA, GENERATORS, PartFactory
+from code.registry import CRITERIA, GENERATORS, ConfigError, PartFactory
 
 # The batch fields a downstream model may read besides its input: its decoder's centre bias and
 # the fixations that only its loss reads (filled with the image centre, as code.predict does).
@@ -332,7 +332,7 @@ class LearnedAttention(ScanpathGenerator):
     def __init__(self, channels: list[int], seed: int) -> None:
         super().__init__()
         if not channels or min(channels) < 1:
-            raise ValueError(f"attention_network CHANNELS must be positive widths, got {channels}")
+            raise ConfigError(f"must be positive widths, got {channels}", key="CHANNELS")
         # Its initial weights come from the run's seed alone, whatever was built before it.
         with torch.random.fork_rng():
             torch.manual_seed(seed)

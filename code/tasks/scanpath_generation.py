@@ -30,7 +30,6 @@ import csv
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -77,7 +76,6 @@ from code.tasks.base import (
 from code.utils.logging import get_logger
 from code.utils.progress import ProgressBar
 
-KEY = "TASK.SCANPATH_GENERATION"
 HUMANS = "humans"
 RANDOM = "random"
 EDGE_PX = 1e-3  # the tables' precision: positions are written to 3 decimals of a pixel
@@ -140,31 +138,30 @@ class ScanpathGenerationTask(Task):
         # The foveation's keys are the layer's own (``SubNode``), declared once in
         # ``Foveation`` and read alike by the ``neva_foveation`` input stage: a NeVA run's MODEL
         # is its downstream model's, whose input stage is rarely that one, so each has its node.
-        self.generator = refused_as_config(lambda: generator(seed=cfg.SEED), "GENERATOR")
-        self.foveation = refused_as_config(foveation, "FOVEATION")
+        self.generator = generator(seed=cfg.SEED)
+        self.foveation = foveation()
         self.trains = self.generator.trains
         self.saliency_path = None if saliency_checkpoint is None else Path(saliency_checkpoint)
         self.ior_sigma = ior_sigma
         self.grid = grid
         self.scanmatch_threshold = scanmatch_threshold
-
-    def check(self) -> None:
-        """Every key, both checkpoints' configurations and the criterion's fit to the model,
-        before any data is read (nothing is built)."""
-        if self.length < 1:
-            raise ConfigError(f"{KEY}.LENGTH must be at least 1, got {self.length}")
-        if len(self.grid) != 2 or min(self.grid) < 1:
-            raise ConfigError(f"{KEY}.GRID must be two positive bin counts, got {self.grid}")
-        if self.ior_sigma <= 0:
-            raise ConfigError(f"{KEY}.IOR_SIGMA must be positive, got {self.ior_sigma}")
+        # Every key, both checkpoints' configurations and the criterion's fit to the model are
+        # checked here, where the registry names the refused key in full; nothing is built.
+        if length < 1:
+            raise ConfigError(f"must be at least 1, got {length}", key="LENGTH")
+        if len(grid) != 2 or min(grid) < 1:
+            raise ConfigError(f"must be two positive bin counts, got {grid}", key="GRID")
+        if ior_sigma <= 0:
+            raise ConfigError(f"must be positive, got {ior_sigma}", key="IOR_SIGMA")
         self._check_downstream()
         if self.saliency_path is not None:
             saliency = Checkpointer.config(self.saliency_path).MODEL.DECODER
             predicts = DECODERS.get(saliency.NAME).prediction
             if not predicts.is_density:
                 raise ConfigError(
-                    f"{KEY}.SALIENCY_CHECKPOINT {self.saliency_path} predicts "
-                    f"{predicts.value}; winner-take-all needs a density model"
+                    f"{self.saliency_path} predicts {predicts.value}; winner-take-all needs a "
+                    "density model",
+                    key="SALIENCY_CHECKPOINT",
                 )
 
     def _check_downstream(self) -> None:
@@ -173,17 +170,19 @@ class ScanpathGenerationTask(Task):
         trained = Checkpointer.config(self.downstream_path).MODEL
         if trained.dump(sort_keys=True) != self.cfg.MODEL.dump(sort_keys=True):
             raise ConfigError(
-                f"{KEY}.DOWNSTREAM {self.downstream_path} was trained with another MODEL than "
-                "this run's: base the run on that checkpoint's training config (_BASE_), so "
-                f"MODEL matches; its MODEL is:\n{trained.dump()}"
+                f"{self.downstream_path} was trained with another MODEL than this run's: base "
+                "the run on that checkpoint's training config (_BASE_), so MODEL matches; its "
+                f"MODEL is:\n{trained.dump()}",
+                key="DOWNSTREAM",
             )
         accepts = CRITERIA.get(self.criterion.name).accepts
         predicts = DECODERS.get(self.cfg.MODEL.DECODER.NAME).prediction
         if accepts is not None and predicts not in accepts:
             compares = " or ".join(kind.value for kind in accepts)
             raise ConfigError(
-                f"{KEY}.CRITERION.NAME {self.criterion.name!r} compares {compares}; "
-                f"MODEL.DECODER.NAME {self.cfg.MODEL.DECODER.NAME!r} predicts {predicts.value}"
+                f"{self.criterion.name!r} compares {compares}; MODEL.DECODER.NAME "
+                f"{self.cfg.MODEL.DECODER.NAME!r} predicts {predicts.value}",
+                key="CRITERION.NAME",
             )
 
     def prepare(self) -> None:
@@ -203,7 +202,7 @@ class ScanpathGenerationTask(Task):
         ``Downstream``), or, for a generator that trains, the generator on it to train."""
         model = build_model(self.cfg)
         Checkpointer.load_weights(model, self.downstream_path, strict=True)
-        where = f"{KEY}.DOWNSTREAM {self.downstream_path}"
+        where = f"the DOWNSTREAM checkpoint {self.downstream_path}"
         try:
             self.downstream = Downstream(model, self._own_centerbias(model), where)
         except ValueError as err:
@@ -271,7 +270,7 @@ class ScanpathGenerationTask(Task):
         model, cfg = Checkpointer.load_model(self.saliency_path, device)
         centre = cfg.DATA.CENTERBIAS
         stored = model.centerbias(centre.BANDWIDTH, centre.UNIFORM_WEIGHT)
-        reader = Downstream(model, None, f"{KEY}.SALIENCY_CHECKPOINT {self.saliency_path}")
+        reader = Downstream(model, None, f"the SALIENCY_CHECKPOINT {self.saliency_path}")
         stimuli = self.splits.test.stimuli
 
         @torch.no_grad()
@@ -372,15 +371,6 @@ class ScanpathGenerationTask(Task):
             "a scanpath_generation run has no model of its own to predict with: run "
             "code.predict on its DOWNSTREAM checkpoint"
         )
-
-
-def refused_as_config(build: Callable[[], Any], node: str) -> Any:
-    """What ``build`` makes of the task's sub-node ``node``; the values it refuses (a
-    ``ValueError``) as a ``ConfigError`` naming the node, before any data is read."""
-    try:
-        return build()
-    except ValueError as err:
-        raise ConfigError(f"{KEY}.{node}: {err}") from err
 
 
 def original_pixels(positions: torch.Tensor, stimuli: list[Stimulus]) -> np.ndarray:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from code.models.layers.gaussian_blur import GaussianBlur
+from code.registry import ConfigError
 
 
 class Foveation(nn.Module):
@@ -35,15 +36,15 @@ class Foveation(nn.Module):
     ) -> None:
         super().__init__()
         if fovea_sigma <= 0:
-            raise ValueError(f"foveation FOVEA_SIGMA must be positive, got {fovea_sigma}")
+            raise ConfigError(f"must be positive, got {fovea_sigma}", key="FOVEA_SIGMA")
         if amplitude <= 0:
-            raise ValueError(f"foveation AMPLITUDE must be positive, got {amplitude}")
+            raise ConfigError(f"must be positive, got {amplitude}", key="AMPLITUDE")
         if blur_kernel < 1 or blur_kernel % 2 == 0:
-            raise ValueError(f"foveation BLUR_KERNEL must be odd and positive, got {blur_kernel}")
+            raise ConfigError(f"must be odd and positive, got {blur_kernel}", key="BLUR_KERNEL")
         if blur_sigma <= 0:
-            raise ValueError(f"foveation BLUR_SIGMA must be positive, got {blur_sigma}")
+            raise ConfigError(f"must be positive, got {blur_sigma}", key="BLUR_SIGMA")
         if not 0 <= forgetting <= 1:
-            raise ValueError(f"foveation FORGETTING must lie in [0, 1], got {forgetting}")
+            raise ConfigError(f"must lie in [0, 1], got {forgetting}", key="FORGETTING")
         self.fovea_sigma = fovea_sigma
         self.amplitude = amplitude
         self.forgetting = forgetting
