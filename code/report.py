@@ -23,10 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from code.engine.outputs import EVAL_DIR
+from code.metrics.registry import report_order
 from code.utils.cli import add_debug_option, run_command
-
-# The README's column order: information first, then the map-based metrics.
-COLUMNS = ("IG", "LL", "NSS", "AUC", "sAUC", "AUC_Judd", "CC", "KLDiv", "SIM")
 
 BASELINES = {  # row label of each baseline, in table order
     "center_bias": "centre bias",
@@ -73,8 +71,8 @@ def group_runs(runs: dict[str, dict]) -> list[dict[str, dict]]:
 
 
 def _columns(group: dict[str, dict]) -> list[str]:
-    present = {m for r in group.values() for m in r["metrics"]}
-    return [m for m in COLUMNS if m in present]
+    """Every metric of the group's runs, in the README's order (information first)."""
+    return report_order({m for r in group.values() for m in r["metrics"]})
 
 
 def _rows(group: dict[str, dict]) -> list[tuple[str, dict, dict]]:

@@ -13,9 +13,11 @@ from scipy.special import logsumexp
 from benchmarks.osie import osie_dataset
 from code import evaluate
 from code.data.gaze import GazeDataset
-from code.metrics.evaluator import METRICS
-from code.metrics.uncertainty import PER_FIXATION, bootstrap, paired_comparison
+from code.metrics.registry import saliency_metrics
+from code.metrics.uncertainty import bootstrap, paired_comparison
 from code.registry import DATASETS
+
+METRICS = tuple(m.name for m in saliency_metrics())  # the registered ones, in order
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +210,8 @@ def test_per_image_scores_give_the_table_and_its_intervals(small_osie, tmp_path,
     assert per_image["image"] == [s.id for s in dataset.stimuli]
     assert sum(per_image["n_fixations"]) == result["n_fixations"]
     for metric, value in result["metrics"].items():
-        w = np.asarray(per_image["n_fixations"] if metric in PER_FIXATION else [1] * 6, float)
+        weighted = metric in AVERAGED_PER_FIXATION
+        w = np.asarray(per_image["n_fixations"] if weighted else [1] * 6, float)
         assert np.dot(per_image["model"][metric], w) / w.sum() == pytest.approx(value, rel=1e-9)
         spread = result["uncertainty"]["model"][metric]
         # the bootstrap weighs the images as the table does (n_fixations passed on, not 1s)
@@ -512,3 +515,80 @@ def test_maps_from_other_tools_as_png_jpg_or_mat_score_as_the_same_npy(small_osi
     np.save(folders["png"] / f"{dataset.stimuli[0].id.split('.')[0]}.npy", np.zeros(3))
     with pytest.raises(ValueError, match=r"two maps for one image"):
         run(name, folders["png"], tmp_path / "x.json", "--kind", "saliency-map")
+
+
+@pytest.fixture
+def peak_metric():
+    """A metric registered here and nowhere else: the highest value of the density (per image),
+    removed from the registry after the test."""
+    from code.metrics.registry import METRICS, Metric, register
+
+    record = register(
+        Metric(
+            "PEAK",
+            averaging="image",
+            higher_is_better=True,
+            map="auc",
+            function=lambda saliency_map, image: saliency_map.max().item(),
+        )
+    )
+    yield record
+    del METRICS[record.name]
+
+
+def test_a_metric_registered_in_a_test_file_appears_everywhere(
+    peak_metric, small_osie, tmp_path, capsys
+):
+    """One record, no other edit: the new metric is in ``code.evaluate``'s table, result.json
+    (its value, per-image values and bootstrap interval, the baselines'), ``compare`` and
+    ``code.report``. Its value is checked against the maps, so a record scored on another map
+    or averaged per fixation fails."""
+    from code import report
+
+    name, dataset = small_osie
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    write_predictions(a, dataset)
+    write_predictions(b, dataset, lambda i, m: np.full_like(m, -np.log(m.size)))  # uniform
+    run(name, a, tmp_path / "runs" / "a" / "metrics.json")
+    table = capsys.readouterr().out
+    run(name, b, tmp_path / "runs" / "b" / "metrics.json")
+    result = json.loads((tmp_path / "runs" / "a" / "metrics.json").read_text())
+    peaks = [np.exp(np.load(a / f"{s.id.split('.')[0]}.npy")).max() for s in dataset.stimuli]
+    assert result["metrics"]["PEAK"] == pytest.approx(np.mean(peaks), rel=1e-12)
+    assert result["per_image"]["model"]["PEAK"] == pytest.approx(peaks, rel=1e-12)
+    assert result["baselines"]["uniform"]["PEAK"] == pytest.approx(
+        np.mean([1 / (s.height * s.width) for s in dataset.stimuli]), rel=1e-12
+    )
+    low, high = result["uncertainty"]["model"]["PEAK"]["ci95"]
+    assert min(peaks) <= low < high <= max(peaks)
+    assert any(line.startswith("PEAK ") for line in table.splitlines())
+
+    evaluate.main(["compare", str(tmp_path / "runs" / "a" / "metrics.json"),
+                   str(tmp_path / "runs" / "b" / "metrics.json"),
+                   "--out", str(tmp_path / "cmp.json")])  # fmt: skip
+    comparison = json.loads((tmp_path / "cmp.json").read_text())["metrics"]["PEAK"]
+    assert comparison["A"] == pytest.approx(result["metrics"]["PEAK"], rel=1e-12)
+    assert "PEAK" in capsys.readouterr().out
+
+    text = report.main([str(tmp_path / "runs" / "*"), "--out", str(tmp_path / "report")])
+    header = text.splitlines()[0].split(" | ")
+    assert header[-1] == "PEAK |"  # after the README's columns
+    assert f"{result['metrics']['PEAK']:.3f} |" in text.splitlines()[2]
+
+
+def test_a_metric_record_that_cannot_be_scored_is_refused_at_registration():
+    """A name registered twice, an unknown averaging, map or input: refused, each named."""
+    from code.metrics.registry import Metric, register
+
+    def value(saliency_map, image):
+        return 0.0
+
+    with pytest.raises(ValueError, match=r"'AUC': its name is registered already"):
+        register(Metric("AUC", "fixation", True, value, map="auc"))
+    with pytest.raises(ValueError, match=r"averaging 'pixel' is not one of"):
+        register(Metric("X", "pixel", True, value))
+    with pytest.raises(ValueError, match=r"map 'density' is not one of \('auc', "):
+        register(Metric("X", "image", True, value, map="density"))
+    with pytest.raises(ValueError, match=r"reads \['durations_ms'\]"):
+        register(Metric("X", "image", True, value, reads=frozenset({"durations_ms"})))

@@ -5,13 +5,16 @@ import pytest
 import torch
 
 from code.metrics import saliency as M
-from code.metrics.evaluator import METRICS, SaliencyEvaluator
+from code.metrics.evaluator import SaliencyEvaluator
 from code.metrics.protocol import SimOptimisation
+from code.metrics.registry import saliency_metrics
 
 NO_SIM_OPT = SimOptimisation(steps=0, fixation_count=100, batch_size=4, learning_rate=1e-3, seed=0)
 XS = np.array([3.2, 10.9, 10.1, 25.0, 7.5])
 YS = np.array([4.7, 2.0, 2.9, 15.3, 18.0])
 H, W = 20, 30
+
+METRICS = tuple(m.name for m in saliency_metrics())  # the registered ones, in order
 
 
 def test_constant_map_is_chance():

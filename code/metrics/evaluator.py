@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -9,12 +10,19 @@ import torch
 
 from code.metrics import saliency as M
 from code.metrics.protocol import MetricMaps, SimOptimisation, benchmark_maps, raw_maps
+from code.metrics.registry import ImageInputs, saliency_metrics
 
-METRICS = ("AUC", "sAUC", "AUC_Judd", "NSS", "CC", "KLDiv", "SIM", "LL", "IG")
 Kind = Literal["log-density", "saliency-map"]
 Protocol = Literal["raw", "benchmark"]
-ImageScores = dict[str, tuple[float, float]]  # metric -> (sum, count) of one image
 JUDD_JITTER = 1e-7  # size of the tie-breaking noise of MIT's / pysaliency's AUC-Judd
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """One image's scores: its number of fixations and, per metric, (sum, count)."""
+
+    n_fixations: int
+    values: dict[str, tuple[float, float]]
 
 
 class JuddJitter:
@@ -34,12 +42,11 @@ class JuddJitter:
 
 
 class SaliencyEvaluator:
-    """Accumulates every saliency metric image by image, with pysaliency's averaging.
-
-    Per fixation (sum over fixations / number of fixations): AUC and sAUC (per-image AUC weighted
-    by the image's fixation count), NSS, LL, IG. Per image (mean of per-image values): AUC_Judd,
-    CC, KLDiv, SIM. The state is a plain float64 tensor of sums and counts, so ranks combine by
-    adding states (never by averaging averages).
+    """Accumulates every registered saliency metric (:mod:`code.metrics.registry`) image by
+    image, with pysaliency's averaging: per fixation (sum over fixations / number of fixations;
+    a per-image AUC weighs the image's fixation count) or per image (mean of per-image values),
+    as each record says. The state is a plain float64 tensor of sums and counts, so ranks
+    combine by adding states (never by averaging averages).
 
     ``kind="log-density"``: predictions are natural-log densities; LL and IG (bits, against
     ``baseline_log_density``) are reported. With ``protocol="raw"`` every map-based metric scores
@@ -51,8 +58,6 @@ class SaliencyEvaluator:
     :meth:`add` then sums the scores, in image order for results independent of the threads.
     Images without fixations are skipped.
     """
-
-    STATE_ROWS = (*METRICS, "images|fixations")
 
     def __init__(
         self,
@@ -73,7 +78,10 @@ class SaliencyEvaluator:
         self.protocol = protocol
         self.sigma = fixation_map_sigma
         self.sim_optimisation = sim_optimisation
-        self._state = torch.zeros(len(self.STATE_ROWS), 2, dtype=torch.float64)
+        self.metrics = saliency_metrics()
+        self._row = {metric.name: k for k, metric in enumerate(self.metrics)}
+        # one [sum, count] row per metric, then [number of images, number of fixations]
+        self._state = torch.zeros(len(self.metrics) + 1, 2, dtype=torch.float64)
 
     def update(
         self, prediction: M.ArrayLike, xs: M.ArrayLike, ys: M.ArrayLike, **inputs
@@ -95,7 +103,7 @@ class SaliencyEvaluator:
         empirical_map: torch.Tensor | None = None,
         judd_jitter: np.ndarray | None = None,
     ) -> ImageScores:
-        """Every metric of one image, as (sum, count) pairs for :meth:`add`.
+        """Every metric of one image that its inputs allow, for :meth:`add`.
 
         ``xs, ys``: its fixations (original pixels). ``shuffled_xs/ys``: sAUC negatives, from
         :class:`code.metrics.saliency.ShuffledNonfixations`. ``shuffled_log_density``: the
@@ -108,56 +116,44 @@ class SaliencyEvaluator:
         pred = M.as_float64(prediction)
         if pred.ndim != 2:
             raise ValueError(f"{name}: prediction must be a 2-D map, got shape {tuple(pred.shape)}")
-        n = len(xs)
-        if n == 0:
-            return {}
+        if len(xs) == 0:
+            return ImageScores(0, {})
         if self.kind == "log-density":
             scored = M.density_from_log_density(pred, name)
         elif torch.isfinite(pred).all():
             scored = pred
         else:
             raise ValueError(f"{name}: saliency map contains NaN or inf")
-        maps = self._maps(pred, scored, shuffled_log_density)
         # pixel indices once for all metrics (they take integer coordinates as pixels)
         ys, xs = M.pixel_index(xs, ys, pred.device)
-        values: ImageScores = {}
-        ordered = M.sorted_values(maps.auc)
-        values["AUC"] = (M.auc(maps.auc, xs, ys, ordered).item() * n, n)
-        if shuffled_xs is not None and maps.sauc is not None:
-            values["sAUC"] = (
-                M.shuffled_auc(maps.sauc, xs, ys, shuffled_xs, shuffled_ys).item() * n,
-                n,
-            )
-        values["AUC_Judd"] = (M.auc_judd(maps.auc, xs, ys, judd_jitter, ordered).item(), 1)
-        values["NSS"] = (M.nss(maps.auc, xs, ys).sum().item(), n)
-        height, width = pred.shape
-        empirical = (
-            M.empirical_saliency_map(xs, ys, height, width, self.sigma, pred.device)
-            if empirical_map is None
-            else empirical_map
+        image = ImageInputs(
+            self._maps(pred, scored, shuffled_log_density),
+            xs,
+            ys,
+            self.sigma,
+            log_density=pred if self.kind == "log-density" else None,
+            baseline_log_density=baseline_log_density,
+            shuffled_xs=shuffled_xs,
+            shuffled_ys=shuffled_ys,
+            judd_jitter=judd_jitter,
+            empirical_map=empirical_map,
         )
-        values["CC"] = (M.cc(maps.fixation_map, empirical).item(), 1)
-        q = M.to_density(empirical)
-        p = M.to_density(maps.fixation_map)
-        values["KLDiv"] = (M.kl_div_of_densities(p, q).item(), 1)
-        p_sim = p if maps.sim is maps.fixation_map else M.to_density(maps.sim)
-        values["SIM"] = (M.sim_of_densities(p_sim, q).item(), 1)
-        if self.kind == "log-density":
-            values["LL"] = (M.log_likelihoods(pred, xs, ys).sum().item(), n)
-            if baseline_log_density is not None:
-                gains = M.information_gains(pred, baseline_log_density, xs, ys)
-                values["IG"] = (gains.sum().item(), n)
-        return values
+        available = image.available()
+        values = {
+            metric.name: (image.value(metric), image.n if metric.weighted else 1)
+            for metric in self.metrics
+            if metric.reads <= available
+        }
+        return ImageScores(image.n, values)
 
     def add(self, scores: ImageScores) -> dict[str, float]:
         """Add one image's :meth:`score` to the sums; returns the image's own values."""
-        if not scores:
+        if not scores.n_fixations:
             return {}
-        for metric, (total, count) in scores.items():
-            self._state[METRICS.index(metric)] += torch.tensor([total, count], dtype=torch.float64)
-        n_fixations = scores["AUC"][1]  # AUC is averaged per fixation
-        self._state[-1] += torch.tensor([1.0, n_fixations], dtype=torch.float64)
-        return {metric: total / count for metric, (total, count) in scores.items()}
+        for metric, (total, count) in scores.values.items():
+            self._state[self._row[metric]] += torch.tensor([total, count], dtype=torch.float64)
+        self._state[-1] += torch.tensor([1.0, scores.n_fixations], dtype=torch.float64)
+        return {metric: total / count for metric, (total, count) in scores.values.items()}
 
     def _maps(
         self, pred: torch.Tensor, scored: torch.Tensor, shuffled_log_density: M.ArrayLike | None
@@ -172,7 +168,7 @@ class SaliencyEvaluator:
         return benchmark_maps(pred, self.sigma, shuffled, self.sim_optimisation)
 
     def state(self) -> torch.Tensor:
-        """(len(METRICS) + 1, 2) float64: [sum, count] per metric in ``METRICS`` order, then
+        """(metrics + 1, 2) float64: [sum, count] per metric in ``self.metrics`` order, then
         [number of images, number of fixations]."""
         return self._state.clone()
 
@@ -193,4 +189,8 @@ class SaliencyEvaluator:
     def compute(self) -> dict[str, float]:
         """Metric name -> data-set value, for the metrics that received any image."""
         sums, counts = self._state[:-1, 0], self._state[:-1, 1]
-        return {m: (sums[i] / counts[i]).item() for i, m in enumerate(METRICS) if counts[i] > 0}
+        return {
+            metric.name: (sums[i] / counts[i]).item()
+            for i, metric in enumerate(self.metrics)
+            if counts[i] > 0
+        }

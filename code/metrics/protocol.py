@@ -18,7 +18,7 @@ maps (pysaliency's ``DensitySaliencyMapModel``, ``ShuffledAUCSaliencyMapModel`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,9 @@ class MetricMaps:
     sauc: torch.Tensor | None
     fixation_map: torch.Tensor  # CC, KLDiv
     sim: torch.Tensor
+
+
+MAP_NAMES = tuple(f.name for f in fields(MetricMaps))  # what a metric record's ``map`` names
 
 
 def raw_maps(saliency_map: torch.Tensor) -> MetricMaps:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from itertools import combinations, permutations
 from pathlib import Path
 
@@ -22,6 +23,14 @@ import torch
 from code.data.gaze import GazeDataset
 from code.data.loaders.csv_layout import read_fixation_table
 from code.metrics import saliency as M
+from code.metrics.protocol import raw_maps
+from code.metrics.registry import (
+    ImageInputs,
+    Metric,
+    register,
+    saliency_metrics,
+    scanpath_metrics,
+)
 from code.metrics.uncertainty import bootstrap
 from code.utils.logging import get_logger
 from code.utils.progress import ProgressBar
@@ -120,18 +129,16 @@ def scanmatch(
     return score / (matrix.max() * max(len(seqs[0]), len(seqs[1])))
 
 
-MULTIMATCH_DIMENSIONS = ("MM_vector", "MM_direction", "MM_length", "MM_position", "MM_duration")
-
-
 def multimatch(
     a: tuple[np.ndarray, np.ndarray, np.ndarray],
     b: tuple[np.ndarray, np.ndarray, np.ndarray],
     height: int,
     width: int,
-) -> dict[str, float]:
+) -> np.ndarray:
     """MultiMatch (Jarodzka et al. 2010; Dewhurst et al. 2012) via ``multimatch-gaze``, without
-    grouping: vector, direction, length, position and duration similarities in [0, 1]. Scanpaths
-    with fewer than 3 fixations give NaN (the package cannot compare them). Durations in ms."""
+    grouping: vector, direction, length, position and duration similarities in [0, 1], in that
+    order. Scanpaths with fewer than 3 fixations give NaN (the package cannot compare them).
+    Durations in ms."""
     import multimatch_gaze
 
     def as_record(xs, ys, durations):
@@ -141,15 +148,57 @@ def multimatch(
         rec.start_x, rec.start_y, rec.duration = xs, ys, np.asarray(durations) / 1000.0
         return rec
 
-    values = multimatch_gaze.docomparison(as_record(*a), as_record(*b), screensize=[width, height])
-    return (
-        dict(zip(MULTIMATCH_DIMENSIONS, np.ravel(values).astype(float), strict=False))
-        if len(np.ravel(values)) == 5
-        else dict.fromkeys(MULTIMATCH_DIMENSIONS, math.nan)
-    )
+    values = np.ravel(
+        multimatch_gaze.docomparison(as_record(*a), as_record(*b), screensize=[width, height])
+    ).astype(float)
+    return values if len(values) == 5 else np.full(5, math.nan)
+
+
+Scanpath = tuple[np.ndarray, np.ndarray, np.ndarray]  # xs, ys, durations (ms)
+
+
+@dataclass
+class PairInputs:
+    """A (predicted, human) scanpath pair on one image, as every scanpath metric reads it; the
+    grid cells and MultiMatch's five measures are computed once, when first asked."""
+
+    a: Scanpath
+    b: Scanpath
+    height: int
+    width: int
+    params: ScanMatchParams
+
+    @cached_property
+    def cells(self) -> tuple[np.ndarray, np.ndarray]:
+        grid = self.params.grid
+        return tuple(grid.cells(p[0], p[1], self.height, self.width) for p in (self.a, self.b))
+
+    @cached_property
+    def multimatch(self) -> np.ndarray:
+        return multimatch(self.a, self.b, self.height, self.width)
+
+
+register(Metric(
+    "ScanMatch", "pair", True,
+    function=lambda p: scanmatch(p.a, p.b, p.height, p.width, p.params),
+))  # fmt: skip
+for _k, _measure in enumerate(("vector", "direction", "length", "position", "duration")):
+    register(Metric(
+        f"MM_{_measure}", "pair", True,
+        reads=frozenset({"durations"}) if _measure == "duration" else frozenset(),
+        function=lambda p, k=_k: float(p.multimatch[k]),
+    ))  # fmt: skip
+register(Metric(
+    "string_edit_distance", "pair", False,
+    function=lambda p: float(string_edit_distance(*p.cells)),
+))  # fmt: skip
+register(Metric("sequence_score", "pair", True, function=lambda p: sequence_score(*p.cells)))
 
 
 # --------------------------------------------------------------------------- probabilistic
+
+
+CONDITIONAL_INPUTS = frozenset({"log-density", "baseline"})  # what a conditional density has
 
 
 class ConditionalScanpathEvaluator:
@@ -157,14 +206,18 @@ class ConditionalScanpathEvaluator:
 
     ``update`` takes, for the n fixations of scanpaths, the model's conditional log-densities
     ``(n, H, W)`` — density of fixation k given fixations < k — and the fixations themselves.
-    All four are per fixation (sum / count): LL (nats), IG (bits over the baseline), NSS and AUC
-    (all pixels as negatives) of the conditional density.
+    Every registered metric averaged per fixation that reads nothing but the density and the
+    baseline is scored (LL in nats, IG in bits over the baseline, NSS, AUC with all pixels as
+    negatives), each fixation an image of one fixation.
     """
 
-    METRICS = ("LL", "IG", "NSS", "AUC")
-
     def __init__(self) -> None:
-        self._state = torch.zeros(len(self.METRICS), 2, dtype=torch.float64)
+        self.metrics = [
+            m
+            for m in saliency_metrics()
+            if m.averaging == "fixation" and m.reads <= CONDITIONAL_INPUTS
+        ]
+        self._state = torch.zeros(len(self.metrics), 2, dtype=torch.float64)
 
     def update(
         self,
@@ -174,24 +227,23 @@ class ConditionalScanpathEvaluator:
         baseline_log_density: M.ArrayLike,
     ) -> None:
         logps = M.as_float64(conditional_log_densities)
-        xs = M.as_float64(xs, logps.device)
-        ys = M.as_float64(ys, logps.device)
+        rows, cols = M.pixel_index(xs, ys, logps.device)
         for k in range(len(logps)):
-            x, y = xs[k : k + 1], ys[k : k + 1]
-            density = M.density_from_log_density(
-                logps[k], f"conditional log-density of fixation {k}"
+            name = f"conditional log-density of fixation {k}"
+            image = ImageInputs(
+                raw_maps(M.density_from_log_density(logps[k], name)),
+                cols[k : k + 1],
+                rows[k : k + 1],
+                sigma=None,
+                log_density=logps[k],
+                baseline_log_density=baseline_log_density,
             )
-            values = (
-                M.log_likelihoods(logps[k], x, y),
-                M.information_gains(logps[k], baseline_log_density, x, y),
-                M.nss(density, x, y),
-                M.auc(density, x, y),
-            )
-            for i, value in enumerate(values):
-                self._state[i] += torch.tensor([value.sum().item(), 1.0], dtype=torch.float64)
+            for i, metric in enumerate(self.metrics):
+                self._state[i] += torch.tensor([image.value(metric), 1.0], dtype=torch.float64)
 
     def state(self) -> torch.Tensor:
-        """(4, 2) float64 [sum, count] per metric in ``METRICS`` order; merge by adding."""
+        """(metrics, 2) float64 [sum, count] per metric in ``self.metrics`` order; merge by
+        adding."""
         return self._state.clone()
 
     def merge(self, state: torch.Tensor) -> None:
@@ -200,14 +252,13 @@ class ConditionalScanpathEvaluator:
     def compute(self) -> dict[str, float]:
         sums, counts = self._state[:, 0], self._state[:, 1]
         return {
-            m: (sums[i] / counts[i]).item() for i, m in enumerate(self.METRICS) if counts[i] > 0
+            m.name: (sums[i] / counts[i]).item()
+            for i, m in enumerate(self.metrics)
+            if counts[i] > 0
         }
 
 
 # --------------------------------------------------------------------------- data sets
-
-
-Scanpath = tuple[np.ndarray, np.ndarray, np.ndarray]  # xs, ys, durations (ms)
 
 
 def scanpaths_by_image(dataset: GazeDataset) -> dict[int, dict[int, Scanpath]]:
@@ -226,17 +277,18 @@ def scanpaths_by_image(dataset: GazeDataset) -> dict[int, dict[int, Scanpath]]:
 
 
 def compare(
-    a: Scanpath, b: Scanpath, height: int, width: int, params: ScanMatchParams
+    a: Scanpath,
+    b: Scanpath,
+    height: int,
+    width: int,
+    params: ScanMatchParams,
+    durations: bool = True,
 ) -> dict[str, float]:
-    """Every pairwise scanpath metric for one pair."""
-    grid = params.grid
-    cells_a, cells_b = grid.cells(a[0], a[1], height, width), grid.cells(b[0], b[1], height, width)
-    return {
-        "string_edit_distance": float(string_edit_distance(cells_a, cells_b)),
-        "sequence_score": sequence_score(cells_a, cells_b),
-        "ScanMatch": scanmatch(a, b, height, width, params),
-        **multimatch(a, b, height, width),
-    }
+    """Every registered scanpath metric for one pair (without those reading durations unless
+    ``durations``)."""
+    pair = PairInputs(a, b, height, width, params)
+    available = frozenset({"durations"} if durations else ())
+    return {m.name: m.function(pair) for m in scanpath_metrics() if m.reads <= available}
 
 
 def _mean(rows: list[dict[str, float]], metrics: Sequence[str] | None = None) -> dict[str, float]:
@@ -287,17 +339,15 @@ def evaluate_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatc
     # the humans scored as the model was (without temporal bins where it has no durations)
     params = replace(params, temporal_bin_ms=result["temporal_bin_ms"])
     pairs = human_pairs(dataset, params, images, result["length"])
-    metrics = list(result["metrics"])  # without MM_duration where the model has none
+    metrics = list(result["metrics"])  # without durations' measures where the model has none
     n_ceiling = [len(rows) for rows in pairs.values() if rows]
     per_image = result["per_image"]
     return {
         **result,
         "human_ceiling": _mean([row for rows in pairs.values() for row in rows], metrics),
         "intervals": {
-            "model": bootstrap(per_image["model"], per_image["n_pairs"], weighted=metrics),
-            "human_ceiling": bootstrap(
-                per_image_means(pairs, metrics), n_ceiling, weighted=metrics
-            ),
+            "model": bootstrap(per_image["model"], per_image["n_pairs"]),
+            "human_ceiling": bootstrap(per_image_means(pairs, metrics), n_ceiling),
         },
     }
 
@@ -326,8 +376,7 @@ def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchPa
         stim = dataset.stimuli[image]
         for scanpath in by_model.values():
             for human in humans.get(image, {}).values():
-                row = compare(scanpath, human, stim.height, stim.width, params)
-                row = row if timed else {k: v for k, v in row.items() if k != "MM_duration"}
+                row = compare(scanpath, human, stim.height, stim.width, params, timed)
                 rows_of.setdefault(image, []).append(row)
     rows = [row for image_rows in rows_of.values() for row in image_rows]
     metrics = _mean(rows)

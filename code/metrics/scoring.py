@@ -24,9 +24,10 @@ from code.metrics.baselines import (
     LeaveOneSubjectOutGoldStandard,
     uniform_log_density,
 )
-from code.metrics.evaluator import METRICS, ImageScores, JuddJitter, SaliencyEvaluator
+from code.metrics.evaluator import ImageScores, JuddJitter, SaliencyEvaluator
 from code.metrics.map_density import MapDensityFit
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation
+from code.metrics.registry import saliency_metrics
 from code.metrics.saliency import (
     ShuffledNonfixations,
     as_float64,
@@ -249,9 +250,12 @@ def evaluate_saliency(
             "parameters": map_density.describe(),
             "metrics": evaluators["map_density"].compute(),
         }
-        for metric in ("LL", "IG"):  # last in METRICS, so the order stays METRICS'
-            metrics[metric] = converted["metrics"][metric]
+        # the metrics that read a density are the converted maps'; the others the maps' own
+        of_density = {m.name for m in saliency_metrics() if "log-density" in m.reads}
+        for metric in of_density:
             per_image["model"][metric] = per_image["map_density"][metric]
+        merged = {**metrics, **{k: v for k, v in converted["metrics"].items() if k in of_density}}
+        metrics = {m.name: merged[m.name] for m in saliency_metrics() if m.name in merged}
         # how the maps were converted decides whether two results compare; the fitted values
         # are each model's own
         settings["map_density"] = {
@@ -323,7 +327,7 @@ def format_table(result: dict) -> str:
     lines = [
         f"{'metric':<10}{'model':>15}{extra}" + "".join(f"{c:>15}" for c in columns if c != "model")
     ]
-    for metric in METRICS:
+    for metric in (m.name for m in saliency_metrics()):
         cells = [columns[c].get(metric) for c in columns]
         if all(v is None for v in cells):
             continue

@@ -1,29 +1,27 @@
 """Uncertainty from per-image scores: bootstrap standard errors and intervals, paired tests.
 
 A data-set metric is a weighted mean of per-image values: weighted by the image's fixation
-count for the metrics averaged per fixation (AUC, sAUC, NSS, LL, IG, as pysaliency does), with
-weight 1 for those averaged per image. Resampling images and recomputing that weighted mean
-gives the bootstrap distribution, so the interval is that of the number the table reports.
+count (scanpath pairs) for the metrics averaged per fixation (pair), as pysaliency does, with
+weight 1 for those averaged per image (each :class:`code.metrics.registry.Metric` says which).
+Resampling images and recomputing that weighted mean gives the bootstrap distribution, so the
+interval is that of the number the table reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 import numpy as np
 
-PER_FIXATION = frozenset({"AUC", "sAUC", "NSS", "LL", "IG"})
+from code.metrics.registry import metric as metric_record
+
 RESAMPLES = 2000
 SEED = 0
 
 
-def weights(
-    metric: str, counts: np.ndarray, weighted: Collection[str] = PER_FIXATION
-) -> np.ndarray:
+def weights(metric: str, counts: np.ndarray) -> np.ndarray:
     """Each image's weight in the data-set value of ``metric``: its count (fixations; for
-    scanpath metrics, scanpath pairs) for the metrics in ``weighted``, else 1."""
+    scanpath metrics, scanpath pairs) where the metric is averaged over them, else 1."""
     counts = np.asarray(counts, dtype=np.float64)
-    return counts if metric in weighted else np.ones_like(counts)
+    return counts if metric_record(metric).weighted else np.ones_like(counts)
 
 
 def _resampled_means(values: np.ndarray, w: np.ndarray, draws: np.ndarray) -> np.ndarray:
@@ -34,11 +32,7 @@ def _draws(n_images: int) -> np.ndarray:
     return np.random.default_rng(SEED).integers(0, n_images, size=(RESAMPLES, n_images))
 
 
-def bootstrap(
-    per_image: dict[str, list[float]],
-    counts: list[int],
-    weighted: Collection[str] = PER_FIXATION,
-) -> dict[str, dict]:
+def bootstrap(per_image: dict[str, list[float]], counts: list[int]) -> dict[str, dict]:
     """Per metric: the weighted mean (``weights``), the bootstrap standard error and 95 %
     percentile interval (``RESAMPLES`` resamples of the images, seeded, so the numbers are
     reproducible). An image without a value (NaN: e.g. MultiMatch of one-fixation scanpaths)
@@ -46,7 +40,7 @@ def bootstrap(
     draws = _draws(len(counts))
     result = {}
     for metric, values in per_image.items():
-        v, w = np.asarray(values, dtype=np.float64), weights(metric, counts, weighted)
+        v, w = np.asarray(values, dtype=np.float64), weights(metric, counts)
         w = np.where(np.isnan(v), 0.0, w)
         v = np.nan_to_num(v)
         means = _resampled_means(v, w, draws)

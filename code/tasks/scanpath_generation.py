@@ -43,6 +43,7 @@ from code.data.samples import resize_rgb
 from code.engine.checkpoint import Checkpointer
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_scanpaths, save_utility_plot
+from code.metrics.registry import scanpath_metrics
 from code.metrics.scanpath import (
     Grid,
     ScanMatchParams,
@@ -79,17 +80,9 @@ from code.utils.progress import ProgressBar
 HUMANS = "humans"
 RANDOM = "random"
 EDGE_PX = 1e-3  # the tables' precision: positions are written to 3 decimals of a pixel
-# The metrics of the table: which way is better (MultiMatch's duration is left out: generated
-# scanpaths say where, not how long).
-TABLE_METRICS = {
-    "ScanMatch": True,
-    "MM_vector": True,
-    "MM_direction": True,
-    "MM_length": True,
-    "MM_position": True,
-    "string_edit_distance": False,
-    "sequence_score": True,
-}
+# The metrics of the table: every registered scanpath metric but those reading durations
+# (generated scanpaths say where, not how long).
+TABLE_METRICS = tuple(m.name for m in scanpath_metrics() if "durations" not in m.reads)
 
 
 class NoMetrics(ValidationScorer):
