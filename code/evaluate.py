@@ -30,10 +30,15 @@ from code.data.build import add_dataset_options, dataset_from_options
 from code.data.centerbias import CenterBias
 from code.data.gaze import GazeDataset
 from code.data.splits import read_image_list, read_split, select_images
-from code.metrics.baselines import CrossValidatedCenterBias, LeaveOneSubjectOutGoldStandard
+from code.metrics.baselines import (
+    CrossValidatedCenterBias,
+    EvaluationBaselines,
+    LeaveOneSubjectOutGoldStandard,
+)
 from code.metrics.comparison import compare_results, format_comparison, read_result
 from code.metrics.map_density import MapDensityFit, MapDensityOptions, fit_map_density
 from code.metrics.scoring import (
+    SaliencySettings,
     evaluate_saliency,
     format_table,
     load_prediction,
@@ -238,22 +243,29 @@ def main(argv: list[str]) -> None:
             )
         jitter = None if args.judd_jitter_seed.lower() == "none" else int(args.judd_jitter_seed)
         density = None if fit_on is None else fit_density(args, fit_on, fit_options)
-        result = evaluate_saliency(
+        baselines = EvaluationBaselines.build(
             dataset,
-            args.predictions,
-            args.kind,
-            args.protocol,
-            args.fixation_map_sigma,
-            jitter,
             CrossValidatedCenterBias(
                 args.center_bias_bandwidth, args.center_bias_uniform_weight, args.center_bias_folds
             ).fit(dataset),
             LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
+            density,
+        )
+        settings = SaliencySettings(
+            args.kind,
+            args.protocol,
+            args.fixation_map_sigma,
+            jitter,
             sim_optimisation(args.sim_steps),
+        )
+        result = evaluate_saliency(
+            dataset,
+            args.predictions,
+            settings,
+            baselines,
             torch.device(args.device),
             args.workers,
             extra_allowed=args.images is not None or args.split is not None,
-            map_density=density,
         )
         table = format_table(result)
     else:

@@ -592,3 +592,27 @@ def test_a_metric_record_that_cannot_be_scored_is_refused_at_registration():
         register(Metric("X", "image", True, value, map="density"))
     with pytest.raises(ValueError, match=r"reads \['durations_ms'\]"):
         register(Metric("X", "image", True, value, reads=frozenset({"durations_ms"})))
+
+
+def test_a_baseline_registered_in_a_test_file_is_built_once_and_scored(small_osie, tmp_path):
+    """A registered baseline is built once per evaluation (not per image or pass) and scored
+    with every metric beside the others: a copy of the uniform model scores as the uniform."""
+    from code.metrics.baselines import BASELINES, UniformBaseline, register_baseline
+
+    built = []
+
+    def build(inputs):
+        built.append(inputs.dataset.name)
+        return UniformBaseline()
+
+    register_baseline("uniform_again", build)
+    try:
+        name, dataset = small_osie
+        write_predictions(tmp_path, dataset)
+        run(name, tmp_path, tmp_path / "r.json", "--protocol", "benchmark")
+    finally:
+        del BASELINES["uniform_again"]
+    baselines = json.loads((tmp_path / "r.json").read_text())["baselines"]
+    assert built == [dataset.name]
+    assert list(baselines) == ["uniform", "center_bias", "uniform_again", "gold_standard"]
+    assert baselines["uniform_again"] == baselines["uniform"]

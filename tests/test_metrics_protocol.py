@@ -26,10 +26,14 @@ from scipy.ndimage import gaussian_filter
 from scipy.stats import binom
 
 from benchmarks.osie import OsieFixations, osie_dataset, pysaliency_reference
-from code.metrics.baselines import CrossValidatedCenterBias, LeaveOneSubjectOutGoldStandard
+from code.metrics.baselines import (
+    CrossValidatedCenterBias,
+    EvaluationBaselines,
+    LeaveOneSubjectOutGoldStandard,
+)
 from code.metrics.evaluator import SaliencyEvaluator
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation, benchmark_maps
-from code.metrics.scoring import evaluate_saliency, sim_optimisation
+from code.metrics.scoring import SaliencySettings, evaluate_saliency, sim_optimisation
 
 SIGMA = 24.0  # px: the empirical fixation maps' blur
 RTOL = 1e-9
@@ -115,19 +119,13 @@ def benchmark_result(osie: OsieFixations, log_densities: list[np.ndarray], direc
     dataset = osie_dataset(osie)
     for stimulus, log_density in zip(dataset.stimuli, log_densities, strict=True):
         np.save(directory / f"{Path(stimulus.id).stem}.npy", log_density)
-    return evaluate_saliency(
+    baselines = EvaluationBaselines.build(
         dataset,
-        directory,
-        "log-density",
-        "benchmark",
-        SIGMA,
-        None,
         CrossValidatedCenterBias(0.05, 0.01, 3).fit(dataset),
         LeaveOneSubjectOutGoldStandard(0.03, 0.01),
-        sim_optimisation(0),
-        torch.device("cpu"),
-        1,
     )
+    settings = SaliencySettings("log-density", "benchmark", SIGMA, None, sim_optimisation(0))
+    return evaluate_saliency(dataset, directory, settings, baselines, torch.device("cpu"), 1)
 
 
 @pytest.mark.parametrize(

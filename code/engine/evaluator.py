@@ -18,13 +18,20 @@ from yacs.config import CfgNode
 
 from code.data.gaze import GazeDataset
 from code.metrics.baselines import (
+    CenterBiasBaseline,
     CrossValidatedCenterBias,
+    EvaluationBaselines,
     LeaveOneSubjectOutGoldStandard,
-    uniform_log_density,
+    UniformBaseline,
 )
 from code.metrics.map_density import MapDensityFit
 from code.metrics.scanpath import ConditionalScanpathEvaluator
-from code.metrics.scoring import evaluate_saliency, sim_optimisation, stimulus_stem
+from code.metrics.scoring import (
+    SaliencySettings,
+    evaluate_saliency,
+    sim_optimisation,
+    stimulus_stem,
+)
 from code.models.shapes import PredictionKind
 from code.utils import distributed as dist
 from code.utils.parallel import available_cpus
@@ -118,20 +125,20 @@ def evaluate_model(
             cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT,
             cfg.EVAL.CENTERBIAS_FOLDS,
         )
-        result = evaluate_saliency(
+        baselines = EvaluationBaselines.build(
             dataset,
-            folder,
+            centerbias.fit(dataset),
+            LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
+            map_density,
+        )
+        settings = SaliencySettings(
             ORIGINAL_SIZE[model.prediction][1],
             cfg.EVAL.PROTOCOL,
             cfg.EVAL.FIXATION_MAP_SIGMA,
             cfg.EVAL.JUDD_JITTER_SEED,
-            centerbias.fit(dataset),
-            LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
             sim_optimisation(cfg.EVAL.SIM_STEPS),
-            device,
-            workers,
-            map_density=map_density,
         )
+        result = evaluate_saliency(dataset, folder, settings, baselines, device, workers)
         if not cfg.EVAL.KEEP_PREDICTIONS:
             shutil.rmtree(folder)
     dist.barrier()
@@ -157,9 +164,14 @@ def evaluate_scanpath_model(
     """
     model.eval()
     per_fixation = model.prediction is PredictionKind.CONDITIONAL_LOG_DENSITY
-    baseline_model = CrossValidatedCenterBias(
-        cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT, cfg.EVAL.CENTERBIAS_FOLDS
-    ).fit(dataset)
+    center_bias = CenterBiasBaseline(
+        CrossValidatedCenterBias(
+            cfg.DATA.CENTERBIAS.BANDWIDTH,
+            cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT,
+            cfg.EVAL.CENTERBIAS_FOLDS,
+        ).fit(dataset)
+    )
+    uniform = UniformBaseline()
     scores = {name: ConditionalScanpathEvaluator() for name in ("model", "center_bias", "uniform")}
     fix = dataset.fixations
     for batch in ProgressBar(loader, desc="evaluate", disable=not dist.is_main(), leave=False):
@@ -167,14 +179,17 @@ def evaluate_scanpath_model(
         for item, index in enumerate(batch.image_index.tolist()):
             mask = batch.fixation_mask[item]
             rows = batch.fixation_rows[item][mask].numpy()
-            size = dataset.stimuli[index].size
+            stimulus = dataset.stimuli[index]
+            size = stimulus.size
             # one density per fixation (scanpath model), or one for the whole image
             own = prediction[item][mask.to(device)] if per_fixation else prediction[item][None]
-            baseline = torch.from_numpy(baseline_model.log_density(index, *size)).to(device)
+            baseline = torch.from_numpy(center_bias.log_density(index, stimulus, own)).to(device)
             densities = {
                 "model": to_original_size(own, size).expand(len(rows), *size),
                 "center_bias": baseline.expand(len(rows), *size),
-                "uniform": torch.from_numpy(uniform_log_density(*size)).expand(len(rows), *size),
+                "uniform": torch.from_numpy(uniform.log_density(index, stimulus, own)).expand(
+                    len(rows), *size
+                ),
             }
             for name, density in densities.items():
                 scores[name].update(density, fix.x[rows], fix.y[rows], baseline)

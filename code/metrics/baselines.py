@@ -1,13 +1,26 @@
 """Baseline models every gaze model is compared with: uniform, the centre bias cross-validated
-over images (``code.data.centerbias.CenterBias`` per fold) and the leave-one-subject-out gold
-standard."""
+over images (``code.data.centerbias.CenterBias`` per fold), the true density of generated data
+(oracle), the model's maps converted to densities, and the leave-one-subject-out gold standard.
+
+Each baseline scored like a prediction is a registered :class:`Baseline` with its own
+log-density per image; :func:`build_baselines` builds those that apply once per evaluation.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
 import numpy as np
+import torch
 
 from code.data.centerbias import CenterBias
-from code.data.gaze import GazeDataset
+from code.data.gaze import GazeDataset, Stimulus
+
+if TYPE_CHECKING:
+    from code.metrics.map_density import MapDensityFit
 
 
 def uniform_log_density(height: int, width: int) -> np.ndarray:
@@ -137,3 +150,118 @@ class LeaveOneSubjectOutGoldStandard:
         sizes = np.array([s.height * s.width for s in dataset.stimuli], dtype=np.float64)
         uniform = 1 / sizes[dataset.fixations.image]
         return np.log((1 - weight) * np.nan_to_num(kernel) + weight * uniform)
+
+
+class Baseline(ABC):
+    """A model scored beside every prediction, under the same protocol and metrics."""
+
+    reported = True  # in the result's ``baselines`` (False: a variant of the model itself)
+
+    @abstractmethod
+    def log_density(
+        self, image: int, stimulus: Stimulus, prediction: torch.Tensor
+    ) -> np.ndarray | torch.Tensor:
+        """log p over ``stimulus`` (image ``image`` of the data set); ``prediction``: the
+        model's map of it, for baselines derived from the model."""
+
+    def label(self, name: str, prediction_file: str) -> str:
+        """How errors in this baseline's log-density name it (``name``: as registered)."""
+        return name
+
+
+@dataclass
+class BaselineInputs:
+    """What the baselines of one evaluation are built from."""
+
+    dataset: GazeDataset
+    center_bias: CrossValidatedCenterBias  # fitted
+    map_density: MapDensityFit | None = None
+
+
+class UniformBaseline(Baseline):
+    def log_density(self, image: int, stimulus: Stimulus, prediction: torch.Tensor) -> np.ndarray:
+        return uniform_log_density(stimulus.height, stimulus.width)
+
+
+class CenterBiasBaseline(Baseline):
+    """The cross-validated centre bias (IG is measured over it)."""
+
+    def __init__(self, model: CrossValidatedCenterBias) -> None:
+        self.model = model
+
+    def log_density(self, image: int, stimulus: Stimulus, prediction: torch.Tensor) -> np.ndarray:
+        return self.model.log_density(image, stimulus.height, stimulus.width)
+
+
+class MapDensityBaseline(Baseline):
+    """The model's saliency maps through a fitted map-to-density conversion: its LL and IG
+    stand for the model's (:mod:`code.metrics.map_density`)."""
+
+    reported = False
+
+    def __init__(self, fit: MapDensityFit) -> None:
+        self.fit = fit
+
+    def log_density(self, image: int, stimulus: Stimulus, prediction: torch.Tensor) -> torch.Tensor:
+        return self.fit.log_density(prediction)
+
+    def label(self, name: str, prediction_file: str) -> str:
+        return f"{prediction_file} (fitted density)"
+
+
+class OracleBaseline(Baseline):
+    """The true density of generated data: the best any model can do."""
+
+    def log_density(self, image: int, stimulus: Stimulus, prediction: torch.Tensor) -> np.ndarray:
+        return stimulus.true_log_density()
+
+
+# name -> builder: the baseline, or None where it does not apply to the evaluation. Results
+# list the baselines in this order.
+BASELINES: dict[str, Callable[[BaselineInputs], Baseline | None]] = {}
+
+
+def register_baseline(name: str, build: Callable[[BaselineInputs], Baseline | None]) -> None:
+    """Score every later evaluation beside the baseline ``build`` makes (when not None)."""
+    if name in BASELINES:
+        raise ValueError(f"baseline {name!r} is registered twice")
+    BASELINES[name] = build
+
+
+register_baseline("uniform", lambda inputs: UniformBaseline())
+register_baseline("center_bias", lambda inputs: CenterBiasBaseline(inputs.center_bias))
+register_baseline(
+    "map_density",
+    lambda inputs: None if inputs.map_density is None else MapDensityBaseline(inputs.map_density),
+)
+register_baseline(
+    "oracle",
+    lambda inputs: (
+        OracleBaseline()
+        if all(s.true_log_density is not None for s in inputs.dataset.stimuli)
+        else None
+    ),
+)
+
+
+@dataclass
+class EvaluationBaselines:
+    """The baselines of one evaluation, built once: the centre bias IG is measured over, the
+    gold standard (scored from its leave-one-subject-out likelihoods), and every registered
+    baseline that applies, by name (``scored``)."""
+
+    center_bias: CrossValidatedCenterBias
+    gold_standard: LeaveOneSubjectOutGoldStandard
+    scored: dict[str, Baseline] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        dataset: GazeDataset,
+        center_bias: CrossValidatedCenterBias,
+        gold_standard: LeaveOneSubjectOutGoldStandard,
+        map_density: MapDensityFit | None = None,
+    ) -> EvaluationBaselines:
+        inputs = BaselineInputs(dataset, center_bias, map_density)
+        built = {name: build(inputs) for name, build in BASELINES.items()}
+        return cls(center_bias, gold_standard, {n: b for n, b in built.items() if b is not None})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,8 @@ import torch
 from PIL import Image
 
 from code.data.gaze import GazeDataset, Stimulus
-from code.metrics.baselines import (
-    CrossValidatedCenterBias,
-    LeaveOneSubjectOutGoldStandard,
-    uniform_log_density,
-)
-from code.metrics.evaluator import ImageScores, JuddJitter, SaliencyEvaluator
-from code.metrics.map_density import MapDensityFit
+from code.metrics.baselines import EvaluationBaselines
+from code.metrics.evaluator import ImageScores, JuddJitter, Kind, Protocol, SaliencyEvaluator
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation
 from code.metrics.registry import saliency_metrics
 from code.metrics.saliency import (
@@ -115,34 +111,58 @@ def sim_optimisation(steps: int) -> SimOptimisation:
     )
 
 
+@dataclass(frozen=True)
+class SaliencySettings:
+    """How predictions are scored: their kind, the protocol, the empirical maps' σ (pixels),
+    AUC-Judd's jitter seed (None: no jitter) and the SIM-optimal map search."""
+
+    kind: Kind
+    protocol: Protocol
+    fixation_map_sigma: float
+    judd_jitter_seed: int | None
+    sim_optimisation: SimOptimisation
+
+    def evaluator(self, kind: Kind) -> SaliencyEvaluator:
+        return SaliencyEvaluator(
+            kind, self.protocol, self.fixation_map_sigma, self.sim_optimisation
+        )
+
+
 def evaluate_saliency(
     dataset: GazeDataset,
     predictions: Path,
-    kind: str,
-    protocol: str,
-    fixation_map_sigma: float,
-    judd_jitter_seed: int | None,
-    center_bias: CrossValidatedCenterBias,
-    gold_standard: LeaveOneSubjectOutGoldStandard,
-    sim_optimisation: SimOptimisation,
+    settings: SaliencySettings,
+    baselines: EvaluationBaselines,
     device: torch.device,
     workers: int,
     extra_allowed: bool = False,
-    map_density: MapDensityFit | None = None,
 ) -> dict:
     """Score the maps in ``predictions`` and the baselines; the ``result.json`` content.
 
-    IG is in bits per fixation over the cross-validated centre bias (``center_bias``, fitted).
-    Baselines are scored as log-densities under the same protocol; the gold standard, being a
+    IG is in bits per fixation over the cross-validated centre bias of ``baselines``. Baselines
+    are scored as log-densities under the same protocol; the gold standard, being a
     leave-one-subject-out model, reports LL and IG only. Images are scored on ``workers``
     threads and summed in data-set order, so the result does not depend on their number.
     ``extra_allowed``: ``dataset`` is a subset, and ``predictions`` may hold other images' maps.
-    ``map_density`` (saliency maps only): the maps' density conversion fitted on training images
-    (:func:`code.metrics.map_density.fit_map_density`); the model's LL and IG are then those of
-    the converted maps, every other metric still the map's own, and ``map_density`` in the
-    result holds the fitted parameters and every metric of the converted maps.
+    A fitted map density among the baselines (saliency maps only: ``map_density``,
+    :func:`code.metrics.map_density.fit_map_density`) gives the model's LL and IG: those of
+    the converted maps, every other metric still the map's own; ``map_density`` in the result
+    holds the fitted parameters and every metric of the converted maps.
     """
-    if map_density is not None and kind != "saliency-map":
+    files = _checked_files(dataset, predictions, settings.kind, baselines, extra_allowed)
+    scoring = _DatasetScoring(dataset, files, settings, baselines, device)
+    scoring.run(workers)
+    return scoring.result()
+
+
+def _checked_files(
+    dataset: GazeDataset,
+    predictions: Path,
+    kind: Kind,
+    baselines: EvaluationBaselines,
+    extra_allowed: bool,
+) -> list[Path]:
+    if "map_density" in baselines.scored and kind != "saliency-map":
         raise ValueError(f"a fitted map density converts saliency maps, not kind {kind!r}")
     files = prediction_files(dataset, predictions, extra_allowed)
     images = [f.name for f in files if f.suffix.lower() in IMAGE_MAP_SUFFIXES]
@@ -151,129 +171,175 @@ def evaluate_saliency(
             f"{predictions}: {images[0]} is an image: it holds a saliency map, not a {kind} "
             "(score with --kind saliency-map)"
         )
-    fix = dataset.fixations
-    sizes = np.array([s.size for s in dataset.stimuli], dtype=np.int64)
+    return files
 
-    def evaluator(k: str) -> SaliencyEvaluator:
-        return SaliencyEvaluator(k, protocol, fixation_map_sigma, sim_optimisation)
 
-    evaluators = {
-        "model": evaluator(kind),
-        "uniform": evaluator("log-density"),
-        "center_bias": evaluator("log-density"),
-    }
-    if map_density is not None:
-        evaluators["map_density"] = evaluator("log-density")
-    if all(s.true_log_density is not None for s in dataset.stimuli):
-        evaluators["oracle"] = evaluator("log-density")  # generated data: the true density
-    shuffled = (
-        _shuffled_baselines(dataset, files, evaluators, center_bias, device)
-        if protocol == "benchmark"
-        else {}
-    )
-    gold_ll = gold_standard.log_likelihoods(dataset)
-    nonfixations = ShuffledNonfixations(fix.x, fix.y, fix.image, sizes)
-    jitter = None if judd_jitter_seed is None else JuddJitter(judd_jitter_seed)
-    rows_of = fix.rows_by_image(len(dataset.stimuli))
+class _DatasetScoring:
+    """One evaluation: the model's maps and every baseline, image by image."""
 
-    def images() -> Iterator[tuple]:
+    def __init__(
+        self,
+        dataset: GazeDataset,
+        files: list[Path],
+        settings: SaliencySettings,
+        baselines: EvaluationBaselines,
+        device: torch.device,
+    ) -> None:
+        self.dataset, self.files, self.settings = dataset, files, settings
+        self.baselines, self.device = baselines, device
+        self.evaluators = {"model": settings.evaluator(settings.kind)}
+        self.evaluators.update(
+            {name: settings.evaluator("log-density") for name in baselines.scored}
+        )
+        fix = dataset.fixations
+        self.rows_of = fix.rows_by_image(len(dataset.stimuli))
+        self.scored_images = [i for i, rows in enumerate(self.rows_of) if len(rows)]
+        self.shuffled = self._shuffled_baselines() if settings.protocol == "benchmark" else {}
+        self.gold_ll = baselines.gold_standard.log_likelihoods(dataset)
+        self.per_image: dict[str, dict[str, list[float]]] = {name: {} for name in self.evaluators}
+        self.gold_gain_sum = 0.0
+
+    def predictions(self, i: int, stimulus: Stimulus, path: Path) -> dict[str, torch.Tensor]:
+        """The model's map of image ``i`` and each baseline's log-density."""
+        model = as_float64(load_prediction(path, stimulus), self.device)
+        result = {"model": model}
+        for name, baseline in self.baselines.scored.items():
+            result[name] = as_float64(baseline.log_density(i, stimulus, model), self.device)
+        return result
+
+    def _shuffled_baselines(self) -> dict[str, ShuffledBaseline]:
+        """First pass of the benchmark protocol: each model's mean density over all images."""
+        common = {s.size for s in self.dataset.stimuli}
+        compute_size = next(iter(common)) if len(common) == 1 else (500, 500)
+        result = {name: ShuffledBaseline(compute_size) for name in self.evaluators}
+        pairs = list(zip(self.dataset.stimuli, self.files, strict=True))
+        for i, (stimulus, path) in enumerate(ProgressBar(pairs, desc="shuffled baseline")):
+            for name, log_density in self.predictions(i, stimulus, path).items():
+                result[name].add(log_density)
+        return result
+
+    def images(self) -> Iterator[tuple]:
         """What each image needs that is drawn in data-set order (on the calling thread)."""
-        for i, (stim, path) in enumerate(zip(dataset.stimuli, files, strict=True)):
-            if len(rows_of[i]):
-                judd = None if jitter is None else jitter.draw(stim.height, stim.width)
-                yield i, stim, path, nonfixations.of(i), judd
+        fix = self.dataset.fixations
+        sizes = np.array([s.size for s in self.dataset.stimuli], dtype=np.int64)
+        nonfixations = ShuffledNonfixations(fix.x, fix.y, fix.image, sizes)
+        seed = self.settings.judd_jitter_seed
+        jitter = None if seed is None else JuddJitter(seed)
+        for i in self.scored_images:
+            stimulus = self.dataset.stimuli[i]
+            judd = None if jitter is None else jitter.draw(stimulus.height, stimulus.width)
+            yield i, stimulus, self.files[i], nonfixations.of(i), judd
 
-    def score(image: tuple) -> tuple[dict[str, ImageScores], float]:
+    def score(self, image: tuple) -> tuple[dict[str, ImageScores], float]:
         """Every evaluator's scores of one image, and the gold standard's gain over the
         centre bias summed over its fixations."""
-        i, stim, path, (sx, sy), judd_jitter = image
-        labels = {"model": str(path), "map_density": f"{path} (fitted density)"}
-        xs, ys = fix.x[rows_of[i]], fix.y[rows_of[i]]
-        center = as_float64(center_bias.log_density(i, stim.height, stim.width), device)
-        predictions_of = {
-            "model": as_float64(load_prediction(path, stim), device),
-            "uniform": as_float64(uniform_log_density(stim.height, stim.width), device),
-            "center_bias": center,
-        }
-        if "oracle" in evaluators:
-            predictions_of["oracle"] = as_float64(stim.true_log_density(), device)
-        if map_density is not None:
-            predictions_of["map_density"] = map_density.log_density(predictions_of["model"])
+        i, stimulus, path, (sx, sy), judd_jitter = image
+        fix = self.dataset.fixations
+        xs, ys = fix.x[self.rows_of[i]], fix.y[self.rows_of[i]]
+        predictions = self.predictions(i, stimulus, path)
+        center = predictions["center_bias"]
         # the same blurred fixation map serves every prediction of this image
         empirical = empirical_saliency_map(
-            xs, ys, stim.height, stim.width, fixation_map_sigma, device
+            xs, ys, *stimulus.size, self.settings.fixation_map_sigma, self.device
         )
         scores = {
-            name: ev.score(
-                predictions_of[name],
+            name: evaluator.score(
+                predictions[name],
                 xs,
                 ys,
-                name=labels.get(name, name),
+                name=self._label(name, path),
                 baseline_log_density=center,
                 shuffled_xs=sx,
                 shuffled_ys=sy,
-                shuffled_log_density=shuffled[name].log_density_without(predictions_of[name])
-                if shuffled
-                else None,
+                shuffled_log_density=(
+                    self.shuffled[name].log_density_without(predictions[name])
+                    if self.shuffled
+                    else None
+                ),
                 empirical_map=empirical,
                 judd_jitter=judd_jitter,
             )
-            for name, ev in evaluators.items()
+            for name, evaluator in self.evaluators.items()
         }
         center_ll = log_likelihoods(center, xs, ys).cpu().numpy()
-        return scores, float((gold_ll[rows_of[i]] - center_ll).sum() / math.log(2))
+        return scores, float((self.gold_ll[self.rows_of[i]] - center_ll).sum() / math.log(2))
 
-    gold_gain_sum = 0.0
-    scored_images = [i for i, rows in enumerate(rows_of) if len(rows)]
-    per_image: dict[str, dict[str, list[float]]] = {name: {} for name in evaluators}
-    scored = ordered_thread_map(score, images(), workers)
-    for scores, gold_gain in ProgressBar(
-        scored, total=len(scored_images), desc="images", unit="img"
-    ):
-        for name, image_scores in scores.items():
-            for metric, value in evaluators[name].add(image_scores).items():
-                per_image[name].setdefault(metric, []).append(value)
-        gold_gain_sum += gold_gain
-    n_fixations = [len(rows_of[i]) for i in scored_images]
+    def _label(self, name: str, path: Path) -> str:
+        return str(path) if name == "model" else self.baselines.scored[name].label(name, str(path))
 
-    n_fix = evaluators["model"].n_fixations
-    metrics = evaluators["model"].compute()
-    settings = {
-        "kind": kind,
-        "protocol": protocol,
-        "fixation_map_sigma": fixation_map_sigma,
-        "judd_jitter_seed": judd_jitter_seed,
-    }
-    converted = {}
-    if map_density is not None:
+    def run(self, workers: int) -> None:
+        """Score every image with fixations on ``workers`` threads, summed in image order."""
+        scored = ordered_thread_map(self.score, self.images(), workers)
+        progress = ProgressBar(scored, total=len(self.scored_images), desc="images", unit="img")
+        for scores, gold_gain in progress:
+            for name, image_scores in scores.items():
+                for metric, value in self.evaluators[name].add(image_scores).items():
+                    self.per_image[name].setdefault(metric, []).append(value)
+            self.gold_gain_sum += gold_gain
+
+    def result(self) -> dict:
+        """The ``result.json`` content."""
+        model = self.evaluators["model"]
+        metrics, settings = model.compute(), self._settings()
+        converted = {}
+        if "map_density" in self.evaluators:
+            metrics, converted = self._converted_maps(metrics)
+            settings["map_density"] = self._map_density_settings(converted)
+        n_fixations = [len(self.rows_of[i]) for i in self.scored_images]
+        return {
+            "metrics": metrics,
+            "n_images": model.n_images,
+            "n_fixations": model.n_fixations,
+            "baseline": self._baseline_settings(),
+            "baselines": self._baseline_metrics(),
+            "settings": settings,
+            **({"map_density": converted} if converted else {}),
+            "dataset": self.dataset.name,
+            "uncertainty": {
+                name: bootstrap(values, n_fixations) for name, values in self.per_image.items()
+            },
+            "per_image": {
+                "image": [self.dataset.stimuli[i].id for i in self.scored_images],
+                "n_fixations": n_fixations,
+                **self.per_image,
+            },
+        }
+
+    def _settings(self) -> dict:
+        return {
+            "kind": self.settings.kind,
+            "protocol": self.settings.protocol,
+            "fixation_map_sigma": self.settings.fixation_map_sigma,
+            "judd_jitter_seed": self.settings.judd_jitter_seed,
+        }
+
+    def _converted_maps(self, metrics: dict[str, float]) -> tuple[dict, dict]:
+        """The model's metrics with the converted maps' LL and IG, and the conversion."""
+        fit = self.baselines.scored["map_density"].fit
         converted = {
-            "parameters": map_density.describe(),
-            "metrics": evaluators["map_density"].compute(),
+            "parameters": fit.describe(),
+            "metrics": self.evaluators["map_density"].compute(),
         }
         # the metrics that read a density are the converted maps'; the others the maps' own
         of_density = {m.name for m in saliency_metrics() if "log-density" in m.reads}
         for metric in of_density:
-            per_image["model"][metric] = per_image["map_density"][metric]
+            self.per_image["model"][metric] = self.per_image["map_density"][metric]
         merged = {**metrics, **{k: v for k, v in converted["metrics"].items() if k in of_density}}
-        metrics = {m.name: merged[m.name] for m in saliency_metrics() if m.name in merged}
+        return {m.name: merged[m.name] for m in saliency_metrics() if m.name in merged}, converted
+
+    def _map_density_settings(self, converted: dict) -> dict:
         # how the maps were converted decides whether two results compare; the fitted values
         # are each model's own
-        settings["map_density"] = {
+        fit = self.baselines.scored["map_density"].fit
+        return {
             "options": converted["parameters"]["options"],
-            "fit_images": map_density.training["images"],
-            "fit_fixations": map_density.training["fixations"],
+            "fit_images": fit.training["images"],
+            "fit_fixations": fit.training["fixations"],
         }
-    models = ("model", "map_density")
-    baselines = {name: ev.compute() for name, ev in evaluators.items() if name not in models}
-    baselines["gold_standard"] = {
-        "LL": float(gold_ll.mean()),
-        "IG": gold_gain_sum / n_fix,
-    }
-    return {
-        "metrics": metrics,
-        "n_images": evaluators["model"].n_images,
-        "n_fixations": n_fix,
-        "baseline": {
+
+    def _baseline_settings(self) -> dict:
+        center_bias, gold = self.baselines.center_bias, self.baselines.gold_standard
+        return {
             "information_gain_over": "center_bias",
             "center_bias": {
                 "bandwidth": center_bias.bandwidth,
@@ -281,41 +347,22 @@ def evaluate_saliency(
                 "folds": center_bias.folds,
             },
             "gold_standard": {
-                "bandwidth": gold_standard.bandwidth,
-                "uniform_weight": gold_standard.uniform_weight,
+                "bandwidth": gold.bandwidth,
+                "uniform_weight": gold.uniform_weight,
             },
-        },
-        "baselines": baselines,
-        "settings": settings,
-        **({"map_density": converted} if converted else {}),
-        "dataset": dataset.name,
-        "uncertainty": {name: bootstrap(values, n_fixations) for name, values in per_image.items()},
-        "per_image": {
-            "image": [dataset.stimuli[i].id for i in scored_images],
-            "n_fixations": n_fixations,
-            **per_image,
-        },
-    }
+        }
 
-
-def _shuffled_baselines(
-    dataset, files, evaluators, center_bias, device
-) -> dict[str, ShuffledBaseline]:
-    """First pass of the benchmark protocol: each model's mean density over all images."""
-    common = {s.size for s in dataset.stimuli}
-    compute_size = next(iter(common)) if len(common) == 1 else (500, 500)
-    result = {name: ShuffledBaseline(compute_size) for name in evaluators}
-    for i, (stim, path) in enumerate(
-        ProgressBar(list(zip(dataset.stimuli, files, strict=True)), desc="shuffled baseline")
-    ):
-        result["model"].add(as_float64(load_prediction(path, stim), device))
-        result["uniform"].add(as_float64(uniform_log_density(stim.height, stim.width), device))
-        result["center_bias"].add(
-            as_float64(center_bias.log_density(i, stim.height, stim.width), device)
-        )
-        if "oracle" in result:
-            result["oracle"].add(as_float64(stim.true_log_density(), device))
-    return result
+    def _baseline_metrics(self) -> dict[str, dict[str, float]]:
+        result = {
+            name: self.evaluators[name].compute()
+            for name, baseline in self.baselines.scored.items()
+            if baseline.reported
+        }
+        result["gold_standard"] = {
+            "LL": float(self.gold_ll.mean()),
+            "IG": self.gold_gain_sum / self.evaluators["model"].n_fixations,
+        }
+        return result
 
 
 def format_table(result: dict) -> str:
