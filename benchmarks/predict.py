@@ -53,7 +53,7 @@ from benchmarks.results import update_results
 from code.data.batch import Batch
 from code.data.gaze import read_rgb
 from code.engine.checkpoint import Checkpointer
-from code.engine.evaluator import to_original_size
+from code.engine.model_scoring import to_original_size
 from code.engine.visualize import DENSITY_CMAP, HEATMAP_OPACITY, save_heatmap
 from code.main import main as train
 from code.predict import main as predict

@@ -36,15 +36,15 @@ from code.metrics.baselines import (
     LeaveOneSubjectOutGoldStandard,
 )
 from code.metrics.comparison import compare_results, format_comparison, read_result
-from code.metrics.map_density import MapDensityFit, MapDensityOptions, fit_map_density
-from code.metrics.scoring import (
+from code.metrics.dataset_scoring import (
     SaliencySettings,
     evaluate_saliency,
     format_table,
-    load_prediction,
-    prediction_files,
     sim_optimisation,
 )
+from code.metrics.evaluator import KINDS, SALIENCY_MAP
+from code.metrics.map_density import MapDensityFit, MapDensityOptions, fit_map_density
+from code.metrics.predictions import load_prediction, prediction_files
 from code.utils.cli import add_debug_option, run_command
 from code.utils.parallel import available_cpus
 
@@ -73,8 +73,8 @@ def check_fit_options(
         if named:
             parser.error("--fit-images/--fit-split name the images of --fit-density-on DIR")
         return None
-    if args.kind != "saliency-map":
-        parser.error("--fit-density-on converts saliency maps: it needs --kind saliency-map")
+    if args.kind != SALIENCY_MAP:
+        parser.error(f"--fit-density-on converts saliency maps: it needs --kind {SALIENCY_MAP}")
     if not named:
         parser.error("--fit-density-on needs --fit-images FILE or --fit-split RUN/split.json")
     if not args.fit_density_on.is_dir():
@@ -152,7 +152,7 @@ def main(argv: list[str]) -> None:
         command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
         add_debug_option(command)
     sal = sub.choices["saliency"]
-    sal.add_argument("--kind", choices=["log-density", "saliency-map"], required=True)
+    sal.add_argument("--kind", choices=KINDS, required=True)
     sal.add_argument(
         "--fixation-map-sigma",
         type=float,

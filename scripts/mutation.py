@@ -42,7 +42,10 @@ DEFAULT_MODULES = [
 ]  # fmt: skip
 # Test files that exercise a module without naming it (through a command or another module).
 TESTS = {
-    "code/metrics/scoring.py": ["tests/test_evaluate_cli.py", "tests/test_metrics_pysaliency.py"],
+    "code/metrics/dataset_scoring.py": [
+        "tests/test_evaluate_cli.py",
+        "tests/test_metrics_pysaliency.py",
+    ],
     "code/metrics/evaluator.py": ["tests/test_evaluate_cli.py"],
     "code/metrics/uncertainty.py": ["tests/test_evaluate_cli.py"],
     "code/metrics/protocol.py": ["tests/test_evaluate_cli.py"],
@@ -52,7 +55,7 @@ TESTS = {
         "tests/test_engine_best.py",
     ],
     "code/data/cache.py": ["tests/test_data_cache_key.py"],
-    "code/engine/evaluator.py": ["tests/test_engine_training.py", "tests/test_tasks.py"],
+    "code/engine/model_scoring.py": ["tests/test_engine_training.py", "tests/test_tasks.py"],
     "code/engine/optim.py": ["tests/test_engine_training.py", "tests/test_engine_resume.py"],
 }
 SWAPS: dict[type, type] = {

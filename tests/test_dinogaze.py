@@ -327,7 +327,7 @@ def test_cpu_saliency_model_beats_the_centre_bias_on_held_out_osie(
 def test_conditional_evaluation_handles_scanpaths_of_different_lengths(tmp_path: Path) -> None:
     from code.data.build import build_loader, build_samples
     from code.data.centerbias import CenterBias
-    from code.engine.evaluator import evaluate_scanpath_model
+    from code.engine.model_scoring import evaluate_scanpath_model
     from code.models.build import build_model
 
     config = Path("configs/01_dinogaze_spade/cpu_osie/scanpath.yaml")

@@ -31,9 +31,9 @@ from code.metrics.baselines import (
     EvaluationBaselines,
     LeaveOneSubjectOutGoldStandard,
 )
+from code.metrics.dataset_scoring import SaliencySettings, evaluate_saliency, sim_optimisation
 from code.metrics.evaluator import SaliencyEvaluator
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation, benchmark_maps
-from code.metrics.scoring import SaliencySettings, evaluate_saliency, sim_optimisation
 
 SIGMA = 24.0  # px: the empirical fixation maps' blur
 RTOL = 1e-9

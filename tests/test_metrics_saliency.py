@@ -267,7 +267,7 @@ def test_log_densities_reach_the_original_size_item_by_item_interpolated_in_log(
     bilinearly with half-pixel centres (weights 1, 3/4 + 1/4, 1/4 + 3/4, 1 written out here), then
     renormalised. Catches leading dimensions lost or merged, densities interpolated instead of
     their logs, and no renormalisation."""
-    from code.engine.evaluator import to_original_size
+    from code.engine.model_scoring import to_original_size
 
     logs = torch.log(torch.rand(2, 3, 1, 2, dtype=torch.float64) + 0.1)
     resized = to_original_size(logs, (1, 4))

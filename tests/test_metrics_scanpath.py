@@ -373,7 +373,7 @@ def test_scanpath_model_scores_equal_pysaliency_given_each_fixations_history(tmp
 
     from code.data.build import build_loader, build_samples
     from code.data.centerbias import CenterBias
-    from code.engine.evaluator import evaluate_scanpath_model
+    from code.engine.model_scoring import evaluate_scanpath_model
     from code.metrics.baselines import CrossValidatedCenterBias
 
     height, width, sigma = 24, 32, 2.0

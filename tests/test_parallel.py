@@ -51,7 +51,7 @@ def test_one_worker_runs_on_the_calling_thread():
 
 def test_evaluation_workers_come_from_the_config_and_are_checked():
     from code.config import ConfigError, load_config
-    from code.engine.evaluator import evaluation_workers
+    from code.engine.model_scoring import evaluation_workers
     from code.utils.parallel import available_cpus
 
     quickstart = "configs/quickstart.yaml"

@@ -11,8 +11,23 @@ import torch
 from code.metrics import saliency as M
 from code.metrics.protocol import MetricMaps, SimOptimisation, benchmark_maps, raw_maps
 from code.metrics.registry import ImageInputs, saliency_metrics
+from code.models.shapes import PredictionKind
 
 Kind = Literal["log-density", "saliency-map"]
+
+
+def kind_name(kind: PredictionKind) -> Kind:
+    """A prediction kind scored with the saliency metrics, as ``code.evaluate --kind`` and
+    ``result.json`` spell it: the :class:`PredictionKind` member's name ("log-density",
+    "saliency-map"), so the enum is the one spelling of each kind."""
+    if kind not in (PredictionKind.LOG_DENSITY, PredictionKind.SALIENCY_MAP):
+        raise ValueError(f"{kind.value} predictions are not scored with the saliency metrics")
+    return kind.name.lower().replace("_", "-")  # type: ignore[return-value]
+
+
+LOG_DENSITY = kind_name(PredictionKind.LOG_DENSITY)
+SALIENCY_MAP = kind_name(PredictionKind.SALIENCY_MAP)
+KINDS = (LOG_DENSITY, SALIENCY_MAP)
 Protocol = Literal["raw", "benchmark"]
 JUDD_JITTER = 1e-7  # size of the tie-breaking noise of MIT's / pysaliency's AUC-Judd
 
@@ -66,13 +81,13 @@ class SaliencyEvaluator:
         fixation_map_sigma: float,
         sim_optimisation: SimOptimisation,
     ) -> None:
-        if kind not in ("log-density", "saliency-map"):
-            raise ValueError(f"kind must be 'log-density' or 'saliency-map', got {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if protocol not in ("raw", "benchmark"):
             raise ValueError(f"protocol must be 'raw' or 'benchmark', got {protocol!r}")
-        if protocol == "benchmark" and kind != "log-density":
+        if protocol == "benchmark" and kind != LOG_DENSITY:
             raise ValueError(
-                "the benchmark protocol derives maps from a density: needs kind 'log-density'"
+                f"the benchmark protocol derives maps from a density: needs kind {LOG_DENSITY!r}"
             )
         self.kind = kind
         self.protocol = protocol
@@ -118,7 +133,7 @@ class SaliencyEvaluator:
             raise ValueError(f"{name}: prediction must be a 2-D map, got shape {tuple(pred.shape)}")
         if len(xs) == 0:
             return ImageScores(0, {})
-        if self.kind == "log-density":
+        if self.kind == LOG_DENSITY:
             scored = M.density_from_log_density(pred, name)
         elif torch.isfinite(pred).all():
             scored = pred
@@ -131,7 +146,7 @@ class SaliencyEvaluator:
             xs,
             ys,
             self.sigma,
-            log_density=pred if self.kind == "log-density" else None,
+            log_density=pred if self.kind == LOG_DENSITY else None,
             baseline_log_density=baseline_log_density,
             shuffled_xs=shuffled_xs,
             shuffled_ys=shuffled_ys,

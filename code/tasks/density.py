@@ -7,7 +7,7 @@ saliency``) or, for each fixation, the density of it given the ones before (scan
 densities over the training centre bias at the validation fixations (bits per fixation).
 
 Final evaluation on the test split: items without fixation histories are scored with every
-saliency metric beside the baselines (``code.engine.evaluator.evaluate_model``, the layout of
+saliency metric beside the baselines (``code.engine.model_scoring.evaluate_model``, the layout of
 ``code.evaluate``'s ``result.json``); items with histories are scored per fixation given its
 history (``evaluate_scanpath_model``), whatever the model: a spatial model's density serves
 every fixation of its image, so spatial and scanpath models compare on the same fixations.
@@ -41,7 +41,7 @@ from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import FIXATION_COLUMNS
 from code.data.samples import predicts_first_fixation, resize_rgb
 from code.data.splits import SPLIT_FILE, write_split
-from code.engine.evaluator import (
+from code.engine.model_scoring import (
     evaluate_model,
     evaluate_scanpath_model,
     evaluation_workers,
@@ -49,8 +49,9 @@ from code.engine.evaluator import (
 )
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_heatmap, save_overlay, save_scanpaths
+from code.metrics.dataset_scoring import format_table
+from code.metrics.predictions import stimulus_stem
 from code.metrics.saliency import batch_log_likelihoods
-from code.metrics.scoring import format_table, stimulus_stem
 from code.models.build import GazeModel, build_segmenter
 from code.models.decoders.scanpath import sample_scanpaths
 from code.models.shapes import PredictionKind

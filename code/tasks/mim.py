@@ -26,8 +26,8 @@ from code.data.batch import Batch
 from code.data.samples import resize_rgb
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import hwc, save_panels
+from code.metrics.predictions import stimulus_stem
 from code.metrics.representation import CodeStatistics
-from code.metrics.scoring import stimulus_stem
 from code.models.build import GazeModel
 from code.models.decoders.reconstruction import masked_squared_error
 from code.models.shapes import PredictionKind

@@ -14,7 +14,7 @@ batches of ``POINTS_PER_PASS`` points, taken to the image's size bicubically
 (:class:`DenseSaliency`, a ``PredictionKind.SALIENCY_MAP`` model). Validation: ``val_auc``, the
 AUC of the validation images' maps at their fixations (per fixation), and the learned σ of a
 pre-filter per stream (``prefilter_sigma_<s>``). Final evaluation: the test images' maps at
-their original size, scored by ``code.engine.evaluator.evaluate_model`` beside the centre bias
+their original size, scored by ``code.engine.model_scoring.evaluate_model`` beside the centre bias
 and the other baselines. A map is no density, so LL and IG are those of the maps converted as
 the MIT/Tübingen benchmark converts classic models (:mod:`code.metrics.map_density`): a monotone
 nonlinearity, a blur and a centre-bias weight fitted on the *training* images' maps
@@ -48,7 +48,7 @@ from code.data.build import (
 )
 from code.data.samples import resize_rgb
 from code.data.splits import SPLIT_FILE, write_split
-from code.engine.evaluator import (
+from code.engine.model_scoring import (
     evaluate_model,
     evaluation_workers,
     map_to_original_size,
@@ -56,9 +56,10 @@ from code.engine.evaluator import (
 )
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_heatmap
+from code.metrics.dataset_scoring import format_table
 from code.metrics.map_density import MapDensityFit, MapDensityOptions, fit_map_density
+from code.metrics.predictions import stimulus_stem
 from code.metrics.saliency import auc
-from code.metrics.scoring import format_table, stimulus_stem
 from code.models.build import GazeModel
 from code.models.shapes import PredictionKind
 from code.registry import TASKS, ConfigError

@@ -43,6 +43,7 @@ from code.data.samples import resize_rgb
 from code.engine.checkpoint import Checkpointer
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_scanpaths, save_utility_plot
+from code.metrics.predictions import stimulus_stem
 from code.metrics.registry import scanpath_metrics
 from code.metrics.scanpath import (
     Grid,
@@ -52,7 +53,6 @@ from code.metrics.scanpath import (
     scanpaths_by_image,
     score_scanpaths,
 )
-from code.metrics.scoring import stimulus_stem
 from code.models.build import GazeModel, build_model
 from code.models.layers.foveation import Foveation, from_pixels, to_pixels
 from code.models.neva import Criterion, Downstream, GeneratorTraining, scanpath_losses

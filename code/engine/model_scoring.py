@@ -2,7 +2,7 @@
 
 The model's predictions for the evaluation images are written as ``<stimulus stem>.npy``
 log-densities at each stimulus' original size (each rank its share), then rank 0 scores that
-folder with ``code.metrics.scoring.evaluate_saliency`` — the same metric code, baselines and
+folder with ``code.metrics.dataset_scoring.evaluate_saliency`` — the same metric code, baselines and
 JSON layout as for predictions made elsewhere.
 """
 
@@ -24,14 +24,11 @@ from code.metrics.baselines import (
     LeaveOneSubjectOutGoldStandard,
     UniformBaseline,
 )
+from code.metrics.dataset_scoring import SaliencySettings, evaluate_saliency, sim_optimisation
+from code.metrics.evaluator import kind_name
 from code.metrics.map_density import MapDensityFit
+from code.metrics.predictions import stimulus_stem
 from code.metrics.scanpath import ConditionalScanpathEvaluator
-from code.metrics.scoring import (
-    SaliencySettings,
-    evaluate_saliency,
-    sim_optimisation,
-    stimulus_stem,
-)
 from code.models.shapes import PredictionKind
 from code.utils import distributed as dist
 from code.utils.parallel import available_cpus
@@ -60,11 +57,10 @@ def map_to_original_size(saliency: torch.Tensor, size: tuple[int, int]) -> torch
     return resized.view(*lead, *size)
 
 
-# How each kind of prediction that code.evaluate scores is taken to the original size, and its
-# kind there.
+# How each kind of prediction that code.evaluate scores is taken to the original size.
 ORIGINAL_SIZE = {
-    PredictionKind.LOG_DENSITY: (to_original_size, "log-density"),
-    PredictionKind.SALIENCY_MAP: (map_to_original_size, "saliency-map"),
+    PredictionKind.LOG_DENSITY: to_original_size,
+    PredictionKind.SALIENCY_MAP: map_to_original_size,
 }
 
 
@@ -79,7 +75,7 @@ def write_predictions(
     """Save this rank's predictions (log-densities or saliency maps: ``model.prediction``) as
     float32 ``.npy`` at original size."""
     folder.mkdir(parents=True, exist_ok=True)
-    resize = ORIGINAL_SIZE[model.prediction][0]
+    resize = ORIGINAL_SIZE[model.prediction]
     model.eval()
     for batch in ProgressBar(loader, desc="predict", disable=not dist.is_main(), leave=False):
         prediction, _ = model(batch.to(device))
@@ -110,9 +106,9 @@ def evaluate_model(
 
     ``model`` predicts log-densities, or saliency maps (``PredictionKind.SALIENCY_MAP``: scored
     with every metric that needs no density, i.e. all but LL and IG, unless ``map_density``
-    converts them on rank 0, as in :func:`code.metrics.scoring.evaluate_saliency`). IG is over
-    the centre bias cross-validated on the evaluated images (DATA.CENTERBIAS settings,
-    EVAL.CENTERBIAS_FOLDS folds); the gold standard is fitted leave-one-subject-out.
+    converts them on rank 0, as in :func:`code.metrics.dataset_scoring.evaluate_saliency`).
+    IG is over the centre bias cross-validated on the evaluated images (DATA.CENTERBIAS
+    settings, EVAL.CENTERBIAS_FOLDS folds); the gold standard is fitted leave-one-subject-out.
     Images are scored on ``workers`` threads (:func:`evaluation_workers`).
     """
     folder = output_dir / "predictions"
@@ -132,7 +128,7 @@ def evaluate_model(
             map_density,
         )
         settings = SaliencySettings(
-            ORIGINAL_SIZE[model.prediction][1],
+            kind_name(model.prediction),
             cfg.EVAL.PROTOCOL,
             cfg.EVAL.FIXATION_MAP_SIGMA,
             cfg.EVAL.JUDD_JITTER_SEED,
