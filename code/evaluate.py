@@ -45,6 +45,7 @@ from code.metrics.dataset_scoring import (
 from code.metrics.evaluator import KINDS, SALIENCY_MAP
 from code.metrics.map_density import MapDensityFit, MapDensityOptions, fit_map_density
 from code.metrics.predictions import load_prediction, prediction_files
+from code.metrics.report import write_report
 from code.utils.cli import add_debug_option, run_command
 from code.utils.parallel import available_cpus
 
@@ -267,7 +268,9 @@ def main(argv: list[str]) -> None:
             args.workers,
             extra_allowed=args.images is not None or args.split is not None,
         )
-        table = format_table(result)
+        print(format_table(result))
+        write_report(args.out, result)
+        return
     else:
         from code.metrics.scanpath import (
             Grid,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import json
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +23,7 @@ import matplotlib.pyplot as plt
 
 from code.engine.outputs import EVAL_DIR
 from code.metrics.registry import report_order
+from code.metrics.report import SaliencyReport, read_report
 from code.utils.cli import add_debug_option, run_command
 
 BASELINES = {  # row label of each baseline, in table order
@@ -56,38 +56,37 @@ def run_name(metrics_file: Path) -> str:
     return folder.parent.name if folder.name == EVAL_DIR else folder.name
 
 
-def group_runs(runs: dict[str, dict]) -> list[dict[str, dict]]:
+def group_runs(runs: dict[str, SaliencyReport]) -> list[dict[str, SaliencyReport]]:
     """Runs scored on the same images and fixations, in the order first seen."""
-    groups: dict[tuple, dict[str, dict]] = {}
+    groups: dict[tuple, dict[str, SaliencyReport]] = {}
     for name, result in runs.items():
         key = (
-            result.get("dataset"),
-            result["n_images"],
-            result["n_fixations"],
-            bool(result["baseline"].get("conditional")),
+            result.dataset,
+            result.n_images,
+            result.n_fixations,
+            bool(result.baseline.get("conditional")),
         )
         groups.setdefault(key, {})[name] = result
     return list(groups.values())
 
 
-def _columns(group: dict[str, dict]) -> list[str]:
+def _columns(group: dict[str, SaliencyReport]) -> list[str]:
     """Every metric of the group's runs, in the README's order (information first)."""
-    return report_order({m for r in group.values() for m in r["metrics"]})
+    return report_order({m for r in group.values() for m in r.metrics})
 
 
-def _rows(group: dict[str, dict]) -> list[tuple[str, dict, dict]]:
+def _rows(group: dict[str, SaliencyReport]) -> list[tuple[str, dict, dict]]:
     """(label, metrics, uncertainty) per run, then per baseline of the group's first run."""
-    rows = [(name, r["metrics"], r.get("uncertainty", {}).get("model", {}))
-            for name, r in group.items()]  # fmt: skip
+    rows = [(name, r.metrics, r.uncertainty.get("model", {})) for name, r in group.items()]
     first = next(iter(group.values()))
     for baseline, label in BASELINES.items():
-        if baseline in first["baselines"]:
-            spread = first.get("uncertainty", {}).get(baseline, {})
-            rows.append((label, first["baselines"][baseline], spread))
+        if baseline in first.baselines:
+            spread = first.uncertainty.get(baseline, {})
+            rows.append((label, first.baselines[baseline], spread))
     return rows
 
 
-def markdown(groups: list[dict[str, dict]]) -> str:
+def markdown(groups: list[dict[str, SaliencyReport]]) -> str:
     parts = []
     for group in groups:
         columns, rows = _columns(group), _rows(group)
@@ -98,18 +97,16 @@ def markdown(groups: list[dict[str, dict]]) -> str:
             cells = [f"{metrics[m]:.3f}" if m in metrics else "—" for m in columns]
             if with_interval:
                 ig = spread.get("IG")
-                cells.insert(
-                    1, "—" if ig is None else f"[{ig['ci95'][0]:.3f}, {ig['ci95'][1]:.3f}]"
-                )
+                cells.insert(1, "—" if ig is None else f"[{ig.ci95[0]:.3f}, {ig.ci95[1]:.3f}]")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         first = next(iter(group.values()))
         lines.append("")
-        lines.append(f"{first['n_images']} test images, {first['n_fixations']} fixations.")
+        lines.append(f"{first.n_images} test images, {first.n_fixations} fixations.")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 
-def write_csv(path: Path, groups: list[dict[str, dict]]) -> None:
+def write_csv(path: Path, groups: list[dict[str, SaliencyReport]]) -> None:
     with path.open("w", newline="") as file:
         table = csv.writer(file)
         table.writerow(["table", "row", "metric", "value", "se", "ci95_low", "ci95_high"])
@@ -119,23 +116,23 @@ def write_csv(path: Path, groups: list[dict[str, dict]]) -> None:
                     if metric not in metrics:
                         continue
                     s = spread.get(metric)
-                    interval = ["", "", ""] if s is None else [s["se"], *s["ci95"]]
+                    interval = ["", "", ""] if s is None else [s.se, *s.ci95]
                     table.writerow([k, label, metric, metrics[metric], *interval])
 
 
-def plot_ig(path: Path, groups: list[dict[str, dict]]) -> None:
+def plot_ig(path: Path, groups: list[dict[str, SaliencyReport]]) -> None:
     """IG of every run (and baseline) with its 95 % interval where known, one panel per table."""
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
     for ax, group in zip(axes[0], groups, strict=True):
         rows = [(label, m["IG"], s.get("IG")) for label, m, s in _rows(group) if "IG" in m]
         labels, values = [r[0] for r in rows], [r[1] for r in rows]
-        errors = [[0.0, 0.0] if s is None else [v - s["ci95"][0], s["ci95"][1] - v]
+        errors = [[0.0, 0.0] if s is None else [v - s.ci95[0], s.ci95[1] - v]
                   for (_, v, s) in rows]  # fmt: skip
         ax.bar(labels, values, yerr=list(zip(*errors, strict=True)), capsize=3, color="#5b6ea8")
         ax.axhline(0, color="black", lw=0.8)
         ax.set_ylabel("IG (bits/fixation) over the centre bias")
         first = next(iter(group.values()))
-        ax.set_title(f"{first['n_images']} images, {first['n_fixations']} fixations", fontsize=9)
+        ax.set_title(f"{first.n_images} images, {first.n_fixations} fixations", fontsize=9)
         ax.tick_params(axis="x", rotation=35, labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -160,7 +157,7 @@ def main(argv: list[str] | None = None) -> str:
     names = args.names or [run_name(f) for f in files]
     if len(set(names)) != len(names):
         parser.error(f"two runs share a row label in {names}: pass --names")
-    runs = {name: json.loads(f.read_text()) for name, f in zip(names, files, strict=True)}
+    runs = {name: read_report(f) for name, f in zip(names, files, strict=True)}
     groups = group_runs(runs)
     if (args.out / "report.md").exists() and not args.overwrite:
         parser.error(f"--out {args.out} holds a report: pass --overwrite to replace it")

@@ -616,3 +616,25 @@ def test_a_baseline_registered_in_a_test_file_is_built_once_and_scored(small_osi
     assert built == [dataset.name]
     assert list(baselines) == ["uniform", "center_bias", "uniform_again", "gold_standard"]
     assert baselines["uniform_again"] == baselines["uniform"]
+
+
+def test_results_written_before_the_format_version_still_compare_and_report(small_osie, tmp_path):
+    """A result.json of format version 1 (today's without ``provenance``: the layout the
+    project wrote before) is read by ``compare`` and ``code.report`` as a new one is."""
+    from code import report
+
+    name, dataset = small_osie
+    write_predictions(tmp_path, dataset)
+    for run_name in ("new", "old"):
+        run(name, tmp_path, tmp_path / "runs" / run_name / "metrics.json")
+    old_file = tmp_path / "runs" / "old" / "metrics.json"
+    old = json.loads(old_file.read_text())
+    assert old.pop("provenance") == {"format_version": 2}
+    old_file.write_text(json.dumps(old))
+    evaluate.main(["compare", str(tmp_path / "runs" / "new" / "metrics.json"), str(old_file),
+                   "--out", str(tmp_path / "cmp.json")])  # fmt: skip
+    comparison = json.loads((tmp_path / "cmp.json").read_text())
+    assert comparison["n_images"] == 6
+    assert all(row["difference"] == 0 for row in comparison["metrics"].values())
+    lines = report.main([str(tmp_path / "runs" / "*"), "--out", str(tmp_path / "r")]).splitlines()
+    assert lines[2].replace("| new |", "") == lines[3].replace("| old |", "")

@@ -149,7 +149,7 @@ def test_benchmark_protocol_agrees_with_pysaliency(osie_csv, tmp_path, cropped, 
     """
     osie = first_images(osie_csv, N_IMAGES, cropped)
     log_densities = correlated_log_densities(osie)
-    ours = benchmark_result(osie, log_densities, tmp_path)["metrics"]
+    ours = benchmark_result(osie, log_densities, tmp_path).metrics
     expected = pysaliency_benchmark_values(osie, log_densities, compute_size)
     # far from chance, and the protocol's maps score differently from the density itself
     assert expected["AUC"] > 0.9 and expected["CC"] > 0.8

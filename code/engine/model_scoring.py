@@ -134,7 +134,7 @@ def evaluate_model(
             cfg.EVAL.JUDD_JITTER_SEED,
             sim_optimisation(cfg.EVAL.SIM_STEPS),
         )
-        result = evaluate_saliency(dataset, folder, settings, baselines, device, workers)
+        result = evaluate_saliency(dataset, folder, settings, baselines, device, workers).to_json()
         if not cfg.EVAL.KEEP_PREDICTIONS:
             shutil.rmtree(folder)
     dist.barrier()

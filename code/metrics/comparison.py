@@ -3,22 +3,19 @@ images both scored, refusing results that were scored on other data or with othe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from code.metrics.report import PerImage, SaliencyReport, read_report
 from code.metrics.uncertainty import paired_comparison
 
 # What must agree for two results to be comparable image by image.
 COMPARABLE = ("dataset", "settings", "baseline")
 
 
-def read_result(path: Path) -> dict:
+def read_result(path: Path) -> SaliencyReport:
     """A saliency result with per-image scores, or an error naming the file."""
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read as a result.json: {err}") from err
-    if not isinstance(result, dict) or "per_image" not in result:
+    result = read_report(path)
+    if result.per_image is None:
         raise ValueError(
             f"{path}: no per-image scores (not a saliency result, or scored by an older version:"
             " score it again)"
@@ -26,42 +23,43 @@ def read_result(path: Path) -> dict:
     return result
 
 
-def compare_results(a: dict, b: dict, path_a: Path, path_b: Path) -> dict:
+def compare_results(a: SaliencyReport, b: SaliencyReport, path_a: Path, path_b: Path) -> dict:
     """Per metric of the model, A − B on the common images (see
     :func:`code.metrics.uncertainty.paired_comparison`)."""
     for key in COMPARABLE:
-        if a.get(key) != b.get(key):
+        if getattr(a, key) != getattr(b, key):
             raise ValueError(
                 f"{path_a} and {path_b} were scored differently: {key} "
-                f"{_difference(a.get(key), b.get(key))}"
+                f"{_difference(getattr(a, key), getattr(b, key))}"
             )
-    rows_b = {image: k for k, image in enumerate(b["per_image"]["image"])}
-    common = [
-        (k, rows_b[image]) for k, image in enumerate(a["per_image"]["image"]) if image in rows_b
-    ]
+    images_a, images_b = a.per_image, b.per_image
+    rows_b = {image: k for k, image in enumerate(images_b.image)}
+    common = [(k, rows_b[image]) for k, image in enumerate(images_a.image) if image in rows_b]
     if not common:
         raise ValueError(f"{path_a} and {path_b} scored no image in common")
-    fixations_a = [a["per_image"]["n_fixations"][k] for k, _ in common]
-    fixations_b = [b["per_image"]["n_fixations"][k] for _, k in common]
+    fixations_a = [images_a.n_fixations[k] for k, _ in common]
+    fixations_b = [images_b.n_fixations[k] for _, k in common]
     if fixations_a != fixations_b:
-        different = next(a["per_image"]["image"][ka] for (ka, _), x, y in
+        different = next(images_a.image[ka] for (ka, _), x, y in
                          zip(common, fixations_a, fixations_b, strict=True) if x != y)  # fmt: skip
         raise ValueError(
             f"{path_a} and {path_b} scored other fixations on image {different!r}: not the "
             "same data"
         )
 
-    def model_scores(result: dict, column: int) -> dict[str, list[float]]:
+    def model_scores(per_image: PerImage, column: int) -> dict[str, list[float]]:
         return {metric: [values[pair[column]] for pair in common]
-                for metric, values in result["per_image"]["model"].items()}  # fmt: skip
+                for metric, values in per_image.values["model"].items()}  # fmt: skip
 
     return {
         "A": str(path_a),
         "B": str(path_b),
         "n_images": len(common),
-        "only_in_A": len(a["per_image"]["image"]) - len(common),
-        "only_in_B": len(b["per_image"]["image"]) - len(common),
-        "metrics": paired_comparison(model_scores(a, 0), model_scores(b, 1), fixations_a),
+        "only_in_A": len(images_a.image) - len(common),
+        "only_in_B": len(images_b.image) - len(common),
+        "metrics": paired_comparison(
+            model_scores(images_a, 0), model_scores(images_b, 1), fixations_a
+        ),
     }
 
 

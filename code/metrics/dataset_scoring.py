@@ -27,6 +27,7 @@ from code.metrics.evaluator import (
 from code.metrics.predictions import IMAGE_MAP_SUFFIXES, load_prediction, prediction_files
 from code.metrics.protocol import ShuffledBaseline, SimOptimisation
 from code.metrics.registry import saliency_metrics
+from code.metrics.report import Interval, PerImage, SaliencyReport
 from code.metrics.saliency import (
     ShuffledNonfixations,
     as_float64,
@@ -70,7 +71,7 @@ def evaluate_saliency(
     device: torch.device,
     workers: int,
     extra_allowed: bool = False,
-) -> dict:
+) -> SaliencyReport:
     """Score the maps in ``predictions`` and the baselines; the ``result.json`` content.
 
     IG is in bits per fixation over the cross-validated centre bias of ``baselines``. Baselines
@@ -209,33 +210,34 @@ class _DatasetScoring:
                     self.per_image[name].setdefault(metric, []).append(value)
             self.gold_gain_sum += gold_gain
 
-    def result(self) -> dict:
-        """The ``result.json`` content."""
+    def result(self) -> SaliencyReport:
+        """Every number of the evaluation."""
         model = self.evaluators["model"]
         metrics, settings = model.compute(), self._settings()
-        converted = {}
+        converted = None
         if "map_density" in self.evaluators:
             metrics, converted = self._converted_maps(metrics)
             settings["map_density"] = self._map_density_settings(converted)
         n_fixations = [len(self.rows_of[i]) for i in self.scored_images]
-        return {
-            "metrics": metrics,
-            "n_images": model.n_images,
-            "n_fixations": model.n_fixations,
-            "baseline": self._baseline_settings(),
-            "baselines": self._baseline_metrics(),
-            "settings": settings,
-            **({"map_density": converted} if converted else {}),
-            "dataset": self.dataset.name,
-            "uncertainty": {
-                name: bootstrap(values, n_fixations) for name, values in self.per_image.items()
+        return SaliencyReport(
+            metrics=metrics,
+            n_images=model.n_images,
+            n_fixations=model.n_fixations,
+            baseline=self._baseline_settings(),
+            baselines=self._baseline_metrics(),
+            settings=settings,
+            dataset=self.dataset.name,
+            map_density=converted,
+            uncertainty={
+                name: {m: Interval.of(i) for m, i in bootstrap(values, n_fixations).items()}
+                for name, values in self.per_image.items()
             },
-            "per_image": {
-                "image": [self.dataset.stimuli[i].id for i in self.scored_images],
-                "n_fixations": n_fixations,
-                **self.per_image,
-            },
-        }
+            per_image=PerImage(
+                [self.dataset.stimuli[i].id for i in self.scored_images],
+                n_fixations,
+                self.per_image,
+            ),
+        )
 
     def _settings(self) -> dict:
         return {
@@ -297,11 +299,11 @@ class _DatasetScoring:
         return result
 
 
-def format_table(result: dict) -> str:
-    """The model's metrics with their bootstrap s.e. and 95 % interval (when the result has
+def format_table(report: SaliencyReport) -> str:
+    """The model's metrics with their bootstrap s.e. and 95 % interval (when the report has
     them), beside the baselines."""
-    columns = {"model": result["metrics"], **result["baselines"]}
-    spread = result.get("uncertainty", {}).get("model", {})
+    columns = {"model": report.metrics, **report.baselines}
+    spread = report.uncertainty.get("model", {})
     extra = f"{'± s.e.':>10}{'95% CI':>22}" if spread else ""
     lines = [
         f"{'metric':<10}{'model':>15}{extra}" + "".join(f"{c:>15}" for c in columns if c != "model")
@@ -313,13 +315,13 @@ def format_table(result: dict) -> str:
         text = [f"{'—' if v is None else f'{v:.5f}':>15}" for v in cells]
         if spread:
             s = spread.get(metric)
-            se = "" if s is None else f"{s['se']:.5f}"
-            interval = "" if s is None else f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]"
+            se = "" if s is None else f"{s.se:.5f}"
+            interval = "" if s is None else f"[{s.ci95[0]:.4f}, {s.ci95[1]:.4f}]"
             text.insert(1, f"{se:>10}{interval:>22}")
         lines.append(f"{metric:<10}" + "".join(text))
     lines.append(
-        f"{result['n_images']} images, {result['n_fixations']} fixations; "
-        f"IG in bits/fixation over the {result['baseline']['information_gain_over']}"
+        f"{report.n_images} images, {report.n_fixations} fixations; "
+        f"IG in bits/fixation over the {report.baseline['information_gain_over']}"
         + ("; s.e. and 95% CI: bootstrap over images" if spread else "")
     )
     return "\n".join(lines)

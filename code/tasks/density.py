@@ -51,6 +51,7 @@ from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_heatmap, save_overlay, save_scanpaths
 from code.metrics.dataset_scoring import format_table
 from code.metrics.predictions import stimulus_stem
+from code.metrics.report import SaliencyReport
 from code.metrics.saliency import batch_log_likelihoods
 from code.models.build import GazeModel, build_segmenter
 from code.models.decoders.scanpath import sample_scanpaths
@@ -172,9 +173,10 @@ class DensityTask(Task):
 
     def summary(self, report: dict) -> str:
         """The metric table, plus the share of the oracle's information gain where it is known."""
-        table = format_table(report)
-        if "oracle" in report["baselines"]:
-            share = report["metrics"]["IG"] / report["baselines"]["oracle"]["IG"]
+        saliency = SaliencyReport.from_json(report, "the test set's metrics")
+        table = format_table(saliency)
+        if "oracle" in saliency.baselines:
+            share = saliency.metrics["IG"] / saliency.baselines["oracle"]["IG"]
             table += f"\nmodel IG / oracle IG = {share:.1%}"
         return table
 
@@ -194,8 +196,8 @@ class DensityTask(Task):
         folder.mkdir(exist_ok=True)
         dataset, samples = self.splits.test, self.samples["test"]
         collate = self.loaders["test"].collate_fn
-        per_image = report["per_image"]
-        row_of = {image: k for k, image in enumerate(per_image["image"])}
+        per_image = SaliencyReport.from_json(report, "the test set's metrics").per_image
+        row_of = {image: k for k, image in enumerate(per_image.image)}
         for index in range(min(self.cfg.EVAL.NUM_OVERLAYS, len(samples))):
             prediction, _ = model(collate([samples[index]]).to(device))
             stimulus = dataset.stimuli[index]
@@ -204,7 +206,7 @@ class DensityTask(Task):
             truth = stimulus.true_log_density() if stimulus.true_log_density else None
             title = stimulus.id
             if stimulus.id in row_of:
-                k, scores = row_of[stimulus.id], per_image["model"]
+                k, scores = row_of[stimulus.id], per_image.values["model"]
                 title += f": IG {scores['IG'][k]:.2f} bits/fixation, NSS {scores['NSS'][k]:.2f}"
             save_overlay(
                 folder / f"{stimulus_stem(stimulus)}_overlay.png",

@@ -59,6 +59,7 @@ from code.engine.visualize import save_heatmap
 from code.metrics.dataset_scoring import format_table
 from code.metrics.map_density import MapDensityFit, MapDensityOptions, fit_map_density
 from code.metrics.predictions import stimulus_stem
+from code.metrics.report import SaliencyReport
 from code.metrics.saliency import auc
 from code.models.build import GazeModel
 from code.models.shapes import PredictionKind
@@ -278,16 +279,17 @@ class PatchClassificationTask(Task):
         return fit
 
     def summary(self, report: dict) -> str:
-        table = format_table(report)
-        if "map_density" in report:
-            fitted = report["map_density"]["parameters"]
+        saliency = SaliencyReport.from_json(report, "the test set's metrics")
+        table = format_table(saliency)
+        if saliency.map_density is not None:
+            fitted = saliency.map_density["parameters"]
             table += (
                 f"\nLL and IG: the maps as densities, fitted on {fitted['training']['images']} "
                 f"training images (blur σ {fitted['sigma']:.1f} px, centre-bias weight "
                 f"{fitted['center_bias_weight']:.3f})"
             )
-        if "prefilter_sigma" in report:
-            sigmas = ", ".join(f"{s:.3f}" for s in report["prefilter_sigma"])
+        if "prefilter_sigma" in saliency.extra:
+            sigmas = ", ".join(f"{s:.3f}" for s in saliency.extra["prefilter_sigma"])
             table += f"\nlearned pre-filter sigma per stream (resized pixels): {sigmas}"
         return table
 
