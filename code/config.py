@@ -164,6 +164,21 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+# What ``code.evaluate`` reads: the evaluation settings, the data set's centre bias (IG is over
+# it), the map-to-density fit and the scanpath metrics' parameters (``configs/_base_/``).
+EVALUATE_SCHEMA: dict[str, Any] = {
+    "EVAL": SCHEMA["EVAL"],
+    "DATA": {"CENTERBIAS": SCHEMA["DATA"]["CENTERBIAS"]},
+    "MAP_DENSITY": {"KNOTS": Count, "DOWNSAMPLE": Count, "ITERATIONS": Count},
+    "SCANPATH": {
+        "GRID": Annotated[list[int], length(2), each(at_least(1))],  # [x bins, y bins]
+        "SCANMATCH_THRESHOLD": Positive,  # grid cells
+        "SCANMATCH_GAP": float,
+        "TEMPORAL_BIN_MS": NonNegative,  # 0: no temporal binning
+    },
+}
+
+
 def load_config(path: str | Path, opts: list[str]) -> CfgNode:
     """Read ``path`` (following ``_BASE_``), apply ``opts`` (KEY VALUE ...), derive an
     ``OUTPUT_DIR`` left null (:func:`derived_output_dir`), validate, freeze."""
@@ -223,6 +238,39 @@ def _checked(
     cfg = CfgNode(_in_schema_order(tree, schema))
     cfg.freeze()
     return cfg
+
+
+def load_nodes(paths: list[Path], opts: list[str], schema: dict[str, Any]) -> CfgNode:
+    """The nodes ``schema`` declares, read from ``paths`` in turn (each following ``_BASE_``;
+    later files win), then ``opts``; validated as ``load_config`` (a key unset, unknown or of
+    the wrong type is refused, naming it and its file). The files' other nodes are not read,
+    so a run's whole configuration may serve (``code.evaluate --cfg``)."""
+    tree: dict = {}
+    sources: dict[str, str] = {}
+    for path in paths:
+        file_tree, file_sources = _read_yaml_tree(Path(path), chain=())
+        _merge(tree, _declared_nodes(file_tree, schema))
+        sources.update(file_sources)
+    _apply_opts(tree, sources, opts, schema)
+    errors = list(_validate(tree, schema, prefix="", sources=sources, root_file=str(paths[-1])))
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    cfg = CfgNode(_in_schema_order(tree, schema))
+    cfg.freeze()
+    return cfg
+
+
+def _declared_nodes(tree: dict, schema: dict[str, Any]) -> dict:
+    """``tree`` without the nodes ``schema`` does not declare, at the levels that only group
+    nodes (the top, ``DATA``); a declared node of values is kept whole, so typos in it are
+    refused."""
+    if not all(isinstance(v, dict) for v in schema.values()):
+        return tree
+    return {
+        key: _declared_nodes(value, schema[key]) if isinstance(value, dict) else value
+        for key, value in tree.items()
+        if key in schema
+    }
 
 
 def _in_schema_order(tree: dict, schema: Any) -> dict:

@@ -1,7 +1,7 @@
 """Score predictions made anywhere against a data set's fixations, beside the baselines.
 
     python -m code.evaluate saliency --dataset osie --root ../shared/data/osie \\
-        --predictions DIR --kind log-density --fixation-map-sigma 24 --out result.json
+        --predictions DIR --kind log-density --out result.json [--opts EVAL.PROTOCOL benchmark]
     python -m code.evaluate scanpaths --dataset osie --root ../shared/data/osie \\
         --predictions scanpaths.csv --out result.json
 
@@ -15,6 +15,11 @@ images) scores a subset. ``--kind saliency-map --fit-density-on DIR`` with ``--f
 on which the benchmark's map-to-density conversion is fitted; LL and IG are then reported.
 ``compare``: per metric, A − B on the images both scored, with its bootstrap 95 % interval and
 paired tests (Wilcoxon signed-rank, t).
+
+Settings come from the strict config loader, as a run's do: ``EVAL`` (configs/_base_/runtime.yaml),
+the data set's ``DATA.CENTERBIAS`` (configs/_base_/data/<data set>.yaml), ``MAP_DENSITY`` and
+``SCANPATH`` (configs/_base_/evaluate.yaml); ``--cfg FILE`` replaces any of them (a run's
+config.yaml scores as that run did), ``--opts KEY VALUE ...`` single keys.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ import os
 from pathlib import Path
 
 import torch
+from yacs.config import CfgNode
 
+from code.config import EVALUATE_SCHEMA, load_nodes
 from code.data.build import add_dataset_options, dataset_from_options
 from code.data.centerbias import CenterBias
 from code.data.gaze import GazeDataset
 from code.data.splits import read_image_list, read_split, select_images
+from code.engine.model_scoring import evaluation_workers
 from code.metrics.baselines import (
     CrossValidatedCenterBias,
     EvaluationBaselines,
@@ -45,9 +53,10 @@ from code.metrics.dataset_scoring import (
 from code.metrics.evaluator import KINDS, SALIENCY_MAP
 from code.metrics.map_density import MapDensityFit, MapDensityOptions, fit_map_density
 from code.metrics.predictions import load_prediction, prediction_files
-from code.metrics.report import write_report
+from code.metrics.report import SaliencyReport, write_report
 from code.utils.cli import add_debug_option, run_command
-from code.utils.parallel import available_cpus
+
+BASE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "_base_"
 
 
 def prepare_output(parser: argparse.ArgumentParser, out: Path, overwrite: bool) -> None:
@@ -65,27 +74,27 @@ def prepare_output(parser: argparse.ArgumentParser, out: Path, overwrite: bool) 
         parser.error(f"--out {out}: not writable")
 
 
-def check_fit_options(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> MapDensityOptions | None:
-    """The density fit's options when ``--fit-density-on`` is given, checked before any work."""
+def settings_files(dataset: str, cfg: Path | None) -> list[Path]:
+    """Where the settings are read: ``configs/_base_/``'s runtime (``EVAL``), the data set's
+    own file (``DATA.CENTERBIAS``) where there is one, ``evaluate.yaml``, then ``--cfg``."""
+    files = [BASE_CONFIGS / "runtime.yaml", BASE_CONFIGS / "data" / f"{dataset}.yaml"]
+    files = [f for f in files if f.is_file()] + [BASE_CONFIGS / "evaluate.yaml"]
+    return files if cfg is None else [*files, cfg]
+
+
+def check_fit_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--fit-density-on``'s companions, checked before any work."""
     named = args.fit_images is not None or args.fit_split is not None
     if args.fit_density_on is None:
         if named:
             parser.error("--fit-images/--fit-split name the images of --fit-density-on DIR")
-        return None
+        return
     if args.kind != SALIENCY_MAP:
         parser.error(f"--fit-density-on converts saliency maps: it needs --kind {SALIENCY_MAP}")
     if not named:
         parser.error("--fit-density-on needs --fit-images FILE or --fit-split RUN/split.json")
     if not args.fit_density_on.is_dir():
         parser.error(f"--fit-density-on {args.fit_density_on}: no such folder")
-    options = MapDensityOptions(args.fit_knots, args.fit_downsample, args.fit_iterations)
-    try:
-        options.check()
-    except ValueError as err:
-        parser.error(f"--fit-*: {err}")
-    return options
 
 
 def fit_training_images(
@@ -109,13 +118,14 @@ def fit_training_images(
     return train
 
 
-def fit_density(
-    args: argparse.Namespace, train: GazeDataset, options: MapDensityOptions
-) -> MapDensityFit:
+def fit_density(args: argparse.Namespace, cfg: CfgNode, train: GazeDataset) -> MapDensityFit:
     """The map-to-density conversion fitted on ``train``'s maps in ``--fit-density-on``, with
-    the centre bias of its fixations (``--center-bias-*`` settings)."""
+    the centre bias of its fixations (``DATA.CENTERBIAS``), as ``MAP_DENSITY`` says."""
+    options = MapDensityOptions(
+        cfg.MAP_DENSITY.KNOTS, cfg.MAP_DENSITY.DOWNSAMPLE, cfg.MAP_DENSITY.ITERATIONS
+    )
     files = prediction_files(train, args.fit_density_on, extra_allowed=True)
-    center_bias = CenterBias(args.center_bias_bandwidth, args.center_bias_uniform_weight)
+    center_bias = CenterBias(cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT)
     maps = (load_prediction(p, s) for p, s in zip(files, train.stimuli, strict=True))
     fit = fit_map_density(train, maps, center_bias.fit(train), options)
     print(
@@ -126,7 +136,8 @@ def fit_density(
     return fit
 
 
-def main(argv: list[str]) -> None:
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The command line: what names the inputs and outputs; every setting is in the config."""
     parser = argparse.ArgumentParser(
         prog="python -m code.evaluate",
         description=__doc__,
@@ -145,6 +156,14 @@ def main(argv: list[str]) -> None:
         subset.add_argument(
             "--split", type=Path, help="score only the test images of a run's split.json"
         )
+        p.add_argument(
+            "--cfg",
+            type=Path,
+            help="a config whose EVAL, DATA.CENTERBIAS, MAP_DENSITY or SCANPATH nodes replace "
+            "configs/_base_/'s (e.g. a run's config.yaml)",
+        )
+        p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                       help="settings, e.g. EVAL.PROTOCOL benchmark")  # fmt: skip
     compare = sub.add_parser("compare", help="paired comparison of two result.json files")
     compare.add_argument("a", type=Path, metavar="A")
     compare.add_argument("b", type=Path, metavar="B")
@@ -153,30 +172,7 @@ def main(argv: list[str]) -> None:
         command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
         add_debug_option(command)
     sal = sub.choices["saliency"]
-    sal.add_argument("--kind", choices=KINDS, required=True)
-    sal.add_argument(
-        "--fixation-map-sigma",
-        type=float,
-        required=True,
-        help="σ in pixels of the Gaussian blurring the empirical fixation map (CC, KLDiv, SIM)",
-    )
-    sal.add_argument("--protocol", choices=["raw", "benchmark"], default="raw")
-    sal.add_argument(
-        "--judd-jitter-seed",
-        default="42",
-        help="seed of pysaliency's AUC-Judd tie-breaking noise, or 'none'",
-    )
-    sal.add_argument(
-        "--center-bias-bandwidth", type=float, default=0.05, help="fraction of the image size"
-    )
-    sal.add_argument("--center-bias-uniform-weight", type=float, default=0.01)
-    sal.add_argument("--center-bias-folds", type=int, default=10)
-    sal.add_argument(
-        "--sim-steps",
-        type=int,
-        default=0,
-        help="benchmark protocol: steps of the SIM-optimal map search (0: blurred density)",
-    )
+    sal.add_argument("--kind", choices=KINDS, required=True, help="what the maps hold")
     sal.add_argument(
         "--fit-density-on",
         type=Path,
@@ -191,101 +187,97 @@ def main(argv: list[str]) -> None:
     fit_subset.add_argument(
         "--fit-split", type=Path, help="--fit-density-on is of the train images of a split.json"
     )
-    sal.add_argument("--fit-knots", type=int, default=20, help="knots of the nonlinearity")
-    sal.add_argument(
-        "--fit-downsample", type=int, default=8, help="maps are area-averaged by this to fit"
+    sal.add_argument("--device", help="where to score (default: cuda when available, else cpu)")
+    return parser
+
+
+def scored_images(args: argparse.Namespace) -> tuple[GazeDataset, GazeDataset]:
+    """The whole data set and the images to score (``--images`` / ``--split``)."""
+    full = dataset_from_options(args)
+    if args.images is not None:
+        return full, select_images(full, read_image_list(args.images), str(args.images))
+    if args.split is not None:
+        return full, select_images(full, read_split(args.split, full.name, "test"), str(args.split))
+    return full, full
+
+
+def score_saliency(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, cfg: CfgNode
+) -> SaliencyReport:
+    full, dataset = scored_images(args)
+    fit_on = (
+        None if args.fit_density_on is None else fit_training_images(parser, args, full, dataset)
     )
-    sal.add_argument(
-        "--fit-iterations", type=int, default=100, help="LBFGS iterations at most, per σ tried"
+    if len(dataset.stimuli) < cfg.EVAL.CENTERBIAS_FOLDS:
+        parser.error(
+            f"EVAL.CENTERBIAS_FOLDS {cfg.EVAL.CENTERBIAS_FOLDS}: the centre bias is "
+            f"cross-validated over the {len(dataset.stimuli)} scored images; at most that many "
+            "folds"
+        )
+    baselines = EvaluationBaselines.build(
+        dataset,
+        CrossValidatedCenterBias(
+            cfg.DATA.CENTERBIAS.BANDWIDTH,
+            cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT,
+            cfg.EVAL.CENTERBIAS_FOLDS,
+        ).fit(dataset),
+        LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
+        None if fit_on is None else fit_density(args, cfg, fit_on),
     )
-    sal.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    sal.add_argument(
-        "--workers",
-        type=int,
-        default=available_cpus(),
-        help="threads scoring images (default: every CPU core available, here %(default)s)",
+    settings = SaliencySettings(
+        args.kind,
+        cfg.EVAL.PROTOCOL,
+        cfg.EVAL.FIXATION_MAP_SIGMA,
+        cfg.EVAL.JUDD_JITTER_SEED,
+        sim_optimisation(cfg.EVAL.SIM_STEPS),
     )
-    scan = sub.choices["scanpaths"]
-    scan.add_argument(
-        "--grid",
-        type=int,
-        nargs=2,
-        default=(5, 5),
-        metavar=("X_BINS", "Y_BINS"),
-        help="spatial grid of the string-based metrics and ScanMatch",
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return evaluate_saliency(
+        dataset,
+        args.predictions,
+        settings,
+        baselines,
+        torch.device(device),
+        evaluation_workers(cfg),
+        extra_allowed=dataset is not full,
     )
-    scan.add_argument("--scanmatch-threshold", type=float, default=3.5, help="in grid cells")
-    scan.add_argument("--scanmatch-gap", type=float, default=0.0)
-    scan.add_argument("--temporal-bin-ms", type=float, default=50.0, help="0: no temporal binning")
+
+
+def score_scanpaths(args: argparse.Namespace, cfg: CfgNode) -> dict:
+    from code.metrics.scanpath import Grid, ScanMatchParams, evaluate_scanpaths
+
+    scanpath = cfg.SCANPATH
+    params = ScanMatchParams(
+        Grid(*scanpath.GRID),
+        scanpath.SCANMATCH_THRESHOLD,
+        scanpath.SCANMATCH_GAP,
+        scanpath.TEMPORAL_BIN_MS,
+    )
+    return evaluate_scanpaths(scored_images(args)[1], args.predictions, params)
+
+
+def main(argv: list[str]) -> None:
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
-    if args.command == "saliency" and args.workers < 1:
-        parser.error(f"--workers must be at least 1, got {args.workers}")
-    fit_options = check_fit_options(parser, args) if args.command == "saliency" else None
+    if args.command == "saliency":
+        check_fit_options(parser, args)
+    if args.command != "compare":  # settings refused before any work, like a run's
+        cfg = load_nodes(settings_files(args.dataset, args.cfg), args.opts, EVALUATE_SCHEMA)
     prepare_output(parser, args.out, args.overwrite)
     if args.command == "compare":
         result = compare_results(read_result(args.a), read_result(args.b), args.a, args.b)
         print(format_comparison(result))
         args.out.write_text(json.dumps(result, indent=2))
-        return
-
-    dataset = full = dataset_from_options(args)
-    if args.images is not None:
-        dataset = select_images(dataset, read_image_list(args.images), str(args.images))
-    elif args.split is not None:
-        dataset = select_images(
-            dataset, read_split(args.split, dataset.name, "test"), str(args.split)
-        )
-    if args.command == "saliency":
-        fit_on = None if fit_options is None else fit_training_images(parser, args, full, dataset)
-        if len(dataset.stimuli) < args.center_bias_folds:
-            parser.error(
-                f"--center-bias-folds {args.center_bias_folds}: the centre bias is cross-validated"
-                f" over the {len(dataset.stimuli)} scored images; at most that many folds"
-            )
-        jitter = None if args.judd_jitter_seed.lower() == "none" else int(args.judd_jitter_seed)
-        density = None if fit_on is None else fit_density(args, fit_on, fit_options)
-        baselines = EvaluationBaselines.build(
-            dataset,
-            CrossValidatedCenterBias(
-                args.center_bias_bandwidth, args.center_bias_uniform_weight, args.center_bias_folds
-            ).fit(dataset),
-            LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
-            density,
-        )
-        settings = SaliencySettings(
-            args.kind,
-            args.protocol,
-            args.fixation_map_sigma,
-            jitter,
-            sim_optimisation(args.sim_steps),
-        )
-        result = evaluate_saliency(
-            dataset,
-            args.predictions,
-            settings,
-            baselines,
-            torch.device(args.device),
-            args.workers,
-            extra_allowed=args.images is not None or args.split is not None,
-        )
-        print(format_table(result))
-        write_report(args.out, result)
-        return
+    elif args.command == "saliency":
+        report = score_saliency(parser, args, cfg)
+        print(format_table(report))
+        write_report(args.out, report)
     else:
-        from code.metrics.scanpath import (
-            Grid,
-            ScanMatchParams,
-            evaluate_scanpaths,
-            format_scanpath_table,
-        )
+        from code.metrics.scanpath import format_scanpath_table
 
-        params = ScanMatchParams(
-            Grid(*args.grid), args.scanmatch_threshold, args.scanmatch_gap, args.temporal_bin_ms
-        )
-        result = evaluate_scanpaths(dataset, args.predictions, params)
-        table = format_scanpath_table(result)
-    print(table)
-    args.out.write_text(json.dumps(result, indent=2))
+        result = score_scanpaths(args, cfg)
+        print(format_scanpath_table(result))
+        args.out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

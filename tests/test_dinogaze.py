@@ -240,7 +240,7 @@ def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
     dataset = ["--dataset", "osie", "--root", str(shared_data / "osie")]
     evaluate(["saliency", *dataset, "--predictions", str(osie_out / "densities"),
               "--images", str(tmp_path / "images.txt"), "--kind", "log-density",
-              "--fixation-map-sigma", "24", "--center-bias-folds", "3",
+              "--opts", "EVAL.CENTERBIAS_FOLDS", "3",
               "--out", str(tmp_path / "saliency.json")])  # fmt: skip
     saliency = json.loads((tmp_path / "saliency.json").read_text())
     assert saliency["per_image"]["image"] == names and np.isfinite(saliency["metrics"]["IG"])
@@ -252,7 +252,7 @@ def test_predict_writes_densities_overlays_and_scanpaths_for_images_of_any_size(
     assert scored["n_images"] == 3 and scored["n_pairs"] == 3 * 3 * 15  # 3 samples x 15 humans
     assert np.isfinite(scored["metrics"]["ScanMatch"]) and "MM_duration" not in scored["metrics"]
     assert scored["temporal_bin_ms"] == 0 and "MM_duration" not in scored["human_ceiling"]
-    evaluate([*scanpaths, "--temporal-bin-ms", "0", "--overwrite"])
+    evaluate([*scanpaths, "--opts", "SCANPATH.TEMPORAL_BIN_MS", "0", "--overwrite"])
     assert json.loads((tmp_path / "scanpaths.json").read_text()) == scored
 
 

@@ -15,7 +15,7 @@ from code import evaluate
 from code.data.gaze import GazeDataset
 from code.metrics.registry import saliency_metrics
 from code.metrics.uncertainty import bootstrap, paired_comparison
-from code.registry import DATASETS
+from code.registry import DATASETS, ConfigError
 
 METRICS = tuple(m.name for m in saliency_metrics())  # the registered ones, in order
 
@@ -44,7 +44,9 @@ def write_predictions(directory, dataset, transform=lambda i, a: a):
         np.save(directory / f"{stim.id.split('.')[0]}.npy", transform(i, m - logsumexp(m)))
 
 
-def run(name, directory, out, *extra):
+def run(name, directory, out, *extra, opts=()):
+    """``code.evaluate saliency`` on the OSIE images registered as ``name``, with OSIE's
+    settings (its config's centre bias), 3 centre-bias folds and ``opts``."""
     evaluate.main(
         [
             "saliency",
@@ -56,12 +58,14 @@ def run(name, directory, out, *extra):
             str(directory),
             "--kind",
             "log-density",
-            "--fixation-map-sigma",
-            "24",
             "--out",
             str(out),
-            "--center-bias-folds",
+            "--cfg",
+            "configs/_base_/data/osie.yaml",
+            "--opts",
+            "EVAL.CENTERBIAS_FOLDS",
             "3",
+            *opts,
             "--overwrite",  # the tests score into the same files again
             *extra,
         ]
@@ -88,12 +92,12 @@ def test_cli_writes_result(small_osie, tmp_path, capsys):
 def test_threads_do_not_change_the_result(small_osie, tmp_path):
     name, dataset = small_osie
     write_predictions(tmp_path, dataset)
-    run(name, tmp_path, tmp_path / "one.json", "--workers", "1")
-    run(name, tmp_path, tmp_path / "three.json", "--workers", "3")
+    run(name, tmp_path, tmp_path / "one.json", opts=["EVAL.WORKERS", "1"])
+    run(name, tmp_path, tmp_path / "three.json", opts=["EVAL.WORKERS", "3"])
     one, three = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "three.json"))
     assert one == three  # bitwise: images are summed in order whatever thread scored them
-    with pytest.raises(SystemExit):
-        run(name, tmp_path, tmp_path / "none.json", "--workers", "0")
+    with pytest.raises(ConfigError, match=r"EVAL\.WORKERS"):
+        run(name, tmp_path, tmp_path / "none.json", opts=["EVAL.WORKERS", "0"])
     assert not (tmp_path / "none.json").exists()
 
 
@@ -382,7 +386,7 @@ def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
     (tmp_path / "two.txt").write_text("1001.jpg\n1002.jpg\n")
     with pytest.raises(SystemExit):
         run(name, a, tmp_path / "x.json", "--images", str(tmp_path / "two.txt"))
-    assert "--center-bias-folds 3: the centre bias is cross-validated" in capsys.readouterr().err
+    assert "EVAL.CENTERBIAS_FOLDS 3: the centre bias is cross-validated" in capsys.readouterr().err
     # compare on all six images: A (smooth random maps) against the uniform map
     run(name, a, tmp_path / "a.json")
     run(name, b, tmp_path / "b.json")
@@ -407,7 +411,7 @@ def test_subsets_and_paired_comparison(small_osie, tmp_path, capsys):
     assert "cmp.json exists: pass --overwrite" in capsys.readouterr().err
     assert json.loads((tmp_path / "cmp.json").read_text()) == comparison
     # refused: other settings, other data; bad subsets name their file
-    run(name, b, tmp_path / "b24.json", "--judd-jitter-seed", "7")
+    run(name, b, tmp_path / "b24.json", opts=["EVAL.JUDD_JITTER_SEED", "7"])
     with pytest.raises(ValueError, match=r"scored differently: settings judd_jitter_seed: 42 vs 7"):
         evaluate.main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b24.json"),
                        "--out", str(tmp_path / "x.json")])  # fmt: skip
@@ -453,7 +457,8 @@ def test_report_tables_runs_with_their_baselines_and_intervals(small_osie, tmp_p
     predictions.mkdir()
     write_predictions(predictions, dataset)
     run(name, predictions, tmp_path / "runs" / "a" / "metrics.json")
-    run(name, predictions, tmp_path / "runs" / "b" / "eval" / "metrics.json", "--sim-steps", "0")
+    run(name, predictions, tmp_path / "runs" / "b" / "eval" / "metrics.json",
+        opts=["EVAL.SIM_STEPS", "0"])  # fmt: skip
     text = report.main([str(tmp_path / "runs" / "*"), "--out", str(tmp_path / "report")])
     result = json.loads((tmp_path / "runs" / "a" / "metrics.json").read_text())
     lines = text.splitlines()
@@ -609,7 +614,7 @@ def test_a_baseline_registered_in_a_test_file_is_built_once_and_scored(small_osi
     try:
         name, dataset = small_osie
         write_predictions(tmp_path, dataset)
-        run(name, tmp_path, tmp_path / "r.json", "--protocol", "benchmark")
+        run(name, tmp_path, tmp_path / "r.json", opts=["EVAL.PROTOCOL", "benchmark"])
     finally:
         del BASELINES["uniform_again"]
     baselines = json.loads((tmp_path / "r.json").read_text())["baselines"]
@@ -638,3 +643,28 @@ def test_results_written_before_the_format_version_still_compare_and_report(smal
     assert all(row["difference"] == 0 for row in comparison["metrics"].values())
     lines = report.main([str(tmp_path / "runs" / "*"), "--out", str(tmp_path / "r")]).splitlines()
     assert lines[2].replace("| new |", "") == lines[3].replace("| old |", "")
+
+
+def test_settings_come_from_the_strict_config_and_typos_are_refused(small_osie, tmp_path):
+    """code.evaluate's settings are config keys: a --cfg file's EVAL node (the rest of a run's
+    config ignored) and --opts override configs/_base_/'s, and a misspelt key or a bad value
+    is refused before any work, naming the key and its file."""
+    name, dataset = small_osie
+    write_predictions(tmp_path, dataset)
+    cfg = tmp_path / "run_config.yaml"
+    cfg.write_text(
+        "_BASE_: " + str(Path("configs/_base_/data/osie.yaml").resolve()) + "\n"
+        "TRAIN: {EPOCHS: 3}\nEVAL: {FIXATION_MAP_SIGMA: 12.0, JUDD_JITTER_SEED: null}\n"
+    )
+    run(name, tmp_path, tmp_path / "r.json", "--cfg", str(cfg))
+    settings = json.loads((tmp_path / "r.json").read_text())["settings"]
+    assert settings["fixation_map_sigma"] == 12.0 and settings["judd_jitter_seed"] is None
+    assert settings["protocol"] == "raw"  # configs/_base_/runtime.yaml's
+    with pytest.raises(ConfigError, match=r"--opts: unknown key EVAL\.PROTOKOL \(did you mean P"):
+        run(name, tmp_path, tmp_path / "x.json", opts=["EVAL.PROTOKOL", "benchmark"])
+    cfg.write_text("EVAL: {FIXATION_MAP_SIGMAA: 12.0}\n")
+    with pytest.raises(ConfigError, match=r"EVAL\.FIXATION_MAP_SIGMAA.*run_config\.yaml"):
+        run(name, tmp_path, tmp_path / "x.json", "--cfg", str(cfg))
+    with pytest.raises(ConfigError, match=r"EVAL\.PROTOCOL"):
+        run(name, tmp_path, tmp_path / "x.json", opts=["EVAL.PROTOCOL", "mit"])
+    assert not (tmp_path / "x.json").exists()

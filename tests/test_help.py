@@ -15,8 +15,9 @@ COMMANDS = {
     "code.main": ["--cfg", "--opts", "--resume", "--overwrite", "--eval-only", "--debug"],
     "code.predict": ["--checkpoint", "--overwrite", "options for checkpoints of task 'density'",
                      "--scanpaths K", "--no-overlays"],
-    "code.evaluate saliency": ["--predictions", "--overwrite", "--dataset osie:", "--root STR"],
-    "code.evaluate scanpaths": ["--temporal-bin-ms", "--dataset salicon:", "--split STR"],
+    "code.evaluate saliency": ["--predictions", "--overwrite", "--dataset osie:", "--root STR",
+                               "--cfg", "--opts"],
+    "code.evaluate scanpaths": ["--cfg", "--opts", "--dataset salicon:", "--split STR"],
     "code.report": ["--names", "--overwrite", "--debug"],
     "code.data": ["--dataset osie:", "--root STR", "--json"],
 }  # fmt: skip

@@ -258,14 +258,21 @@ def run_cli(root, out, *extra):
             str(root / "maps"),
             "--kind",
             "saliency-map",
-            "--fixation-map-sigma",
-            "4",
             "--images",
             str(root / "test.txt"),
-            "--center-bias-folds",
+            "--opts",  # the csv data set has no config of its own: its centre bias is given
+            "EVAL.FIXATION_MAP_SIGMA",
             "4",
-            "--workers",
+            "EVAL.CENTERBIAS_FOLDS",
+            "4",
+            "EVAL.WORKERS",
             "1",
+            "DATA.CENTERBIAS.BANDWIDTH",
+            "0.05",
+            "DATA.CENTERBIAS.UNIFORM_WEIGHT",
+            "0.01",
+            "MAP_DENSITY.DOWNSAMPLE",
+            "2",
             "--out",
             str(out),
             *extra,
@@ -274,7 +281,7 @@ def run_cli(root, out, *extra):
     return json.loads(out.read_text())
 
 
-FIT = ("--fit-images", "train.txt", "--fit-downsample", "2")
+FIT = ("--fit-images", "train.txt")
 
 
 def fit_args(root, *changes):

@@ -364,7 +364,7 @@ def score_scanpaths(dataset: GazeDataset, predictions: Path, params: ScanMatchPa
     if not timed and params.temporal_bin_ms > 0:
         get_logger().warning(
             "%s: scanpaths without durations (duration_ms empty): ScanMatch without temporal "
-            "bins (as --temporal-bin-ms 0) and MultiMatch without its duration measure, for "
+            "bins (as SCANPATH.TEMPORAL_BIN_MS 0) and MultiMatch without its duration measure, for "
             "the model and the human ceiling alike",
             predictions,
         )
