@@ -17,9 +17,9 @@ on which the benchmark's map-to-density conversion is fitted; LL and IG are then
 paired tests (Wilcoxon signed-rank, t).
 
 Settings come from the strict config loader, as a run's do: ``EVAL`` (configs/_base_/runtime.yaml),
-the data set's ``DATA.CENTERBIAS`` (configs/_base_/data/<data set>.yaml), ``MAP_DENSITY`` and
-``SCANPATH`` (configs/_base_/evaluate.yaml); ``--cfg FILE`` replaces any of them (a run's
-config.yaml scores as that run did), ``--opts KEY VALUE ...`` single keys.
+the data set's ``DATA.CENTERBIAS`` (configs/_base_/data/<data set>.yaml, else loading.yaml),
+``MAP_DENSITY`` and ``SCANPATH`` (configs/_base_/evaluate.yaml); ``--cfg FILE`` replaces any of
+them (a run's config.yaml scores as that run did), ``--opts KEY VALUE ...`` single keys.
 """
 
 from __future__ import annotations
@@ -76,9 +76,11 @@ def prepare_output(parser: argparse.ArgumentParser, out: Path, overwrite: bool) 
 
 def settings_files(dataset: str, cfg: Path | None) -> list[Path]:
     """Where the settings are read: ``configs/_base_/``'s runtime (``EVAL``), the data set's
-    own file (``DATA.CENTERBIAS``) where there is one, ``evaluate.yaml``, then ``--cfg``."""
-    files = [BASE_CONFIGS / "runtime.yaml", BASE_CONFIGS / "data" / f"{dataset}.yaml"]
-    files = [f for f in files if f.is_file()] + [BASE_CONFIGS / "evaluate.yaml"]
+    own file (``DATA.CENTERBIAS``), or for a data set without one (``csv``, ``pysaliency``)
+    the loading settings every data set shares, ``evaluate.yaml``, then ``--cfg``."""
+    own = BASE_CONFIGS / "data" / f"{dataset}.yaml"
+    data = own if own.is_file() else BASE_CONFIGS / "data" / "loading.yaml"
+    files = [BASE_CONFIGS / "runtime.yaml", data, BASE_CONFIGS / "evaluate.yaml"]
     return files if cfg is None else [*files, cfg]
 
 

@@ -18,7 +18,7 @@ from code.data.loaders.pysaliency_hdf5 import load_pysaliency
 from code.data.samples import ordered_scanpaths
 from code.data.splits import select_images
 from code.engine.checkpoint import Checkpointer
-from code.engine.evaluator import to_original_size
+from code.engine.model_scoring import to_original_size
 from code.interop.pysaliency import SaccadeModel, SaccadeScanpathModel, pysaliency
 from code.main import main
 from code.metrics.baselines import CrossValidatedCenterBias
@@ -84,7 +84,8 @@ class ArrayModel(pysaliency.Model):
 
 
 def _centre_bias(dataset: GazeDataset, stimuli: pysaliency.Stimuli) -> ArrayModel:
-    """code.evaluate's IG baseline (its --center-bias-* defaults) as a pysaliency model."""
+    """code.evaluate's IG baseline (the DATA.CENTERBIAS of its data set's config) as a pysaliency
+    model."""
     fitted = CrossValidatedCenterBias(0.05, 0.01, FOLDS).fit(dataset)
     densities = [fitted.log_density(i, *s.size) for i, s in enumerate(dataset.stimuli)]
     return ArrayModel(stimuli, densities)
@@ -105,8 +106,8 @@ def test_pysaliency_scores_the_wrapped_model_as_code_evaluate_does(
     code.evaluate.main(
         ["saliency", "--dataset", "osie", "--root", str(shared_data / "osie"),
          "--images", str(tmp_path / "images.txt"), "--predictions", str(tmp_path / "out/densities"),
-         "--kind", "log-density", "--fixation-map-sigma", "24", "--device", "cpu",
-         "--center-bias-folds", str(FOLDS), "--workers", "1", "--out", str(tmp_path / "r.json")]
+         "--kind", "log-density", "--device", "cpu", "--out", str(tmp_path / "r.json"),
+         "--opts", "EVAL.CENTERBIAS_FOLDS", str(FOLDS), "EVAL.WORKERS", "1"]
     )  # fmt: skip
     ours = json.loads((tmp_path / "r.json").read_text())["metrics"]
 
