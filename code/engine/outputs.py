@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from code.engine.checkpoint import Checkpointer
 from code.utils import distributed as dist
 
-RUN_FILES = (*Checkpointer.FILES, "metrics.jsonl", "metrics.json")
-KEPT_FILES = (*Checkpointer.FILES, "metrics.json")  # what a failed start cannot have left
+RESULT_FILES = ("metrics.jsonl", "metrics.json")
 # Rewritten by every run: removed when a run starts over, so it starts a fresh log and wandb id.
 RESTARTED_FILES = ("log.txt", "wandb_id.txt")
 EVAL_DIR = "eval"
@@ -36,7 +34,12 @@ def claim_run_folder(folder: Path, resume: bool, overwrite: bool) -> list[str]:
     Returns the run files removed (a replaced run, or what a failed start left). Every rank
     checks the same folder before any of them writes; rank 0 removes, then all wait.
     """
-    held = [name for name in RUN_FILES if (folder / name).exists()]
+    # Imported here: the checkpoint owner loads torch and the models, which code.report (it
+    # reads only EVAL_DIR) does not need.
+    from code.engine.checkpoint import Checkpointer
+
+    kept = (*Checkpointer.FILES, "metrics.json")  # what a failed start cannot have left
+    held = [name for name in (*Checkpointer.FILES, *RESULT_FILES) if (folder / name).exists()]
     checkpoints = Checkpointer(folder)
     if resume:
         if not checkpoints.can_resume():
@@ -44,7 +47,7 @@ def claim_run_folder(folder: Path, resume: bool, overwrite: bool) -> list[str]:
                 f"nothing to resume: {checkpoints.last} does not exist (run without --resume)"
             )
         return []
-    if any(name in KEPT_FILES for name in held) and not overwrite:
+    if any(name in kept for name in held) and not overwrite:
         ways = ["--resume to continue it"] if checkpoints.can_resume() else []
         ways.append("--overwrite to replace it")
         raise RunExistsError(
