@@ -17,7 +17,15 @@ LAYERS = [
     ["code.metrics"],
     ["code.config", "code.config_types", "code.engine"],
     ["code.tasks"],
-    ["code.main", "code.experiment", "code.predict", "code.evaluate", "code.report"],
+    # entry points, and the interop that serves checkpoints to other libraries as they do
+    [
+        "code.main",
+        "code.experiment",
+        "code.predict",
+        "code.evaluate",
+        "code.report",
+        "code.interop",
+    ],
 ]
 
 
