@@ -294,9 +294,11 @@ class ScanpathGenerator(nn.Module):
         raise NotImplementedError
 
 
-@GENERATORS.register("sequential")
-class SequentialSearch(ScanpathGenerator):
-    """Each fixation searched from the image centre given the ones before (``Search``)."""
+class SearchGenerator(ScanpathGenerator):
+    """A generator that searches positions by gradient (``Search``: ``steps``, ``lr``,
+    ``jitter``) the way its ``scanpaths`` function orders the search."""
+
+    scanpaths: Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
     def __init__(self, steps: int, lr: float, jitter: float) -> None:
         super().__init__()
@@ -305,21 +307,21 @@ class SequentialSearch(ScanpathGenerator):
     def forward(
         self, criterion: Criterion, foveation: Foveation, length: int, rng: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return sequential_scanpaths(criterion, foveation, length, self.search, rng)
+        return type(self).scanpaths(criterion, foveation, length, self.search, rng)
+
+
+@GENERATORS.register("sequential")
+class SequentialSearch(SearchGenerator):
+    """Each fixation searched from the image centre given the ones before."""
+
+    scanpaths = staticmethod(sequential_scanpaths)
 
 
 @GENERATORS.register("joint")
-class JointSearch(ScanpathGenerator):
-    """Every fixation of a scanpath searched at once on their mean loss (``Search``)."""
+class JointSearch(SearchGenerator):
+    """Every fixation of a scanpath searched at once on their mean loss."""
 
-    def __init__(self, steps: int, lr: float, jitter: float) -> None:
-        super().__init__()
-        self.search = Search(steps, lr, jitter)
-
-    def forward(
-        self, criterion: Criterion, foveation: Foveation, length: int, rng: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return joint_scanpaths(criterion, foveation, length, self.search, rng)
+    scanpaths = staticmethod(joint_scanpaths)
 
 
 @GENERATORS.register("attention_network")
