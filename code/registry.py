@@ -406,7 +406,8 @@ MOMENTUM_SCHEDULES = Registry(
 )
 # NeVA's downstream criteria (``SubPart[CRITERIA]``), built per batch of images for the frozen
 # downstream model, and its scanpath generators (``SubPart[GENERATORS]``), seeded by the run.
-CRITERIA = Registry("criterion", node=None, wiring=("downstream", "images"), locations=MODELS)
-GENERATORS = Registry("scanpath generator", node=None, wiring=("seed",), locations=MODELS)
+NEVA = ("code.models.neva",)
+CRITERIA = Registry("criterion", node=None, wiring=("downstream", "images"), locations=NEVA)
+GENERATORS = Registry("scanpath generator", node=None, wiring=("seed",), locations=NEVA)
 # What a run does: train and score a density model, classify patches, generate scanpaths, ...
 TASKS = Registry("task", node="TASK", wiring=("cfg",), locations=("code.tasks",))

@@ -480,3 +480,43 @@ def test_every_registry_names_the_node_the_schema_chooses_it_at() -> None:
 
     found = dict(choices(SCHEMA, ""))
     assert found and all(registry.node == path for path, registry in found.items())
+
+
+def test_importing_a_registrys_locations_registers_all_its_parts() -> None:
+    """A registry imports its ``locations`` the first time it is asked for a part; a part that
+    only something else registers (as NeVA's generators once were, through the task) is
+    unknown to a process that has not imported that. Each distinct set of locations is imported
+    alone, in a process of its own, and must register every part that importing every module
+    registers."""
+    import importlib
+    import pkgutil
+    import subprocess
+    import sys
+
+    import code
+    import code.registry as registries
+
+    for module in pkgutil.walk_packages(code.__path__, "code."):  # every part registered
+        importlib.import_module(module.name)
+    found = {name: value for name, value in vars(registries).items()
+             if isinstance(value, registries.Registry)}  # fmt: skip
+    assert len(found) > 10
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, registry in found.items():
+        groups.setdefault(tuple(registry.locations), []).append(name)
+    script = (
+        "import importlib, sys, code.registry as r\n"
+        "for module in sys.argv[2:]: importlib.import_module(module)\n"
+        "print({n: sorted(getattr(r, n)._entries) for n in sys.argv[1].split(',')})"
+    )
+    alone = {
+        locations: subprocess.Popen(
+            [sys.executable, "-c", script, ",".join(names), *locations],
+            stdout=subprocess.PIPE, text=True,
+        )
+        for locations, names in groups.items()
+    }  # fmt: skip
+    for locations, process in alone.items():
+        registered = ast.literal_eval(process.communicate(timeout=120)[0])
+        for name in groups[locations]:
+            assert registered[name] == sorted(found[name].names()), (name, locations)
