@@ -405,9 +405,15 @@ MOMENTUM_SCHEDULES = Registry(
     "momentum schedule", node="TRAIN.MOMENTUM_SCHEDULE", wiring=("total_steps",), locations=ENGINE
 )
 # NeVA's downstream criteria (``SubPart[CRITERIA]``), built per batch of images for the frozen
-# downstream model, and its scanpath generators (``SubPart[GENERATORS]``), seeded by the run.
+# downstream model, and its scanpath generators (``SubPart[GENERATORS]``), seeded by the run:
+# NeVA's, and the one sampling a trained checkpoint, with the tasks (it loads the checkpoint).
 NEVA = ("code.models.neva",)
 CRITERIA = Registry("criterion", node=None, wiring=("downstream", "images"), locations=NEVA)
-GENERATORS = Registry("scanpath generator", node=None, wiring=("seed",), locations=NEVA)
+GENERATORS = Registry(
+    "scanpath generator",
+    node=None,
+    wiring=("seed",),
+    locations=(*NEVA, "code.tasks.sampled_scanpaths"),
+)
 # What a run does: train and score a density model, classify patches, generate scanpaths, ...
 TASKS = Registry("task", node="TASK", wiring=("cfg",), locations=("code.tasks",))

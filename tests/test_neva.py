@@ -549,6 +549,7 @@ def test_the_task_writes_scored_scanpaths_of_every_generator(
     neva, random = report["utility"]["NeVA"]["mean"], report["utility"]["random"]["mean"]
     assert all(n <= r for n, r in zip(neva, random, strict=True))
     assert json.loads((out / "metrics.json").read_text())["criterion"] == "reconstruction"
+    assert report["conditional"] == {}  # NeVA places fixations: it has no density to score
     assert (out / "utility.png").is_file()
     assert len(list((out / "overlays").glob("*_scanpaths.png"))) == 2
 
@@ -633,8 +634,9 @@ def test_the_printed_table_keeps_every_column_apart() -> None:
         "utility": {"NeVA": {"mean": [0.5, 0.25]}, "winner-take-all": {"mean": [0.5, 0.4]}},
     }
     lines = format_report(report).splitlines()
-    assert lines[0].split() == ["generator", *TABLE_METRICS]
-    assert lines[2].split()[0] == "winner-take-all" and len(lines[2].split()) == 1 + 3 * 7
+    assert lines[0].split() == ["generator", *TABLE_METRICS, "IG"]
+    assert lines[2].split()[0] == "winner-take-all" and len(lines[2].split()) == 1 + 3 * 7 + 1
+    assert lines[2].split()[-1] == "—"  # a report without conditional scores (older runs)
 
 
 # One epoch of four steps (28 training images in batches of 8), last.pt after every step.

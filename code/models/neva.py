@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from code.data.batch import Batch
+from code.data.gaze import GazeDataset, Stimulus
 from code.models.build import GazeModel
 from code.models.layers.foveation import Foveation
 from code.models.shapes import PredictionKind
@@ -284,14 +285,34 @@ class ScanpathGenerator(nn.Module):
     length, rng)`` -> (B, length, 2) positions and (B, length) the loss after each. ``rng``:
     the generator of any random draws (e.g. a search's restarts). ``trains``: whether it has
     weights the task first fits to the training images' downstream loss (``GeneratorTraining``,
-    through the trainer)."""
+    through the trainer). ``row``: its row in the task's tables and its files' name."""
 
     trains = False
+    row = "NeVA"
 
     def forward(
         self, criterion: Criterion, foveation: Foveation, length: int, rng: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def generate(
+        self,
+        criterion: Criterion,
+        foveation: Foveation,
+        length: int,
+        rng: torch.Generator | None,
+        stimuli: list[Stimulus],
+    ) -> torch.Tensor:
+        """(B, length, 2) positions on the criterion's images, those of the test ``stimuli`` (in
+        batch order): the task's call. A generator that reads the images as they are on disk
+        (e.g. another model's input) overrides it; NeVA's place them by the criterion."""
+        return self(criterion, foveation, length, rng)[0]
+
+    def conditional_scores(self, dataset: GazeDataset, device: torch.device) -> dict | None:
+        """A probabilistic generator's own density scored on ``dataset``'s human fixations, each
+        given the ones before (``code.engine.model_scoring.evaluate_scanpath_model``'s layout);
+        None for a deterministic one (NeVA's: it places fixations, it has no density)."""
+        return None
 
 
 class SearchGenerator(ScanpathGenerator):

@@ -5,7 +5,9 @@ The run's model is the *downstream* model, frozen: ``MODEL`` must be the archite
 checkpoint ``DOWNSTREAM`` (e.g. ``_BASE_`` its training config), whose weights it loads. For
 every test image the generator (``GENERATOR``, a registered part of ``code.models.neva``)
 places ``LENGTH`` fixations where the model, seeing the image through the foveation
-(``FOVEATION``), best does its task (``CRITERION``, a registered part too). A generator that
+(``FOVEATION``), best does its task (``CRITERION``, a registered part too); or samples them
+from a trained density model (``model_samples``, :mod:`code.tasks.sampled_scanpaths`), whose
+scanpaths the downstream model then only sees for the utility curve. A generator that
 trains (the attention network) is first trained by the trainer on the training images, with
 ``TRAIN``, so the run checkpoints and resumes as any training run. Beside it
 the same number of fixations from baselines: ``random`` (uniform), ``centre`` (drawn from the
@@ -19,7 +21,10 @@ own scanpaths (their first ``LENGTH`` fixations). Outputs:
 - ``metrics.json``: per generator, the scanpath metrics against every human scanpath of the
   image (each image's mean over its humans, then mean ± s.e. over images) and the human
   ceiling (each human against the others); the downstream loss after t = 1..LENGTH fixations
-  (mean ± s.e. over images; humans: over their scanpaths long enough), as ``utility``;
+  (mean ± s.e. over images; humans: over their scanpaths long enough), as ``utility``; for a
+  probabilistic generator (``model_samples``), its density scored at the test images' human
+  fixations given the ones before, as ``conditional`` (IG in bits/fixation over the centre
+  bias; NeVA's and the baselines' rows have none);
 - ``utility.png`` (that loss against t) and ``overlays/<image>_scanpaths.png``.
 """
 
@@ -83,6 +88,7 @@ EDGE_PX = 1e-3  # the tables' precision: positions are written to 3 decimals of 
 # The metrics of the table: every registered scanpath metric but those reading durations
 # (generated scanpaths say where, not how long).
 TABLE_METRICS = tuple(m.name for m in scanpath_metrics() if "durations" not in m.reads)
+IG_WIDTH = 10  # the printed table's conditional IG column
 
 
 class NoMetrics(ValidationScorer):
@@ -214,8 +220,9 @@ class ScanpathGenerationTask(Task):
         height, width = self.cfg.DATA.IMAGE_SIZE
         downstream = self.downstream
         foveation = self.foveation.to(device)
-        neva = self.generator.to(device).eval()  # trained already, if it trains
+        chosen = self.generator.to(device).eval()  # trained already, if it trains
         saliency = self._saliency_model(device)
+        stimuli = self.splits.test.stimuli
         centre = torch.from_numpy(self.centerbias.log_density(height, width))
         generator = torch.Generator().manual_seed(self.cfg.SEED)
         positions: dict[str, list[torch.Tensor]] = {}
@@ -224,8 +231,9 @@ class ScanpathGenerationTask(Task):
             batch = batch.to(device)
             criterion = self.criterion(downstream=downstream, images=batch.input)
             count = len(batch)
+            images = [stimuli[index] for index in batch.image_index.tolist()]
             scanpaths = {
-                "NeVA": neva(criterion, foveation, self.length, generator)[0],
+                chosen.row: chosen.generate(criterion, foveation, self.length, generator, images),
                 RANDOM: random_scanpaths(count, self.length, generator).to(device),
                 "centre": density_scanpaths(centre, count, self.length, generator).to(device),
             }
@@ -240,9 +248,11 @@ class ScanpathGenerationTask(Task):
                     losses.setdefault(name, []).append(
                         scanpath_losses(criterion, foveation, xy).cpu())  # fmt: skip
                 losses.setdefault(HUMANS, []).append(self._human_losses(criterion, batch))
+        scores = chosen.conditional_scores(self.splits.test, device)
         return self._report(
             {name: torch.cat(xy) for name, xy in positions.items()},
             {name: torch.cat(loss) for name, loss in losses.items()},
+            {} if scores is None else {chosen.row: scores},
             output_dir,
         )
 
@@ -292,7 +302,11 @@ class ScanpathGenerationTask(Task):
         return result
 
     def _report(
-        self, positions: dict[str, torch.Tensor], losses: dict[str, torch.Tensor], out: Path
+        self,
+        positions: dict[str, torch.Tensor],
+        losses: dict[str, torch.Tensor],
+        conditional: dict[str, dict],
+        out: Path,
     ) -> dict:
         test = self.splits.test
         folder = out / "scanpaths"
@@ -324,6 +338,7 @@ class ScanpathGenerationTask(Task):
             "metrics": scores,
             "versus_random": versus_random,
             "utility": utility,
+            "conditional": conditional,
             "n_images": len(test.stimuli),
             "length": self.length,
             "criterion": self.criterion.name,
@@ -337,25 +352,27 @@ class ScanpathGenerationTask(Task):
     def save_figures(
         self, model: GazeModel, device: torch.device, output_dir: Path, report: dict
     ) -> None:
-        """``utility.png`` and, for the first test images, NeVA's scanpath beside a human's."""
+        """``utility.png`` and, for the first test images, the generator's scanpath (NeVA's)
+        beside a human's."""
         title = f"{report['criterion']} loss, {report['n_images']} test images"
         save_utility_plot(output_dir / "utility.png", report["utility"], title)
         folder = output_dir / "overlays"
         folder.mkdir(exist_ok=True)
         test = self.splits.test
-        neva = np.load(output_dir / "scanpaths" / "NeVA.npy")
+        row = self.generator.row
+        generated = np.load(output_dir / "scanpaths" / f"{row}.npy")
         humans = scanpaths_by_image(test)
-        for index in range(min(self.cfg.EVAL.NUM_OVERLAYS, len(neva))):
-            paths = [neva[index]]
+        for index in range(min(self.cfg.EVAL.NUM_OVERLAYS, len(generated))):
+            paths = [generated[index]]
             if humans.get(index):  # the first subject's scanpath, as long as NeVA's
                 xs, ys, _ = next(iter(humans[index].values()))
                 paths.append(np.stack([xs, ys], axis=1)[: self.length])
             stimulus = test.stimuli[index]
             picture = folder / f"{stimulus_stem(stimulus)}_scanpaths.png"
-            labels = ["NeVA", "a human (first fixations)"][: len(paths)]
+            labels = [row, "a human (first fixations)"][: len(paths)]
             save_scanpaths(picture, stimulus.read(), paths, labels,
                            f"{stimulus.id}: numbers give the fixation order")  # fmt: skip
-        get_logger().info("scanpaths drawn to %s (NeVA blue, a human orange)", folder)
+        get_logger().info("scanpaths drawn to %s (%s blue, a human orange)", folder, row)
 
     def predictor(
         self, model: GazeModel, device: torch.device, options: argparse.Namespace
@@ -406,8 +423,16 @@ def utility_curve(losses: torch.Tensor) -> dict[str, list[float]]:
     return {"mean": [r["mean"] for r in rows], "se": [r["se"] for r in rows]}
 
 
+def information_gain_cell(report: dict, name: str) -> str:
+    """Row ``name``'s conditional IG (bits/fixation over the centre bias), or "—" for a row
+    without a density of its own (NeVA, the baselines, the humans)."""
+    scores = report.get("conditional", {}).get(name)
+    return "—" if scores is None else f"{scores['metrics']['IG']:.4f}"
+
+
 def format_report(report: dict) -> str:
-    """The metric table (mean ± s.e. over images) and the loss after each fixation."""
+    """The metric table (mean ± s.e. over images; the conditional IG where the generator has
+    a density) and the loss after each fixation."""
     names = list(report["metrics"])
     # every column as wide as its header (MultiMatch's names are long) and a space apart
     widths = [max(20, len(m) + 2) for m in TABLE_METRICS]
@@ -420,10 +445,14 @@ def format_report(report: dict) -> str:
         )
 
     header = "".join(f"{m:>{w}}" for m, w in zip(TABLE_METRICS, widths, strict=True))
-    lines = [f"{'generator':<{first}}" + header]
-    lines += [row(name, report["metrics"][name]) for name in names]
+    lines = [f"{'generator':<{first}}" + header + f"{'IG':>{IG_WIDTH}}"]
+    lines += [
+        row(name, report["metrics"][name]) + f"{information_gain_cell(report, name):>{IG_WIDTH}}"
+        for name in names
+    ]
     lines.append("\nminus random, image by image (mean ± s.e.):")
     lines += [row(name, cells) for name, cells in report["versus_random"].items()]
+    lines.append("IG: conditional, bits/fixation over the centre bias (—: no density)")
     lines.append(f"\n{report['criterion']} loss after fixation t (mean over images):")
     steps = len(report["utility"][names[0]]["mean"])
     lines.append(f"{'generator':<{first}}" + "".join(f"{t + 1:>9}" for t in range(steps)))
