@@ -1,10 +1,12 @@
 """Scanpaths sampled from trained density models as generators of the scanpath_generation
-task (``model_samples``) and their conditional information gain."""
+task (``model_samples``), their conditional information gain, and the table across runs
+(``code.scanpath_report``)."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from code.engine.checkpoint import Checkpointer
 from code.main import main
 from code.models.layers.foveation import to_pixels
 from code.predict import main as predict
+from code.scanpath_report import main as scanpath_report
 from code.tasks.base import build_task
 from code.tasks.density import DensityPredictor
 from code.tasks.sampled_scanpaths import image_seed, sampled_scanpath
@@ -205,3 +208,48 @@ def test_a_checkpoint_without_a_density_is_refused_before_any_data_is_read(
                        r"\.CHECKPOINT .* predicts image; sampled scanpaths need"):  # fmt: skip
         _sampled(tmp_path / "run", autoencoder, autoencoder)
     assert not (tmp_path / "run" / "scanpaths").exists()
+
+
+def test_the_table_across_runs_names_each_rows_run(
+    tmp_path: Path, scanpath_run: tuple[Path, dict], spatial_run: tuple[Path, dict]
+) -> None:
+    (sampled, report), (spatial, spatial_report) = scanpath_run, spatial_run
+    rows = [("scanpath model (sampled)", sampled, "samples"),
+            ("spatial model (sampled without history)", spatial, "samples"),
+            ("random", sampled, "random"), ("humans", sampled, "humans")]  # fmt: skip
+    argv = [a for label, run, name in rows for a in ("--row", label, str(run), name)]
+    text = scanpath_report([*argv, "--out", str(tmp_path / "table")])
+    assert (tmp_path / "table" / "scanpath_table.md").read_text() == text + "\n"
+    lines = text.splitlines()
+    table = [line.split(" | ") for line in lines[2:6]]
+    assert [(cells[0].strip("| "), cells[1]) for cells in table] == [
+        (label, str(run)) for label, run, _ in rows
+    ]
+    igs = [cells[-1].strip(" |") for cells in table]
+    expected = [r["conditional"]["samples"]["metrics"]["IG"] for r in (report, spatial_report)]
+    assert igs == [f"{expected[0]:.3f}", f"{expected[1]:.3f}", "—", "—"]
+    scanmatch = report["metrics"]["samples"]["ScanMatch"]
+    assert table[0][2] == f"{scanmatch['mean']:.3f} ± {scanmatch['se']:.3f}"
+    # minus random: the two sampled rows (random and the humans have no paired difference)
+    paired = [line for line in lines[8:] if line.startswith("| ") and "---" not in line]
+    assert [p.split(" | ")[0].strip("| ") for p in paired[1:]] == [label for label, *_ in rows[:2]]
+    difference = report["versus_random"]["samples"]["ScanMatch"]
+    assert paired[1].split(" | ")[2] == f"{difference['mean']:+.3f} ± {difference['se']:.3f}"
+    with pytest.raises(SystemExit):  # the table is there: not replaced without --overwrite
+        scanpath_report([*argv, "--out", str(tmp_path / "table")])
+
+
+def test_the_table_refuses_a_missing_generator_and_runs_of_other_images(
+    tmp_path: Path, scanpath_run: tuple[Path, dict]
+) -> None:
+    sampled, _ = scanpath_run
+    with pytest.raises(ValueError, match=r"has no generator 'NeVA'; it has samples, random"):
+        scanpath_report(["--row", "NeVA", str(sampled), "NeVA", "--out", str(tmp_path / "t")])
+    other = tmp_path / "other"
+    other.mkdir()
+    data = json.loads((sampled / "metrics.json").read_text())
+    (other / "metrics.json").write_text(json.dumps({**data, "n_images": 140}))
+    with pytest.raises(ValueError, match=r"other scored 140 images, 3 fixations; .* 8, 3"):
+        scanpath_report(["--row", "a", str(sampled), "samples", "--row", "b", str(other),
+                         "random", "--out", str(tmp_path / "t")])  # fmt: skip
+    shutil.rmtree(other)

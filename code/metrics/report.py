@@ -1,5 +1,6 @@
 """The saliency report: what ``code.evaluate saliency`` writes as ``result.json`` and a density
-run as ``metrics.json``, as typed records, written and read here only.
+run as ``metrics.json``, as typed records, written and read here only; and, read here, the
+report of a ``scanpath_generation`` run (``ScanpathGenerationReport``).
 
 The JSON layout (format version 2) is that of the records, in this order: ``metrics``,
 ``n_images``, ``n_fixations``, ``baseline`` (how the baselines were made), ``baselines``
@@ -137,3 +138,46 @@ def read_report(path: Path) -> SaliencyReport:
 
 def write_report(path: Path, report: SaliencyReport) -> None:
     path.write_text(json.dumps(report.to_json(), indent=2))
+
+
+@dataclass(frozen=True)
+class ScanpathGenerationReport:
+    """What a ``scanpath_generation`` run writes as ``metrics.json``: per generator (``NeVA``,
+    ``samples``, ``random``, ``centre``, ``wta``, ``humans``) and scanpath metric, the mean,
+    s.e. and image count over the test images (``metrics``); the same of each generator minus
+    the random scanpaths, image by image (``versus_random``: all but ``random`` and
+    ``humans``); a probabilistic generator's conditional scores (``conditional``: its density
+    at the human fixations given the ones before; absent in runs before it was reported)."""
+
+    metrics: dict[str, dict[str, dict[str, float]]]
+    versus_random: dict[str, dict[str, dict[str, float]]]
+    conditional: dict[str, dict[str, Any]]
+    n_images: int
+    length: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str) -> ScanpathGenerationReport:
+        """A report from its JSON object; ``source`` names it in errors."""
+        keys = ("metrics", "versus_random", "n_images", "length")
+        missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+        if missing:
+            raise ValueError(
+                f"{source}: not a scanpath_generation report (no {', '.join(missing)})"
+            )
+        return cls(data["metrics"], data["versus_random"], data.get("conditional", {}),
+                   data["n_images"], data["length"])  # fmt: skip
+
+    def information_gain(self, generator: str) -> float | None:
+        """``generator``'s conditional IG in bits/fixation over the centre bias; None without
+        a density of its own."""
+        scores = self.conditional.get(generator)
+        return None if scores is None else scores["metrics"]["IG"]
+
+
+def read_scanpath_generation(path: Path) -> ScanpathGenerationReport:
+    """The ``scanpath_generation`` report in ``path``, or an error naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read as a metrics.json: {err}") from err
+    return ScanpathGenerationReport.from_json(data, str(path))

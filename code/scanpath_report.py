@@ -1,0 +1,122 @@
+"""One table of scanpath generators from several ``scanpath_generation`` runs.
+
+    python -m code.scanpath_report --row LABEL RUN_DIR GENERATOR [--row ...] --out DIR
+
+Each ``--row`` takes one generator's row (``NeVA``, ``samples``, ``random``, ``centre``,
+``wta``, ``humans``: the keys of the run's ``metrics.json``) from the run in RUN_DIR under
+LABEL, in the order given. Every run must have scored the same number of test images and
+scanpath length. Two markdown tables, each row naming its run: the scanpath metrics (mean ±
+s.e. over images) with the conditional IG of the generators that have a density (— for the
+others), and each generator minus its own run's random scanpaths, image by image (paired).
+Writes ``scanpath_table.md`` to DIR and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from code.metrics.registry import metric, report_order
+from code.metrics.report import ScanpathGenerationReport, read_scanpath_generation
+from code.utils.cli import add_debug_option, run_command
+
+TABLE_FILE = "scanpath_table.md"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the table: ``generator``'s scores in the run at ``run``, shown as ``label``."""
+
+    label: str
+    run: Path
+    generator: str
+    report: ScanpathGenerationReport
+
+
+def read_rows(specs: list[list[str]]) -> list[Row]:
+    """The rows ``--row LABEL RUN_DIR GENERATOR`` name, each run's generator checked to be
+    there, and every run checked to score as many images and fixations as the first."""
+    rows = []
+    for label, run, generator in specs:
+        report = read_scanpath_generation(Path(run) / "metrics.json")
+        if generator not in report.metrics:
+            raise ValueError(
+                f"--row {label!r}: {run}/metrics.json has no generator {generator!r}; it has "
+                f"{', '.join(report.metrics)}"
+            )
+        rows.append(Row(label, Path(run), generator, report))
+    first = rows[0].report
+    for row in rows[1:]:
+        if (row.report.n_images, row.report.length) != (first.n_images, first.length):
+            raise ValueError(
+                f"--row {row.label!r}: {row.run} scored {row.report.n_images} images, "
+                f"{row.report.length} fixations; {rows[0].run} {first.n_images}, {first.length}"
+            )
+    return rows
+
+
+def _cell(scores: dict[str, float] | None, signed: bool) -> str:
+    if scores is None:
+        return "—"
+    mean = f"{scores['mean']:+.3f}" if signed else f"{scores['mean']:.3f}"
+    return f"{mean} ± {scores['se']:.3f}"
+
+
+def markdown(rows: list[Row]) -> str:
+    """The two tables (see the module docstring) and a line on what was scored."""
+    columns = report_order({m for row in rows for m in row.report.metrics[row.generator]})
+    names = [m if metric(m).higher_is_better else f"{m} ↓" for m in columns]
+    header = ["generator", "run", *names]
+    lines = ["| " + " | ".join([*header, "IG (bits/fix)"]) + " |", "|---" * (len(header) + 1) + "|"]
+    for row in rows:
+        scores = row.report.metrics[row.generator]
+        ig = row.report.information_gain(row.generator)
+        cells = [_cell(scores.get(m), signed=False) for m in columns]
+        cells.append("—" if ig is None else f"{ig:.3f}")
+        lines.append(f"| {row.label} | {row.run} | " + " | ".join(cells) + " |")
+    lines += ["", "Minus random, image by image (paired, mean ± s.e.; each run's own random):", ""]
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for row in rows:
+        paired = row.report.versus_random.get(row.generator)
+        if paired is not None:  # random itself and the humans have none
+            cells = [_cell(paired.get(m), signed=True) for m in columns]
+            lines.append(f"| {row.label} | {row.run} | " + " | ".join(cells) + " |")
+    first = rows[0].report
+    lines += ["", f"{first.n_images} test images, {first.length} fixations per scanpath; IG: "
+              "conditional, over the centre bias (— : no density of its own)."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(
+        prog="python -m code.scanpath_report",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--row",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("LABEL", "RUN_DIR", "GENERATOR"),
+        help="a table row: the GENERATOR of the run in RUN_DIR, as LABEL",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for the table")
+    parser.add_argument("--overwrite", action="store_true", help="replace a table in --out")
+    add_debug_option(parser)
+    args = parser.parse_args(argv)
+    labels = [label for label, _, _ in args.row]
+    if len(set(labels)) != len(labels):
+        parser.error(f"two rows share a label in {labels}")
+    if (args.out / TABLE_FILE).exists() and not args.overwrite:
+        parser.error(f"--out {args.out} holds a table: pass --overwrite to replace it")
+    text = markdown(read_rows(args.row))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / TABLE_FILE).write_text(text + "\n")
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    run_command(main)
