@@ -24,6 +24,7 @@ LAYERS = [
         "code.predict",
         "code.evaluate",
         "code.report",
+        "code.scanpath_report",
         "code.interop",
     ],
 ]
