@@ -127,13 +127,17 @@ def _per_image(data: dict[str, Any]) -> PerImage:
     return PerImage(list(data["image"]), list(data["n_fixations"]), values)
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON in ``path``, or an error naming the file and ``what`` it was read as."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read as a {what}: {err}") from err
+
+
 def read_report(path: Path) -> SaliencyReport:
     """The report in ``path``, or an error naming the file."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read as a result.json: {err}") from err
-    return SaliencyReport.from_json(data, str(path))
+    return SaliencyReport.from_json(_read_json(path, "result.json"), str(path))
 
 
 def write_report(path: Path, report: SaliencyReport) -> None:
@@ -176,8 +180,4 @@ class ScanpathGenerationReport:
 
 def read_scanpath_generation(path: Path) -> ScanpathGenerationReport:
     """The ``scanpath_generation`` report in ``path``, or an error naming the file."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read as a metrics.json: {err}") from err
-    return ScanpathGenerationReport.from_json(data, str(path))
+    return ScanpathGenerationReport.from_json(_read_json(path, "metrics.json"), str(path))
