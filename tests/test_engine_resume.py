@@ -3,16 +3,13 @@ same weights, and with random numbers drawn every step, the same random streams.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +17,7 @@ import torch
 from code.engine.checkpoint import Checkpointer, load_checkpoint, save_checkpoint
 from code.engine.reproducibility import all_rng_states, seed_everything, set_rng_state
 from code.main import main
+from tests.killed_run import assert_same_ends, kill_and_resume
 from tests.small_run import QUICKSTART, REPO_ROOT, SMALL
 
 # Two epochs of eight steps, the last checkpoint every three steps: the first lands mid-epoch.
@@ -75,37 +73,6 @@ RANDOM_EVERY_STEP = [
 ]  # fmt: skip
 
 
-def _kill_after_first_checkpoint(process: subprocess.Popen, folder: Path) -> None:
-    deadline = time.monotonic() + 240
-    while not Checkpointer(folder).last.exists() and process.poll() is None:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-
-
-def _leaves(tree: Any) -> list[Any]:
-    """The values of nested dicts and lists (a state dict), in order."""
-    if isinstance(tree, dict):
-        return [leaf for key in tree for leaf in _leaves(tree[key])]
-    if isinstance(tree, list | tuple):
-        return [leaf for item in tree for leaf in _leaves(item)]
-    return [tree]
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if torch.is_tensor(a):
-        return torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b)
-    return a == b
-
-
-def _log(folder: Path) -> list[dict]:
-    """metrics.jsonl without the speeds (which differ between runs)."""
-    records = map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
-    return [{k: v for k, v in r.items() if k != "images_per_s"} for r in records]
-
-
 def test_a_run_drawing_random_numbers_every_step_resumes_bitwise(tmp_path: Path) -> None:
     """Killed mid-epoch and resumed, a run whose every step draws random numbers ends with the
     uninterrupted run's weights, optimizer state, logged metrics and test report, bitwise.
@@ -114,34 +81,13 @@ def test_a_run_drawing_random_numbers_every_step_resumes_bitwise(tmp_path: Path)
     other patches), a checkpoint that saves it at another point, a training loader drawing its
     workers' seed from the global stream instead of its own generator (a resumed epoch would
     start the stream one draw off), and a sampler not put back at the consumed batch."""
-    killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "code.main", "--cfg", QUICKSTART, "--opts",
-               *RANDOM_EVERY_STEP, "OUTPUT_DIR", str(killed)]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    # The uninterrupted run trains meanwhile; the other run is killed at its first checkpoint.
-    killer = threading.Thread(target=_kill_after_first_checkpoint, args=(process, killed))
-    killer.start()
-    try:
-        whole = tmp_path / "whole"
-        report = main(["--cfg", QUICKSTART, "--opts", *RANDOM_EVERY_STEP, "OUTPUT_DIR", str(whole)])
-    finally:
-        killer.join()
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    saved = load_checkpoint(Checkpointer(killed).last)["train_state"]
+    runs = kill_and_resume(QUICKSTART, RANDOM_EVERY_STEP, tmp_path)
+    saved = runs.saved_at_kill
     assert saved["epoch"] < 2 and saved["batches_consumed"] > 0, f"not mid-epoch: {saved}"
-    resumed = main(["--cfg", QUICKSTART, "--resume", "--opts", *RANDOM_EVERY_STEP,
-                    "OUTPUT_DIR", str(killed)])  # fmt: skip
     print(f"killed after step {saved['step']} (epoch {saved['epoch'] + 1})")
-    ends = [load_checkpoint(Checkpointer(folder).last) for folder in (whole, killed)]
-    for part in ("model", "optimizer"):
-        a, b = (_leaves(end[part]) for end in ends)
-        assert len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True)), part
-    assert ends[0]["train_state"] == ends[1]["train_state"]
-    assert _log(whole) == _log(killed)
+    assert_same_ends(runs)
     for key in ("metrics", "per_image"):
-        assert report[key] == resumed[key]
+        assert runs.whole_report[key] == runs.resumed_report[key]
 
 
 def test_a_checkpoints_random_state_restores_every_stream(tmp_path: Path) -> None:

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +16,7 @@ from code.config import ConfigError, load_config
 from code.data.batch import Batch
 from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import read_fixation_table
-from code.engine.checkpoint import Checkpointer, load_checkpoint
+from code.engine.checkpoint import Checkpointer
 from code.main import main
 from code.models.build import build_model
 from code.models.input_stages.masking import NeVAFoveation
@@ -36,8 +31,7 @@ from code.models.neva import (
 from code.models.scanpath_baselines import density_scanpaths, winner_take_all
 from code.registry import CRITERIA, GENERATORS
 from code.tasks.scanpath_generation import original_pixels, write_scanpath_table
-from tests.small_run import REPO_ROOT
-from tests.test_engine_resume import _equal, _kill_after_first_checkpoint, _leaves, _log
+from tests.killed_run import assert_same_ends, kill_and_resume
 
 
 def _textured(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -657,28 +651,9 @@ def test_a_killed_attention_network_training_resumes_to_the_uninterrupted_result
     the network's or the optimizer's state."""
     config = "configs/05_neva/variants/attention_network.yaml"
     opts = [*ATTENTION_RUN, "TASK.SCANPATH_GENERATION.DOWNSTREAM", str(autoencoder)]
-    killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "code.main", "--cfg", config, "--opts", *opts,
-               "OUTPUT_DIR", str(killed)]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    killer = threading.Thread(target=_kill_after_first_checkpoint, args=(process, killed))
-    killer.start()
-    try:
-        whole = tmp_path / "whole"
-        report = main(["--cfg", config, "--opts", *opts, "OUTPUT_DIR", str(whole)])
-    finally:
-        killer.join()
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    saved = load_checkpoint(Checkpointer(killed).last)["train_state"]
+    runs = kill_and_resume(config, opts, tmp_path)
+    saved = runs.saved_at_kill
     assert saved["epoch"] == 0 and saved["batches_consumed"] > 0, f"not mid-epoch: {saved}"
-    resumed = main(["--cfg", config, "--resume", "--opts", *opts, "OUTPUT_DIR", str(killed)])
-    ends = [load_checkpoint(Checkpointer(folder).last) for folder in (whole, killed)]
-    for part in ("model", "optimizer"):
-        a, b = (_leaves(end[part]) for end in ends)
-        assert len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True)), part
-    assert ends[0]["train_state"] == ends[1]["train_state"]
-    assert _log(whole) == _log(killed)
+    assert_same_ends(runs)
     for key in ("metrics", "utility"):
-        assert report[key] == resumed[key]
+        assert runs.whole_report[key] == runs.resumed_report[key]
