@@ -141,12 +141,19 @@ class Registry:
         }
         obj = self.get(name)
         declared = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
-        try:
-            return obj(**kwargs, **{k: v for k, v in wiring.items() if k in declared})
-        except ConfigError as err:
-            if err.key is None:
-                raise
-            raise err.under(path) from err
+        wired = {k: v for k, v in wiring.items() if k in declared}
+        return _named_under(path, lambda: obj(**kwargs, **wired))
+
+
+def _named_under(path: str, construct: Callable[[], Any]) -> Any:
+    """What ``construct`` builds from the node at ``path``; a ``ConfigError`` naming a key of
+    that node is raised again under the full key."""
+    try:
+        return construct()
+    except ConfigError as err:
+        if err.key is None:
+            raise
+        raise err.under(path) from err
 
 
 def _under(path: str | None, name: str) -> str:
@@ -240,8 +247,8 @@ class NodeSchema(dict):
 
 
 class NodeFactory:
-    """A configured sub-node: its parent calls it to build the node's class from its keys (and
-    so decides where a refusal of the values is reported)."""
+    """A configured sub-node: its parent calls it to build the node's class from its keys; a
+    value the class refuses is named by its full key."""
 
     def __init__(self, schema: NodeSchema, node: Any, path: str) -> None:
         self.schema = schema
@@ -253,12 +260,7 @@ class NodeFactory:
             key.lower(): _configured(hint, self.node[key], f"{self.path}.{key}")
             for key, hint in self.schema.items()
         }
-        try:
-            return self.schema.cls(**kwargs)
-        except ConfigError as err:
-            if err.key is None:
-                raise
-            raise err.under(self.path) from err
+        return _named_under(self.path, lambda: self.schema.cls(**kwargs))
 
 
 def _configured(hint: Any, value: Any, path: str) -> Any:
