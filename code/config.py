@@ -252,12 +252,7 @@ def load_nodes(paths: list[Path], opts: list[str], schema: dict[str, Any]) -> Cf
         _merge(tree, _declared_nodes(file_tree, schema))
         sources.update(file_sources)
     _apply_opts(tree, sources, opts, schema)
-    errors = list(_validate(tree, schema, prefix="", sources=sources, root_file=str(paths[-1])))
-    if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    cfg = CfgNode(_in_schema_order(tree, schema))
-    cfg.freeze()
-    return cfg
+    return _checked(tree, sources, schema, paths[-1], [])
 
 
 def _declared_nodes(tree: dict, schema: dict[str, Any]) -> dict:
