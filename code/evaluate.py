@@ -37,9 +37,8 @@ from code.data.build import add_dataset_options, dataset_from_options
 from code.data.centerbias import CenterBias
 from code.data.gaze import GazeDataset
 from code.data.splits import read_image_list, read_split, select_images
-from code.engine.model_scoring import evaluation_workers
+from code.engine.model_scoring import centre_bias_model, evaluation_workers
 from code.metrics.baselines import (
-    CrossValidatedCenterBias,
     EvaluationBaselines,
     LeaveOneSubjectOutGoldStandard,
 )
@@ -218,11 +217,7 @@ def score_saliency(
         )
     baselines = EvaluationBaselines.build(
         dataset,
-        CrossValidatedCenterBias(
-            cfg.DATA.CENTERBIAS.BANDWIDTH,
-            cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT,
-            cfg.EVAL.CENTERBIAS_FOLDS,
-        ).fit(dataset),
+        centre_bias_model(cfg).fit(dataset),
         LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
         None if fit_on is None else fit_density(args, cfg, fit_on),
     )

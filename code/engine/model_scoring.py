@@ -85,6 +85,15 @@ def write_predictions(
             np.save(folder / f"{stimulus_stem(stimulus)}.npy", resized.cpu().numpy())
 
 
+def centre_bias_model(cfg: CfgNode) -> CrossValidatedCenterBias:
+    """The centre bias IG is measured over, unfitted: DATA.CENTERBIAS's kernel, cross-validated
+    over EVAL.CENTERBIAS_FOLDS folds of the scored images."""
+    centre = cfg.DATA.CENTERBIAS
+    return CrossValidatedCenterBias(
+        centre.BANDWIDTH, centre.UNIFORM_WEIGHT, cfg.EVAL.CENTERBIAS_FOLDS
+    )
+
+
 def evaluation_workers(cfg: CfgNode) -> int:
     """Threads scoring saliency images: EVAL.WORKERS (at least 1, checked when the config
     loads), or every available core when null."""
@@ -116,14 +125,9 @@ def evaluate_model(
     dist.barrier()
     result = None
     if dist.is_main():
-        centerbias = CrossValidatedCenterBias(
-            cfg.DATA.CENTERBIAS.BANDWIDTH,
-            cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT,
-            cfg.EVAL.CENTERBIAS_FOLDS,
-        )
         baselines = EvaluationBaselines.build(
             dataset,
-            centerbias.fit(dataset),
+            centre_bias_model(cfg).fit(dataset),
             LeaveOneSubjectOutGoldStandard(None, None).fit(dataset),
             map_density,
         )
@@ -160,13 +164,7 @@ def evaluate_scanpath_model(
     """
     model.eval()
     per_fixation = model.prediction is PredictionKind.CONDITIONAL_LOG_DENSITY
-    center_bias = CenterBiasBaseline(
-        CrossValidatedCenterBias(
-            cfg.DATA.CENTERBIAS.BANDWIDTH,
-            cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT,
-            cfg.EVAL.CENTERBIAS_FOLDS,
-        ).fit(dataset)
-    )
+    center_bias = CenterBiasBaseline(centre_bias_model(cfg).fit(dataset))
     uniform = UniformBaseline()
     scores = {name: ConditionalScanpathEvaluator() for name in ("model", "center_bias", "uniform")}
     fix = dataset.fixations
