@@ -24,6 +24,7 @@ import difflib
 import json
 import os
 import re
+import tempfile
 import types
 import typing
 from collections.abc import Iterator
@@ -190,6 +191,15 @@ def load_config(path: str | Path, opts: list[str]) -> CfgNode:
         except ConfigError as err:
             problems.append(str(err))
     return _checked(tree, sources, SCHEMA, path, problems)
+
+
+def load_config_text(text: str, opts: list[str]) -> CfgNode:
+    """A resolved configuration saved as YAML text (a checkpoint's, a run's), with ``opts``
+    applied, validated like any config file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.yaml"
+        path.write_text(text)
+        return load_config(path, opts)
 
 
 def derived_output_dir(path: Path) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from code.config import load_config
+from code.config import load_config_text
 from code.engine.reproducibility import all_rng_states, set_rng_state
 from code.models.build import GazeModel, build_model
 from code.models.weights import refusal_reason
@@ -201,10 +200,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def _config_of(state: dict[str, Any]) -> CfgNode:
     """The configuration a checkpoint was trained with, validated like any config file."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(state["config"])
-        return load_config(path, [])
+    return load_config_text(state["config"], [])
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

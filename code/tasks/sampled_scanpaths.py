@@ -18,14 +18,12 @@ of their densities, not independently.) The downstream criterion is not used.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import zlib
 from pathlib import Path
 
 import torch
-from yacs.config import CfgNode
 
-from code.config import load_config, save_config
+from code.config import load_config_text
 from code.data.build import build_loader, build_samples
 from code.data.gaze import GazeDataset, Stimulus
 from code.engine.checkpoint import Checkpointer
@@ -35,14 +33,6 @@ from code.models.neva import Criterion, ScanpathGenerator
 from code.models.scanpath_baselines import density_scanpaths
 from code.registry import DECODERS, GENERATORS, ConfigError
 from code.tasks.density import DensityPredictor
-
-
-def with_opts(cfg: CfgNode, opts: list[str]) -> CfgNode:
-    """``cfg`` with ``opts`` (``KEY VALUE`` pairs) applied and checked as a config file's."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "config.yaml"
-        save_config(cfg, path)
-        return load_config(path, opts)
 
 
 def image_seed(seed: int, image_id: str) -> int:
@@ -121,7 +111,7 @@ class ModelSamples(ScanpathGenerator):
         history = predictor.model.decoder.history_length if predictor.conditional else 1
         items = ["DATA.SAMPLES.NAME", "scanpath", "DATA.SAMPLES.SCANPATH.HISTORY_LENGTH",
                  str(history), "DATA.SAMPLES.SCANPATH.INCLUDE_FIRST", "false"]  # fmt: skip
-        cfg = with_opts(predictor.cfg, items)
+        cfg = load_config_text(predictor.cfg.dump(sort_keys=False), items)
         samples = build_samples(
             cfg, dataset, "test", predictor.centerbias, predictor.segmenter, transformed=False
         )
