@@ -470,6 +470,7 @@ SMALL_AUTOENCODER = [
 ]  # fmt: skip
 SMALL_SCANPATHS = [
     "TASK.SCANPATH_GENERATION.LENGTH", "3",
+    "EVAL.CENTERBIAS_FOLDS", "2",  # the random and centre scanpaths' IG, on 8 test images
     "TASK.SCANPATH_GENERATION.FOVEATION.BLUR_KERNEL", "9",
     "TASK.SCANPATH_GENERATION.FOVEATION.BLUR_SIGMA", "3.0",
 ]  # fmt: skip

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from code.config import ConfigError, load_config
+from code.data.build import fit_centerbias
 from code.engine.checkpoint import Checkpointer
 from code.main import main
 from code.models.layers.foveation import to_pixels
@@ -190,15 +191,52 @@ def test_a_spatial_models_fixations_are_drawn_from_its_density_and_seeded() -> N
     assert torch.equal(again, sampled_scanpath(Concentrated(), stimulus, 20, seed=3))
 
 
-def test_only_the_sampled_generator_has_an_ig(scanpath_run: tuple[Path, dict]) -> None:
-    """The baselines and the humans have no density of their own: their IG cell is "—"."""
+def test_the_probabilistic_baselines_have_an_ig_and_the_humans_none(
+    scanpath_run: tuple[Path, dict],
+) -> None:
+    """The random scanpaths' density is the uniform one: its IG is the uniform baseline's of the
+    model's own evaluation, on the same fixations (fails for the first fixations scored too or
+    another centre bias to gain over). The humans have no density: "—"."""
     _, report = scanpath_run
-    assert set(report["conditional"]) == {"samples"}
+    assert set(report["conditional"]) == {"samples", "random", "centre"}
+    own = report["conditional"]["samples"]
+    random = report["conditional"]["random"]
+    assert random["n_fixations"] == own["n_fixations"] == 8 * 3 * 3
+    for metric in ("IG", "LL", "NSS", "AUC"):
+        expected = own["baselines"]["uniform"][metric]
+        assert random["metrics"][metric] == pytest.approx(expected, abs=1e-9)
     lines = format_report(report).splitlines()
     assert lines[0].split()[-1] == "IG"
     cells = {line.split()[0]: line.split()[-1] for line in lines[1:5]}
-    assert cells == {"samples": f"{report['conditional']['samples']['metrics']['IG']:.4f}",
-                     "random": "—", "centre": "—", "humans": "—"}  # fmt: skip
+    ig = {name: f"{report['conditional'][name]['metrics']['IG']:.4f}"
+          for name in ("samples", "random", "centre")}  # fmt: skip
+    assert cells == {**ig, "humans": "—"}
+
+
+def test_the_centre_generators_ig_is_its_training_centre_bias_at_the_later_fixations(
+    scanpath_run: tuple[Path, dict],
+) -> None:
+    """Independently: the centre bias of the training fixations the centre scanpaths are drawn
+    from, at each test image's size, read at every human fixation but its scanpath's first,
+    minus the cross-validated centre bias' LL, in bits. Fails for the cross-validated centre
+    bias scored as the generator (IG 0), the first fixations included, nats for bits."""
+    out, report = scanpath_run
+    task = build_task(load_config(str(out / "config.yaml"), []))
+    task.prepare()
+    centre = fit_centerbias(task.cfg, task.splits.train)
+    test = task.splits.test
+    values = []
+    for index, stimulus in enumerate(test.stimuli):
+        log_density = centre.log_density(stimulus.height, stimulus.width)
+        fix = test.fixations_of(index)
+        later = fix.index > 0
+        values += log_density[fix.y[later].astype(int), fix.x[later].astype(int)].tolist()
+    scores = report["conditional"]["centre"]
+    assert scores["n_fixations"] == len(values)
+    centre_ll = report["conditional"]["samples"]["baselines"]["center_bias"]["LL"]
+    expected = (np.mean(values) - centre_ll) / math.log(2)
+    assert scores["metrics"]["IG"] == pytest.approx(expected, abs=1e-6)
+    assert abs(expected) > 1e-3  # not the cross-validated centre bias itself
 
 
 def test_a_checkpoint_without_a_density_is_refused_before_any_data_is_read(
@@ -227,7 +265,8 @@ def test_the_table_across_runs_names_each_rows_run(
     ]
     igs = [cells[-1].strip(" |") for cells in table]
     expected = [r["conditional"]["samples"]["metrics"]["IG"] for r in (report, spatial_report)]
-    assert igs == [f"{expected[0]:.3f}", f"{expected[1]:.3f}", "—", "—"]
+    random = report["conditional"]["random"]["metrics"]["IG"]
+    assert igs == [f"{expected[0]:.3f}", f"{expected[1]:.3f}", f"{random:.3f}", "—"]
     scanmatch = report["metrics"]["samples"]["ScanMatch"]
     assert table[0][2] == f"{scanmatch['mean']:.3f} ± {scanmatch['se']:.3f}"
     # minus random: the two sampled rows (random and the humans have no paired difference)

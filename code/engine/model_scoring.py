@@ -9,6 +9,7 @@ JSON layout as for predictions made elsewhere.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from yacs.config import CfgNode
 
-from code.data.gaze import GazeDataset
+from code.data.gaze import GazeDataset, Stimulus
+from code.data.samples import ordered_scanpaths
 from code.metrics.baselines import (
     CenterBiasBaseline,
     CrossValidatedCenterBias,
@@ -199,4 +201,42 @@ def evaluate_scanpath_model(
         "n_images": len(dataset.stimuli),
         "n_fixations": int(scores["center_bias"].state()[0, 1]),
         "baseline": {"information_gain_over": "center_bias", "conditional": True},
+    }
+
+
+def evaluate_history_free_densities(
+    cfg: CfgNode,
+    dataset: GazeDataset,
+    densities: dict[str, Callable[[Stimulus], np.ndarray]],
+) -> dict[str, dict]:
+    """``evaluate_scanpath_model``'s scores for densities that ignore the history (the random
+    and centre-bias scanpath generators'), one result per name in its layout.
+
+    Each density (``stimulus -> log p`` at the stimulus' size) is read at every fixation of
+    ``dataset`` but each scanpath's first — the targets of scanpath items with
+    ``INCLUDE_FIRST: false`` — with IG over the same cross-validated centre bias, so the values
+    compare with a scanpath model's conditional ones on the same fixations.
+    """
+    center_bias = centre_bias_model(cfg).fit(dataset)
+    scores = {name: ConditionalScanpathEvaluator() for name in densities}
+    fix = dataset.fixations
+    targets = np.sort(np.concatenate([rows[1:] for rows in ordered_scanpaths(fix)]))
+    by_image = fix.select(targets).rows_by_image(len(dataset.stimuli))
+    for index, stimulus in enumerate(dataset.stimuli):
+        rows = targets[by_image[index]]
+        if len(rows) == 0:
+            continue
+        size = (stimulus.height, stimulus.width)
+        baseline = torch.from_numpy(center_bias.log_density(index, *size))
+        for name, density in densities.items():
+            own = torch.as_tensor(density(stimulus)).expand(len(rows), *size)
+            scores[name].update(own, fix.x[rows], fix.y[rows], baseline)
+    return {
+        name: {
+            "metrics": evaluator.compute(),
+            "n_images": len(dataset.stimuli),
+            "n_fixations": int(evaluator.state()[0, 1]),
+            "baseline": {"information_gain_over": "center_bias", "conditional": True},
+        }
+        for name, evaluator in scores.items()
     }

@@ -22,9 +22,10 @@ own scanpaths (their first ``LENGTH`` fixations). Outputs:
   image (each image's mean over its humans, then mean ± s.e. over images) and the human
   ceiling (each human against the others); the downstream loss after t = 1..LENGTH fixations
   (mean ± s.e. over images; humans: over their scanpaths long enough), as ``utility``; for a
-  probabilistic generator (``model_samples``), its density scored at the test images' human
-  fixations given the ones before, as ``conditional`` (IG in bits/fixation over the centre
-  bias; NeVA's and the baselines' rows have none);
+  probabilistic generator (``model_samples``, and the ``random`` and ``centre`` baselines), its
+  density scored at the test images' human fixations given the ones before, as
+  ``conditional`` (IG in bits/fixation over the centre bias; the deterministic NeVA and
+  winner-take-all, and the humans, have none);
 - ``utility.png`` (that loss against t) and ``overlays/<image>_scanpaths.png``.
 """
 
@@ -46,8 +47,10 @@ from code.data.gaze import Stimulus
 from code.data.loaders.csv_layout import FIXATION_COLUMNS
 from code.data.samples import resize_rgb
 from code.engine.checkpoint import Checkpointer
+from code.engine.model_scoring import evaluate_history_free_densities
 from code.engine.trainer import ValidationScorer
 from code.engine.visualize import save_scanpaths, save_utility_plot
+from code.metrics.baselines import uniform_log_density
 from code.metrics.predictions import stimulus_stem
 from code.metrics.registry import scanpath_metrics
 from code.metrics.scanpath import (
@@ -248,13 +251,25 @@ class ScanpathGenerationTask(Task):
                     losses.setdefault(name, []).append(
                         scanpath_losses(criterion, foveation, xy).cpu())  # fmt: skip
                 losses.setdefault(HUMANS, []).append(self._human_losses(criterion, batch))
+        conditional = self._baseline_conditional_scores()
         scores = chosen.conditional_scores(self.splits.test, device)
+        if scores is not None:
+            conditional[chosen.row] = scores
         return self._report(
             {name: torch.cat(xy) for name, xy in positions.items()},
             {name: torch.cat(loss) for name, loss in losses.items()},
-            {} if scores is None else {chosen.row: scores},
+            conditional,
             output_dir,
         )
+
+    def _baseline_conditional_scores(self) -> dict[str, dict]:
+        """The random and centre-bias generators' densities (uniform; the centre bias they
+        draw from, at each image's size) scored as a probabilistic generator's are."""
+        densities = {
+            RANDOM: lambda s: uniform_log_density(s.height, s.width),
+            "centre": lambda s: self.centerbias.log_density(s.height, s.width),
+        }
+        return evaluate_history_free_densities(self.cfg, self.splits.test, densities)
 
     def _own_centerbias(self, model: GazeModel) -> torch.Tensor | None:
         """A density model's own centre bias (stored in it) at the images' size."""
