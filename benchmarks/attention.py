@@ -448,7 +448,8 @@ def conditions(
     )
 
 
-def main(argv: list[str] | None = None) -> dict[str, list[Row]]:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -483,6 +484,11 @@ def main(argv: list[str] | None = None) -> dict[str, list[Row]]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
     parser.add_argument("--plot", type=Path, default=Path("docs/attention_cost.png"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[Row]]:
+    parser = build_parser()
     args = parser.parse_args(argv)  # fmt: skip
     missing = [size_label(s) for s in args.ratio if s not in args.sizes]
     if missing:

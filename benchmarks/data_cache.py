@@ -32,14 +32,19 @@ def rate(source: Sequence, order: np.ndarray) -> float:
     return len(order) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--root", required=True, help="the OSIE folder")
     parser.add_argument("--size", type=int, nargs=2, required=True, metavar=("H", "W"))
     parser.add_argument("--cache", help="cache folder (default: a temporary one)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     dataset = load_osie(args.root)
     centerbias = CenterBias(bandwidth=0.05, uniform_weight=0.01).fit(dataset)
     images = ImageSamples(dataset, tuple(args.size))

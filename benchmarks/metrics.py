@@ -90,7 +90,8 @@ def reference(osie, log_densities, baseline, jitter: bool) -> tuple[float, dict[
     return time.perf_counter() - start, values
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=700)
     parser.add_argument(
@@ -104,7 +105,11 @@ def main() -> None:
         default=available_cpus(),
         help="threads of ours' second timing (the first uses one, as pysaliency does)",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(1)
     osie = read_osie(args.images)
     log_densities, baseline = make_maps(osie.sizes)

@@ -27,14 +27,19 @@ from code.tasks.patch_classification import DenseSaliency
 HEIGHT, WIDTH = 600, 800
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cfg", default="configs/03_mr_cnn/mit1003/faithful.yaml")
     parser.add_argument("--grid", type=int, nargs=2, default=[50, 50], metavar=("ROWS", "COLS"))
     parser.add_argument("--points-per-pass", type=int, default=500)
     parser.add_argument("--loop-points", type=int, default=100)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model(load_config(args.cfg, [])).eval()

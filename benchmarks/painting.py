@@ -203,7 +203,8 @@ def relative_difference(ours: torch.Tensor, seed: torch.Tensor, scale: torch.Ten
     return float((ours - seed).abs().max() / scale.abs().max())
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -215,7 +216,11 @@ def main() -> None:
     parser.add_argument("--worker", choices=METHODS, help="internal: run one method here")
     parser.add_argument("--dir", type=Path, help="internal: the inputs' folder")
     parser.add_argument("--repeats", type=int, help="internal: calls to time")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.worker:
         run_worker(args.worker, args.dir, args.repeats)
         return

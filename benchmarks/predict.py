@@ -56,8 +56,8 @@ from code.engine.checkpoint import Checkpointer
 from code.engine.model_scoring import to_original_size
 from code.engine.visualize import DENSITY_CMAP, HEATMAP_OPACITY, save_heatmap
 from code.main import main as train
+from code.predict import build_parser as predict_parser
 from code.predict import main as predict
-from code.predict import make_parser
 from code.tasks.base import build_task
 from code.utils.parallel import available_cpus
 
@@ -223,7 +223,7 @@ def stage_times(checkpoint: Path, images: Path, work: Path) -> dict[str, list[fl
     default threads and on one: what the variants batch or overlap."""
     device = torch.device("cpu")
     model, cfg = Checkpointer.load_model(checkpoint, device)
-    parser, task = make_parser(), build_task(cfg)
+    parser, task = predict_parser(), build_task(cfg)
     task.add_predict_options(parser)
     argv = ["--checkpoint", str(checkpoint), "--input", str(images), "--output", str(work)]
     predictor = task.predictor(model, device, parser.parse_args(argv))
@@ -297,14 +297,19 @@ def machine(load_before: tuple[float, ...], load_after: tuple[float, ...]) -> st
     return text + "."
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=32, help="1024x768 inputs per call")
     parser.add_argument("--repeats", type=int, default=3, help="calls of each variant")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     load_before = os.getloadavg()
     print(f"load average before: {', '.join(f'{x:.2f}' for x in load_before)}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -132,7 +132,8 @@ def loader_rate(loader: torch.utils.data.DataLoader) -> tuple[float, list]:
     return sum(len(b) for b in batches) / seconds, batches
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -140,7 +141,11 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--repeats", type=int, default=2, help="timed rounds of every loop")
     parser.add_argument("--opts", nargs="*", default=[])
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp)
         init_logger(output, 0, False)

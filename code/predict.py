@@ -107,7 +107,7 @@ def task_options_help() -> str:
     return "\n" + "\n\n".join(sections) if sections else ""
 
 
-def make_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m code.predict", description=__doc__.split("\n")[0]
     )
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     """Predict for every input image; returns {"written": [...], "skipped": [...]} by name, in
     input order."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = make_parser()
+    parser = build_parser()
     if {"-h", "--help"} & set(argv) and "--checkpoint" not in argv:
         parser.print_help()
         print(task_options_help())

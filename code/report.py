@@ -139,7 +139,8 @@ def plot_ig(path: Path, groups: list[dict[str, SaliencyReport]]) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> str:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(
         prog="python -m code.report",
         description=__doc__.split("\n")[0],
@@ -150,6 +151,11 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--names", nargs="+", help="row labels, one per run (default: folder)")
     parser.add_argument("--overwrite", action="store_true", help="replace a report in --out")
     add_debug_option(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = build_parser()
     args = parser.parse_args(argv)
     files = find_runs(args.runs)
     if args.names is not None and len(args.names) != len(files):

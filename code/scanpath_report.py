@@ -88,7 +88,8 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> str:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(
         prog="python -m code.scanpath_report",
         description=__doc__.split("\n")[0],
@@ -105,6 +106,11 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--out", type=Path, required=True, help="folder for the table")
     parser.add_argument("--overwrite", action="store_true", help="replace a table in --out")
     add_debug_option(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = build_parser()
     args = parser.parse_args(argv)
     labels = [label for label, _, _ in args.row]
     if len(set(labels)) != len(labels):

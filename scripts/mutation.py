@@ -211,7 +211,8 @@ def replayed(worktree: Path, report: dict) -> list[Mutant]:
     return found
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--modules", nargs="+", default=DEFAULT_MODULES)
     parser.add_argument("--sample", type=int, default=60, help="mutants drawn over all modules")
@@ -224,7 +225,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per mutant's tests")
     parser.add_argument("--out", type=Path, help="JSON with every mutant's outcome")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", args.commit], cwd=REPO, check=True,
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     outcomes = []

@@ -25,13 +25,18 @@ import torch
 from code.engine.precision import ConvolutionBiasApart
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apart", action="store_true", help="add the bias after the convolution")
     parser.add_argument("--in-channels", type=int, default=2304)
     parser.add_argument("--out-channels", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=30)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     cpuinfo = Path("/proc/cpuinfo")
     flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "

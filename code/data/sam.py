@@ -91,7 +91,8 @@ def generate(checkpoint: Path, model_type: str, images: Path, out: Path, device:
     return len(files)
 
 
-def main(argv: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(prog="python -m code.data.sam", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,7 +106,11 @@ def main(argv: list[str]) -> None:
     for p in (gen, conv):
         p.add_argument("--out", type=Path, required=True, help="the DATA.SEGMENTS.FILES.DIR")
         add_debug_option(p)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
     if args.command == "generate":
         count = generate(args.checkpoint, args.model_type, args.images, args.out, args.device)
     else:
