@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The seed's STL-10 grid (a GPU job: 500 epochs per cell): mask × fill × crop from the files
 # configs/04_focus_mim/stl10/{random_patches,periphery,foveate,none}.yaml (mean fill, random
-# crops) and stl10/grid/*.yaml (blur fill, whole images), × ratio × seed; each cell pretrains,
-# then the linear probe on its frozen encoder. A finished cell (its probe's metrics.json) is
-# skipped on a rerun. Table of probe accuracy (mean ± sd over seeds):
+# crops) and configs/04_focus_mim/stl10/grid/*.yaml (blur fill, whole images), × ratio × seed;
+# each cell pretrains, then the linear probe on its frozen encoder. A finished cell (its
+# probe's metrics.json) is skipped on a rerun. Table of probe accuracy (mean ± sd over seeds):
 # output/04_focus_mim/stl10/grid/table.md.
 #   [SEEDS="0 1 2 3 4"] [RATIOS="0.6 0.8"] [GPUS=8] [OPTS="KEY VALUE ..."] \
 #     scripts/focus_mim_stl10_grid.sh [VARIANT ...]
