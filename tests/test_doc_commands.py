@@ -22,6 +22,7 @@ checked only for the module and the config files.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import glob
 import importlib
@@ -30,8 +31,11 @@ import inspect
 import io
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -216,31 +220,29 @@ def check_arguments(module_name: str, args: list[str]) -> list[str]:
     if hasattr(module, "__path__"):  # a package runs its __main__
         module = importlib.import_module(module_name + ".__main__")
     if module_name == "code.main":
-        return parse_or_problem(lambda: module.parse_args(args)) or load_run_config(
-            module.parse_args(args)
-        )
+        namespace, problems = parsed(lambda: module.parse_args(args))
+        return problems or (load_run_config(namespace) if namespace else [])
     if module_name == "code.predict":
         return check_predict(module, args)
     if not hasattr(module, "build_parser"):
         return [f"{module_name} takes no arguments, got {args}"] if args else []
     build = module.build_parser
     parser = build(args) if inspect.signature(build).parameters else build()
-    return parse_or_problem(lambda: parser.parse_args(args))
+    return parsed(lambda: parser.parse_args(args))[1]
 
 
-def parse_or_problem(parse) -> list[str]:
-    """argparse's error for the arguments (``--help`` parses: it exits with 0)."""
+def parsed(parse: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """What ``parse()`` returns, or argparse's error (``--help`` parses: it exits with 0)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            parse()
+            return parse(), []
         except SystemExit as stop:
-            if stop.code:
-                return [(err.getvalue().strip() or f"exit status {stop.code}").splitlines()[-1]]
-    return []
+            message = err.getvalue().strip() or f"exit status {stop.code}"
+            return None, [message.splitlines()[-1]] if stop.code else []
 
 
-def load_run_config(args) -> list[str]:
+def load_run_config(args: argparse.Namespace) -> list[str]:
     path = Path(args.cfg)
     if not str(path).endswith(".yaml") or str(path).startswith(UNCHECKED_PATHS):
         return []
@@ -256,21 +258,17 @@ def load_run_config(args) -> list[str]:
     return []
 
 
-def check_predict(module, args: list[str]) -> list[str]:
+def check_predict(module: ModuleType, args: list[str]) -> list[str]:
     """``code.predict``'s own options, and the rest as one task's (the checkpoint's task)."""
-    parser = module.build_parser()
-    problems = parse_or_problem(lambda: parser.parse_known_args(args))
-    if problems:
+    known, problems = parsed(lambda: module.build_parser().parse_known_args(args))
+    if problems or known is None or not known[1]:
         return problems
-    rest = parser.parse_known_args(args)[1]
-    if not rest:
-        return []
     for name in TASKS.names():
-        task_parser = module.build_parser()
-        TASKS.get(name).add_predict_options(task_parser)
-        if not parse_or_problem(lambda p=task_parser: p.parse_args(args)):
+        parser = module.build_parser()
+        TASKS.get(name).add_predict_options(parser)
+        if not parsed(lambda p=parser: p.parse_args(args))[1]:
             return []
-    return [f"no task of code.predict takes {rest}"]
+    return [f"no task of code.predict takes {known[1]}"]
 
 
 def check_script(target: str, steps: list[str]) -> list[str]:
@@ -350,8 +348,9 @@ BROKEN = {  # what a documented command breaks by -> (the command, what the prob
 @pytest.mark.parametrize("case", BROKEN)
 def test_a_broken_command_is_named(case: str) -> None:
     command, problem = BROKEN[case]
-    problems = problems_of(bash_block(command))
-    assert any(problem in p for p in problems), problems
+    for markdown in (bash_block(command), f"Run `{command}`\nnow."):
+        problems = problems_of(markdown)
+        assert any(problem in p for p in problems), (markdown, problems)
 
 
 def test_continuations_loops_and_braces_expand() -> None:
