@@ -1,6 +1,7 @@
 """One table of scanpath generators from several ``scanpath_generation`` runs.
 
-    python -m code.scanpath_report --row LABEL RUN_DIR GENERATOR [--row ...] --out DIR
+    python -m code.scanpath_report --row LABEL RUN_DIR GENERATOR [--row ...] [--out DIR]
+        [--update FILE#NAME]
 
 Each ``--row`` takes one generator's row (``NeVA``, ``samples``, ``random``, ``centre``,
 ``wta``, ``humans``: the keys of the run's ``metrics.json``) from the run in RUN_DIR under
@@ -8,18 +9,24 @@ LABEL, in the order given. Every run must have scored the same number of test im
 scanpath length. Two markdown tables, each row naming its run: the scanpath metrics (mean ±
 s.e. over images) with the conditional IG of the generators that have a density (— for the
 others), and each generator minus its own run's random scanpaths, image by image (paired).
-Writes ``scanpath_table.md`` to DIR and prints it.
+Prints the tables; ``--out`` writes them to DIR as ``scanpath_table.md``; ``--update`` pastes
+them between the markers of a markdown file's block (``code.utils.markdown_tables``), under the
+command that regenerates them and followed by each row's ``metrics.json`` and the command that
+made its run (its ``run_info.json``); one of the two or both.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from code.engine.reproducibility import recorded_command
 from code.metrics.registry import metric, report_order
 from code.metrics.report import ScanpathGenerationReport, read_scanpath_generation
 from code.utils.cli import add_debug_option, run_command
+from code.utils.markdown_tables import add_update_option, block_text, check_target, update_block
 
 TABLE_FILE = "scanpath_table.md"
 
@@ -88,11 +95,23 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def block(rows: list[Row], text: str, target: str) -> str:
+    """The text ``--update`` writes: the command that regenerates it, the tables, and per row
+    its run's ``metrics.json`` and the command that made that run."""
+    argv = [a for row in rows for a in ("--row", row.label, str(row.run), row.generator)]
+    command = "uv run python -m code.scanpath_report " + shlex.join([*argv, "--update", target])
+    made_by = [recorded_command(row.run / "run_info.json") for row in rows]
+    sources = [(row.label, str(row.run / "metrics.json"), made)
+               for row, made in zip(rows, made_by, strict=True)]  # fmt: skip
+    return block_text(command, [(text, sources)])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, apart from ``main`` so that documented commands can be checked."""
     parser = argparse.ArgumentParser(
         prog="python -m code.scanpath_report",
         description=__doc__.split("\n")[0],
+        epilog="--out, --update or both; every path as given (run from the repository root)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -103,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("LABEL", "RUN_DIR", "GENERATOR"),
         help="a table row: the GENERATOR of the run in RUN_DIR, as LABEL",
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder for the table")
+    parser.add_argument("--out", type=Path, help="folder for the table")
     parser.add_argument("--overwrite", action="store_true", help="replace a table in --out")
+    add_update_option(parser)
     add_debug_option(parser)
     return parser
 
@@ -115,11 +135,20 @@ def main(argv: list[str] | None = None) -> str:
     labels = [label for label, _, _ in args.row]
     if len(set(labels)) != len(labels):
         parser.error(f"two rows share a label in {labels}")
-    if (args.out / TABLE_FILE).exists() and not args.overwrite:
+    if args.out is None and args.update is None:
+        parser.error("pass --out DIR, --update FILE#NAME or both")
+    if args.out is not None and (args.out / TABLE_FILE).exists() and not args.overwrite:
         parser.error(f"--out {args.out} holds a table: pass --overwrite to replace it")
-    text = markdown(read_rows(args.row))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / TABLE_FILE).write_text(text + "\n")
+    if args.update is not None:
+        check_target(args.update)
+    rows = read_rows(args.row)
+    text = markdown(rows)
+    generated = None if args.update is None else block(rows, text, str(args.update))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / TABLE_FILE).write_text(text + "\n")
+    if generated is not None:
+        update_block(args.update, generated)
     print(text)
     return text
 

@@ -18,7 +18,8 @@ COMMANDS = {
     "code.evaluate saliency": ["--predictions", "--overwrite", "--dataset osie:", "--root STR",
                                "--cfg", "--opts"],
     "code.evaluate scanpaths": ["--cfg", "--opts", "--dataset salicon:", "--split STR"],
-    "code.report": ["--names", "--overwrite", "--debug"],
+    "code.report": ["--names", "--overwrite", "--update FILE#NAME", "--debug"],
+    "code.scanpath_report": ["--row LABEL RUN_DIR GENERATOR", "--out", "--update FILE#NAME"],
     "code.data": ["--dataset osie:", "--root STR", "--json"],
 }  # fmt: skip
 

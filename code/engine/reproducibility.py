@@ -1,11 +1,14 @@
-"""Seeds, deterministic algorithms, random-number states for exact resume, and what a run ran on."""
+"""Seeds, deterministic algorithms, random-number states for exact resume, and what a run ran on
+(``run_info.json``, written and read back here)."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import random
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +95,23 @@ def run_info() -> dict[str, Any]:
         "world_size": dist.world_size(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
     }
+
+
+def recorded_command(run_info_file: Path) -> str:
+    """The command that made a run, as a user types it, from its ``run_info.json``: the
+    entry point's module under ``python -m`` (``command[0]`` is its file), or under
+    ``torchrun --nproc_per_node=<world size>`` where the run had several processes (several
+    machines' runs read as one machine with all their processes: the file records no more)."""
+    try:
+        info = json.loads(run_info_file.read_text())
+        script, *arguments = info["command"]
+        processes = info["world_size"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{run_info_file}: no command to read ({err!r})") from err
+    parts = Path(script).with_suffix("").parts
+    if not script.endswith(".py") or "code" not in parts:
+        raise ValueError(f"{run_info_file}: {script} is no entry point of the code package")
+    package = max(i for i, part in enumerate(parts) if part == "code")  # the path's last one
+    module = ".".join(parts[package:])
+    launcher = "python" if processes == 1 else f"torchrun --nproc_per_node={processes}"
+    return f"uv run {launcher} -m {module} {shlex.join(arguments)}".rstrip()
