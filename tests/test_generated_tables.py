@@ -217,6 +217,24 @@ def test_a_mim_pretrain_run_gets_the_masked_image_table(runs: dict[str, Path], t
     assert not (tmp_path / "out" / "report_ig.png").exists()  # no IG to plot
 
 
+def test_linear_probe_runs_get_their_table_per_image_count(tmp_path: Path) -> None:
+    """Probe runs of two test sets: a table each (fails for runs mixed in one table under the
+    first one's image count)."""
+    names = []
+    for name, images in (("stl10", 8000), ("stl10_seed1", 8000), ("small", 100)):
+        probe = {"metrics": {"accuracy": 0.41234, "loss": 1.5}, "per_class_accuracy": [0.4],
+                 "n_images": images, "test_dataset": "stl10"}  # fmt: skip
+        names.append(str(fake_run(tmp_path / name, probe, ["--cfg", "configs/x.yaml"])))
+    text = report.main([*names, "--out", str(tmp_path / "out")])
+    assert text.split("\n\n") == [
+        "| | accuracy | cross-entropy (nats) |\n|---|---|---|\n"
+        "| stl10 | 0.4123 | 1.5000 |\n| stl10_seed1 | 0.4123 | 1.5000 |",
+        "8000 test images.",
+        "| | accuracy | cross-entropy (nats) |\n|---|---|---|\n| small | 0.4123 | 1.5000 |",
+        "100 test images.",
+    ]
+
+
 def test_runs_of_two_kinds_share_no_table(runs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"different kinds .*a: saliency, mim: masked image"):
         report.main([str(runs["a"]), str(runs["mim"]), "--out", str(tmp_path / "out")])
