@@ -127,6 +127,8 @@ def read_run(metrics_file: Path) -> tuple[Layout, Any]:
     except (OSError, ValueError) as err:
         raise ValueError(f"{metrics_file}: cannot read as JSON: {err}") from err
     metrics = data.get("metrics") if isinstance(data, dict) else None
+    if isinstance(data, dict) and "versus_random" in data:
+        raise ValueError(f"{metrics_file}: a scanpath_generation run's: see code.scanpath_report")
     for layout in LAYOUTS:
         if isinstance(metrics, dict) and next(iter(layout.columns)) in metrics:
             if not isinstance(data.get("n_images"), int):
@@ -288,11 +290,11 @@ def main(argv: list[str] | None = None) -> str:
         parser.error(f"--names gives {len(args.names)} labels for {len(files)} runs")
     names = args.names or [run_name(f) for f in files]
     if len(set(names)) != len(names) or set(names) & set(BASELINES.values()):
-        parser.error(f"two rows would share a label in {names} (with a baseline's?): pass --names")
-    files = dict(zip(names, files, strict=True))
-    layout, tables = tables_of({name: read_run(file) for name, file in files.items()})
+        parser.error(f"row labels {names} repeat one another or a baseline's: pass --names")
+    by_name = dict(zip(names, files, strict=True))
+    layout, tables = tables_of({name: read_run(file) for name, file in by_name.items()})
     text = "\n\n".join(table.markdown for table in tables)
-    generated = None if args.update is None else block(args, tables, files)
+    generated = None if args.update is None else block(args, tables, by_name)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "report.md").write_text(text + "\n")

@@ -238,6 +238,11 @@ def test_linear_probe_runs_get_their_table_per_image_count(tmp_path: Path) -> No
 def test_runs_of_two_kinds_share_no_table(runs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"different kinds .*a: saliency, mim: masked image"):
         report.main([str(runs["a"]), str(runs["mim"]), "--out", str(tmp_path / "out")])
+    scanpaths = {"metrics": {"NeVA": {}}, "versus_random": {}, "n_images": 3, "length": 10}
+    fake_run(tmp_path / "neva", scanpaths, ["--cfg", "configs/05_neva/reconstruction.yaml"])
+    with pytest.raises(ValueError, match=r"neva/metrics\.json: a scanpath_generation run's: see "
+                       r"code\.scanpath_report"):  # fmt: skip
+        report.main([str(tmp_path / "neva"), "--out", str(tmp_path / "out")])
 
 
 def test_the_recorded_command_is_the_one_a_user_types(tmp_path: Path) -> None:
@@ -270,6 +275,8 @@ def test_scanpath_report_updates_a_block_naming_each_rows_run(tmp_path: Path) ->
     page = tmp_path / "page.md"
     page.write_text("<!-- generated-table neva -->\n<!-- end generated-table neva -->\n")
     argv = ["--row", "NeVA", str(run), "NeVA", "--row", "random", str(run), "random"]
+    with pytest.raises(SystemExit):  # --out, --update or both
+        scanpath_report.main(argv)
     scanpath_report.main([*argv, "--update", f"{page}#neva"])
     block = read_blocks(page)["neva"]
     assert block_problems(page, "neva", block) == []
