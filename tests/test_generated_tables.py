@@ -200,6 +200,9 @@ def test_a_run_without_run_info_is_refused_and_nothing_written(
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit):  # --out, --update or both
         report.main([str(runs["a"])])
+    for target in (str(page), f"{page}#two words", "#t"):  # FILE#NAME, NAME without spaces
+        with pytest.raises(SystemExit):
+            report.main([str(runs["a"]), "--update", target])
 
 
 def test_a_mim_pretrain_run_gets_the_masked_image_table(runs: dict[str, Path], tmp_path) -> None:
