@@ -64,3 +64,13 @@ def osie_log_densities(osie_csv):
         m = gaussian_filter(rng.normal(size=(h, w)), 25) * 60
         result.append((m - logsumexp(m)).astype(np.float32).astype(np.float64))
     return result
+
+
+@pytest.fixture
+def docs_example(tmp_path: Path):
+    """Runs a worked example of docs/extending.md by name (``tests/docs_examples.py``): its
+    modules imported, its parts registered for this test only, its configs under ``tmp_path``."""
+    from tests.docs_examples import examples_in
+
+    with examples_in(tmp_path) as run:
+        yield run

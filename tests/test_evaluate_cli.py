@@ -523,25 +523,13 @@ def test_maps_from_other_tools_as_png_jpg_or_mat_score_as_the_same_npy(small_osi
 
 
 @pytest.fixture
-def peak_metric():
-    """A metric registered here and nowhere else: the highest value of the density (per image),
-    removed from the registry after the test."""
-    from code.metrics.registry import METRICS, Metric, register
-
-    record = register(
-        Metric(
-            "PEAK",
-            averaging="image",
-            higher_is_better=True,
-            map="auc",
-            function=lambda saliency_map, image: saliency_map.max().item(),
-        )
-    )
-    yield record
-    del METRICS[record.name]
+def peak_metric(docs_example):
+    """The metric example of docs/extending.md: the highest value of the density (per image),
+    registered for this test only."""
+    return docs_example("metric").modules["code.metrics.peak"].PEAK
 
 
-def test_a_metric_registered_in_a_test_file_appears_everywhere(
+def test_a_metric_registered_outside_the_framework_appears_everywhere(
     peak_metric, small_osie, tmp_path, capsys
 ):
     """One record, no other edit: the new metric is in ``code.evaluate``'s table, result.json
