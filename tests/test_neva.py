@@ -544,7 +544,8 @@ def test_the_task_writes_scored_scanpaths_of_every_generator(
     neva, random = report["utility"]["NeVA"]["mean"], report["utility"]["random"]["mean"]
     assert all(n <= r for n, r in zip(neva, random, strict=True))
     assert json.loads((out / "metrics.json").read_text())["criterion"] == "reconstruction"
-    assert report["conditional"] == {}  # NeVA places fixations: it has no density to score
+    # NeVA places fixations: it has no density to score; the random and centre draws have theirs
+    assert set(report["conditional"]) == {"random", "centre"}
     assert (out / "utility.png").is_file()
     assert len(list((out / "overlays").glob("*_scanpaths.png"))) == 2
 
