@@ -6,9 +6,10 @@
 Each ``--row`` takes one generator's row (``NeVA``, ``samples``, ``random``, ``centre``,
 ``wta``, ``humans``: the keys of the run's ``metrics.json``) from the run in RUN_DIR under
 LABEL, in the order given. Every run must have scored the same number of test images and
-scanpath length. Two markdown tables, each row naming its run: the scanpath metrics (mean ±
+scanpath length. Three markdown tables, each row naming its run: the scanpath metrics (mean ±
 s.e. over images) with the conditional IG of the generators that have a density (— for the
-others), and each generator minus its own run's random scanpaths, image by image (paired).
+others), each generator minus its own run's random scanpaths, image by image (paired), and the
+downstream loss after each fixation.
 Prints the tables; ``--out`` writes them to DIR as ``scanpath_table.md``; ``--update`` pastes
 them between the markers of a markdown file's block (``code.utils.markdown_tables``), under the
 command that regenerates them and followed by each row's ``metrics.json`` and the command that
@@ -71,7 +72,7 @@ def _cell(scores: dict[str, float] | None, signed: bool) -> str:
 
 
 def markdown(rows: list[Row]) -> str:
-    """The two tables (see the module docstring) and a line on what was scored."""
+    """The three tables (see the module docstring) and a line on what was scored."""
     columns = report_order({m for row in rows for m in row.report.metrics[row.generator]})
     names = [m if metric(m).higher_is_better else f"{m} ↓" for m in columns]
     header = ["generator", "run", *names]
@@ -89,10 +90,24 @@ def markdown(rows: list[Row]) -> str:
         if paired is not None:  # random itself and the humans have none
             cells = [_cell(paired.get(m), signed=True) for m in columns]
             lines.append(f"| {row.label} | {row.run} | " + " | ".join(cells) + " |")
+    lines += utility_table(rows)
     first = rows[0].report
     lines += ["", f"{first.n_images} test images, {first.length} fixations per scanpath; IG: "
               "conditional, over the centre bias (— : no density of its own)."]  # fmt: skip
     return "\n".join(lines)
+
+
+def utility_table(rows: list[Row]) -> list[str]:
+    """The downstream loss after t = 1..LENGTH fixations (mean over images), a row per
+    generator, every scanpath seen through its run's foveation."""
+    steps = range(1, rows[0].report.length + 1)
+    lines = ["", "The downstream loss after t fixations (mean over images; lower is better):", ""]
+    lines += ["| generator | run | " + " | ".join(f"t = {t}" for t in steps) + " |",
+              "|---" * (len(steps) + 2) + "|"]  # fmt: skip
+    for row in rows:
+        curve = row.report.utility[row.generator]["mean"]
+        lines.append(f"| {row.label} | {row.run} | " + " | ".join(f"{v:.4f}" for v in curve) + " |")
+    return lines
 
 
 def block(rows: list[Row], text: str, target: str) -> str:

@@ -272,8 +272,10 @@ def test_scanpath_report_updates_a_block_naming_each_rows_run(tmp_path: Path) ->
     def scores(mean: float) -> dict:
         return {"ScanMatch": {"mean": mean, "se": 0.01, "n": 3}}
 
+    curve = {"mean": [0.02] * 10, "se": [0.001] * 10}
     metrics = {"metrics": {"NeVA": scores(0.5), "random": scores(0.4)},
-               "versus_random": {"NeVA": scores(0.1)}, "n_images": 3, "length": 10}  # fmt: skip
+               "versus_random": {"NeVA": scores(0.1)}, "utility": {"NeVA": curve, "random": curve},
+               "n_images": 3, "length": 10}  # fmt: skip
     run = fake_run(tmp_path / "neva", metrics, ["--cfg", "configs/05_neva/reconstruction.yaml"])
     page = tmp_path / "page.md"
     page.write_text("<!-- generated-table neva -->\n<!-- end generated-table neva -->\n")

@@ -270,10 +270,22 @@ def test_the_table_across_runs_names_each_rows_run(
     scanmatch = report["metrics"]["samples"]["ScanMatch"]
     assert table[0][2] == f"{scanmatch['mean']:.3f} ± {scanmatch['se']:.3f}"
     # minus random: the two sampled rows (random and the humans have no paired difference)
-    paired = [line for line in lines[8:] if line.startswith("| ") and "---" not in line]
+    paired_part, utility_part = "\n".join(lines[8:]).split("The downstream loss after t")
+    paired = [
+        line for line in paired_part.splitlines() if line.startswith("| ") and "---" not in line
+    ]
     assert [p.split(" | ")[0].strip("| ") for p in paired[1:]] == [label for label, *_ in rows[:2]]
     difference = report["versus_random"]["samples"]["ScanMatch"]
     assert paired[1].split(" | ")[2] == f"{difference['mean']:+.3f} ± {difference['se']:.3f}"
+    # the loss after each fixation, every row's generator from its own run
+    utility = [line.split(" | ") for line in utility_part.splitlines()[4:8]]
+    assert [cells[0].strip("| ") for cells in utility] == [label for label, *_ in rows]
+    sources = [(report, "samples"), (spatial_report, "samples"), (report, "random"),
+               (report, "humans")]  # fmt: skip
+    curves = [r["utility"][name]["mean"] for r, name in sources]
+    assert [[float(c.strip(" |")) for c in cells[2:]] for cells in utility] == [
+        pytest.approx(curve, abs=5e-5) for curve in curves
+    ]
     with pytest.raises(SystemExit):  # the table is there: not replaced without --overwrite
         scanpath_report([*argv, "--out", str(tmp_path / "table")])
 

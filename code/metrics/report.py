@@ -151,25 +151,27 @@ class ScanpathGenerationReport:
     s.e. and image count over the test images (``metrics``); the same of each generator minus
     the random scanpaths, image by image (``versus_random``: all but ``random`` and
     ``humans``); a probabilistic generator's conditional scores (``conditional``: its density
-    at the human fixations given the ones before; absent in runs before it was reported)."""
+    at the human fixations given the ones before; absent in runs before it was reported); the
+    downstream loss after each fixation (``utility``: mean and s.e. over images per t)."""
 
     metrics: dict[str, dict[str, dict[str, float]]]
     versus_random: dict[str, dict[str, dict[str, float]]]
     conditional: dict[str, dict[str, Any]]
+    utility: dict[str, dict[str, list[float]]]
     n_images: int
     length: int
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str) -> ScanpathGenerationReport:
         """A report from its JSON object; ``source`` names it in errors."""
-        keys = ("metrics", "versus_random", "n_images", "length")
+        keys = ("metrics", "versus_random", "utility", "n_images", "length")
         missing = [k for k in keys if not isinstance(data, dict) or k not in data]
         if missing:
             raise ValueError(
                 f"{source}: not a scanpath_generation report (no {', '.join(missing)})"
             )
         return cls(data["metrics"], data["versus_random"], data.get("conditional", {}),
-                   data["n_images"], data["length"])  # fmt: skip
+                   data["utility"], data["n_images"], data["length"])  # fmt: skip
 
     def information_gain(self, generator: str) -> float | None:
         """``generator``'s conditional IG in bits/fixation over the centre bias; None without

@@ -440,7 +440,7 @@ def utility_curve(losses: torch.Tensor) -> dict[str, list[float]]:
 
 def information_gain_cell(report: dict, name: str) -> str:
     """Row ``name``'s conditional IG (bits/fixation over the centre bias), or "—" for a row
-    without a density of its own (NeVA, the baselines, the humans)."""
+    without a density of its own (NeVA, winner-take-all, the humans)."""
     scores = report.get("conditional", {}).get(name)
     return "—" if scores is None else f"{scores['metrics']['IG']:.4f}"
 
