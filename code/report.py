@@ -36,7 +36,10 @@ from code.engine.reproducibility import recorded_command
 from code.metrics.registry import report_order
 from code.metrics.report import Interval, SaliencyReport
 from code.utils.cli import add_debug_option, run_command
-from code.utils.markdown_tables import add_update_option, block_text, check_target, update_block
+from code.utils.markdown_tables import add_output_options, block_text, check_outputs, update_block
+
+REPORT_FILE = "report.md"  # in --out, beside report.csv and report_ig.png
+REPLACED = "a report"
 
 BASELINES = {  # row label of each baseline, in table order
     "center_bias": "centre bias",
@@ -268,10 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", nargs="+", help="run folders or globs of them")
-    parser.add_argument("--out", type=Path, help="folder for the report files")
     parser.add_argument("--names", nargs="+", help="row labels, one per run (default: folder)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a report in --out")
-    add_update_option(parser)
+    add_output_options(parser, "folder for the report files", REPLACED)
     add_debug_option(parser)
     return parser
 
@@ -279,12 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> str:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.out is None and args.update is None:
-        parser.error("pass --out DIR, --update FILE#NAME or both")
-    if args.out is not None and (args.out / "report.md").exists() and not args.overwrite:
-        parser.error(f"--out {args.out} holds a report: pass --overwrite to replace it")
-    if args.update is not None:
-        check_target(args.update)
+    check_outputs(parser, args, REPORT_FILE, REPLACED)
     files = find_runs(args.runs)
     if args.names is not None and len(args.names) != len(files):
         parser.error(f"--names gives {len(args.names)} labels for {len(files)} runs")
@@ -297,7 +293,7 @@ def main(argv: list[str] | None = None) -> str:
     generated = None if args.update is None else block(args, tables, by_name)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "report.md").write_text(text + "\n")
+        (args.out / REPORT_FILE).write_text(text + "\n")
         write_csv(args.out / "report.csv", tables)
         if layout is SALIENCY:
             plot_ig(args.out / "report_ig.png", tables)

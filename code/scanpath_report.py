@@ -27,7 +27,7 @@ from code.engine.reproducibility import recorded_command
 from code.metrics.registry import metric, report_order
 from code.metrics.report import ScanpathGenerationReport, read_scanpath_generation
 from code.utils.cli import add_debug_option, run_command
-from code.utils.markdown_tables import add_update_option, block_text, check_target, update_block
+from code.utils.markdown_tables import add_output_options, block_text, check_outputs, update_block
 
 TABLE_FILE = "scanpath_table.md"
 
@@ -137,9 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("LABEL", "RUN_DIR", "GENERATOR"),
         help="a table row: the GENERATOR of the run in RUN_DIR, as LABEL",
     )
-    parser.add_argument("--out", type=Path, help="folder for the table")
-    parser.add_argument("--overwrite", action="store_true", help="replace a table in --out")
-    add_update_option(parser)
+    add_output_options(parser, "folder for the table", "a table")
     add_debug_option(parser)
     return parser
 
@@ -150,12 +148,7 @@ def main(argv: list[str] | None = None) -> str:
     labels = [label for label, _, _ in args.row]
     if len(set(labels)) != len(labels):
         parser.error(f"two rows share a label in {labels}")
-    if args.out is None and args.update is None:
-        parser.error("pass --out DIR, --update FILE#NAME or both")
-    if args.out is not None and (args.out / TABLE_FILE).exists() and not args.overwrite:
-        parser.error(f"--out {args.out} holds a table: pass --overwrite to replace it")
-    if args.update is not None:
-        check_target(args.update)
+    check_outputs(parser, args, TABLE_FILE, "a table")
     rows = read_rows(args.row)
     text = markdown(rows)
     generated = None if args.update is None else block(rows, text, str(args.update))

@@ -42,7 +42,11 @@ def parse_target(value: str) -> BlockTarget:
     return BlockTarget(Path(path), name)
 
 
-def add_update_option(parser: argparse.ArgumentParser) -> None:
+def add_output_options(parser: argparse.ArgumentParser, out_help: str, replaced: str) -> None:
+    """Where a table command writes: ``--out DIR`` (its files there, ``--overwrite`` replacing
+    ``replaced``), ``--update FILE#NAME`` (a generated block), or both."""
+    parser.add_argument("--out", type=Path, help=out_help)
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {replaced} in --out")
     parser.add_argument(
         "--update",
         type=parse_target,
@@ -52,6 +56,20 @@ def add_update_option(parser: argparse.ArgumentParser) -> None:
         "-->' of the markdown FILE (which must hold them once each); nothing else in FILE "
         "changes. Run from the repository root: the paths are written as given",
     )
+
+
+def check_outputs(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, out_file: str, replaced: str
+) -> None:
+    """Before any work, a usage error unless ``--out`` or ``--update`` is given, where ``--out``
+    holds ``out_file`` (``replaced``) without ``--overwrite``, and an error naming the file and
+    block where ``--update``'s block is missing or its markers are broken."""
+    if args.out is None and args.update is None:
+        parser.error("pass --out DIR, --update FILE#NAME or both")
+    if args.out is not None and (args.out / out_file).exists() and not args.overwrite:
+        parser.error(f"--out {args.out} holds {replaced}: pass --overwrite to replace it")
+    if args.update is not None:
+        check_target(args.update)
 
 
 def block_spans(lines: list[str], source: Path) -> dict[str, tuple[int, int]]:
