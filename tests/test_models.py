@@ -16,6 +16,16 @@ from code.models.shapes import PredictionKind
 from code.registry import BLOCKS, DECODERS, ENCODERS, INPUT_STAGES
 from code.tasks.base import build_task
 
+# The small Mr-CNN streams both multires encoders run (on crops around points, or as maps).
+MULTIRES_STREAMS = {
+    "RESOLUTIONS": "[30, 24]",
+    "CROP_SIZE": "22",
+    "STREAM.NAME": "mrcnn",
+    "STREAM.MRCNN.CHANNELS": "[4, 4, 4]",
+    "STREAM.MRCNN.KERNELS": "[3, 3, 3]",
+    "STREAM.MRCNN.FC_CHANNELS": "8",
+    "STREAM.MRCNN.DROPOUT": "0.0",
+}
 # A small configuration for every registered part; a part without one fails the coverage test.
 PART_OPTS = {
     ("INPUT_STAGE", "identity"): {},
@@ -69,24 +79,12 @@ PART_OPTS = {
         "FINAL_NORM": "false",
     },
     ("ENCODER", "multires"): {  # vectors per point: for point readers alone
-        "RESOLUTIONS": "[30, 24]",
-        "CROP_SIZE": "22",
-        "STREAM.NAME": "mrcnn",
-        "STREAM.MRCNN.CHANNELS": "[4, 4, 4]",
-        "STREAM.MRCNN.KERNELS": "[3, 3, 3]",
-        "STREAM.MRCNN.FC_CHANNELS": "8",
-        "STREAM.MRCNN.DROPOUT": "0.0",
+        **MULTIRES_STREAMS,
         "PREFILTER.NAME": "none",
         "MAX_NORM": "0.1",
     },
     ("ENCODER", "multires_dense"): {  # maps every block and decoder reads
-        "RESOLUTIONS": "[30, 24]",
-        "CROP_SIZE": "22",
-        "STREAM.NAME": "mrcnn",
-        "STREAM.MRCNN.CHANNELS": "[4, 4, 4]",
-        "STREAM.MRCNN.KERNELS": "[3, 3, 3]",
-        "STREAM.MRCNN.FC_CHANNELS": "8",
-        "STREAM.MRCNN.DROPOUT": "0.0",
+        **MULTIRES_STREAMS,
         "PREFILTER.NAME": "gaussian",
         "PREFILTER.GAUSSIAN.KERNELS": "[3, 3]",
         "PREFILTER.GAUSSIAN.SQRT_SIGMAS": "[0.5, 1.0]",
