@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import matplotlib.pyplot as plt
 from code.engine.outputs import EVAL_DIR
 from code.engine.reproducibility import recorded_command
 from code.metrics.registry import report_order
-from code.metrics.report import Interval, SaliencyReport
+from code.metrics.report import Interval, SaliencyReport, read_json
 from code.utils.cli import add_debug_option, run_command
 from code.utils.markdown_tables import add_output_options, block_text, check_outputs, update_block
 
@@ -125,10 +124,7 @@ def group_runs(runs: dict[str, SaliencyReport]) -> list[dict[str, SaliencyReport
 def read_run(metrics_file: Path) -> tuple[Layout, Any]:
     """The kind of a run (its layout) and what its ``metrics.json`` holds: a
     :class:`SaliencyReport`, or a plain layout's JSON object."""
-    try:
-        data = json.loads(metrics_file.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{metrics_file}: cannot read as JSON: {err}") from err
+    data = read_json(metrics_file, "metrics.json")
     metrics = data.get("metrics") if isinstance(data, dict) else None
     if isinstance(data, dict) and "versus_random" in data:
         raise ValueError(f"{metrics_file}: a scanpath_generation run's: see code.scanpath_report")

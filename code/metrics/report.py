@@ -127,7 +127,7 @@ def _per_image(data: dict[str, Any]) -> PerImage:
     return PerImage(list(data["image"]), list(data["n_fixations"]), values)
 
 
-def _read_json(path: Path, what: str) -> Any:
+def read_json(path: Path, what: str) -> Any:
     """The JSON in ``path``, or an error naming the file and ``what`` it was read as."""
     try:
         return json.loads(path.read_text())
@@ -137,7 +137,7 @@ def _read_json(path: Path, what: str) -> Any:
 
 def read_report(path: Path) -> SaliencyReport:
     """The report in ``path``, or an error naming the file."""
-    return SaliencyReport.from_json(_read_json(path, "result.json"), str(path))
+    return SaliencyReport.from_json(read_json(path, "result.json"), str(path))
 
 
 def write_report(path: Path, report: SaliencyReport) -> None:
@@ -182,4 +182,4 @@ class ScanpathGenerationReport:
 
 def read_scanpath_generation(path: Path) -> ScanpathGenerationReport:
     """The ``scanpath_generation`` report in ``path``, or an error naming the file."""
-    return ScanpathGenerationReport.from_json(_read_json(path, "metrics.json"), str(path))
+    return ScanpathGenerationReport.from_json(read_json(path, "metrics.json"), str(path))
