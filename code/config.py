@@ -92,6 +92,8 @@ SCHEMA: dict[str, Any] = {
             # k-fold cross-validation by image: test = fold FOLD
             "FOLDS": Annotated[int | None, at_least(2)],
             "FOLD": Annotated[int | None, at_least(0)],
+            # a concatenation's data sets split each on its own (each keeps its own test images)
+            "EACH_DATASET": bool,
         },
         "IMAGE_SIZE": Annotated[list[int], length(2), each(at_least(1))],  # [height, width]
         "SEGMENTS": Choice(SEGMENTERS),

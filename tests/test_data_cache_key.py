@@ -68,6 +68,18 @@ def csv_data(root: str) -> tuple[str, ...]:
             "DATA.DATASET.CSV.OUT_OF_IMAGE", "clip")  # fmt: skip
 
 
+# Two data sets read as one: generated images (as BASE's) and a CSV folder of OSIE images.
+CONCAT = ("DATA.DATASET.NAME", "concat", "DATA.DATASET.CONCAT.DATASETS.NAMES", "[generated, csv]",
+          "DATA.DATASET.CONCAT.DATASETS.GENERATED.NUM_IMAGES", "12",
+          "DATA.DATASET.CONCAT.DATASETS.GENERATED.HEIGHT", "36",
+          "DATA.DATASET.CONCAT.DATASETS.GENERATED.WIDTH", "48",
+          "DATA.DATASET.CONCAT.DATASETS.GENERATED.NUM_SUBJECTS", "3",
+          "DATA.DATASET.CONCAT.DATASETS.GENERATED.FIXATIONS_PER_SCANPATH", "4",
+          "DATA.DATASET.CONCAT.DATASETS.GENERATED.SEED", "0",
+          "DATA.DATASET.CONCAT.DATASETS.CSV.ROOT", "{csv_a}",
+          "DATA.DATASET.CONCAT.DATASETS.CSV.OUT_OF_IMAGE", "clip")  # fmt: skip
+
+
 def segment_files(folder: str) -> tuple[str, ...]:
     return "DATA.SEGMENTS.NAME", "files", "DATA.SEGMENTS.FILES.DIR", folder
 
@@ -86,6 +98,14 @@ CHANGES_SAMPLES = [
     Case("DATA.SPLIT.SEED", ("DATA.SPLIT.SEED", "1")),
     Case("DATA.SPLIT.FOLDS", ("DATA.SPLIT.FOLDS", "4"), tuple(FOLDS)),
     Case("DATA.SPLIT.FOLD", ("DATA.SPLIT.FOLD", "1"), tuple(FOLDS)),
+    Case("DATA.SPLIT.EACH_DATASET", ("DATA.SPLIT.EACH_DATASET", "true"), CONCAT),
+    *(Case(f"DATA.DATASET.CONCAT.DATASETS.{key}", (f"DATA.DATASET.CONCAT.DATASETS.{key}", value),
+           CONCAT)
+      for key, value in [("NAMES", "[csv, generated]"), ("GENERATED.NUM_IMAGES", "13"),
+                         ("GENERATED.HEIGHT", "40"), ("GENERATED.WIDTH", "52"),
+                         ("GENERATED.NUM_SUBJECTS", "4"), ("GENERATED.FIXATIONS_PER_SCANPATH", "5"),
+                         ("GENERATED.SEED", "1"), ("CSV.ROOT", "{csv_b}"),
+                         ("CSV.OUT_OF_IMAGE", "drop")]),
     Case("DATA.IMAGE_SIZE", ("DATA.IMAGE_SIZE", "[20, 28]")),
     Case("DATA.CENTERBIAS.BANDWIDTH", ("DATA.CENTERBIAS.BANDWIDTH", "0.1")),
     Case("DATA.CENTERBIAS.UNIFORM_WEIGHT", ("DATA.CENTERBIAS.UNIFORM_WEIGHT", "0.2")),

@@ -10,8 +10,8 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from code.config import load_config
-from code.data.build import load_dataset
+from code.config import ConfigError, load_config
+from code.data.build import build_splits, load_dataset
 from code.data.loaders.cat2000 import load_cat2000
 from code.data.loaders.coco_freeview import load_coco_freeview
 from code.data.loaders.concat import concatenate
@@ -287,6 +287,44 @@ def test_image_folder_and_concatenated_data_sets(tmp_path):
     loaded = load_dataset(load_config("configs/quickstart.yaml", opts))
     assert loaded.name == "osie+folder" and len(loaded.stimuli) == 3
     assert both.name == "osie+folder+osie"
+
+
+def test_each_dataset_split_keeps_every_data_sets_own_split():
+    """With DATA.SPLIT.EACH_DATASET, OSIE + Scene500 holds out exactly the images that runs on
+    OSIE alone and on Scene500 alone hold out (the default model's test images stay unseen);
+    one split over the concatenation would not."""
+    alone = {
+        name: load_config("configs/01_dinogaze_spade/cpu_osie/no_injection.yaml", opts)
+        for name, opts in [
+            ("osie", []),
+            ("scene500", ["DATA.DATASET.NAME", "scene500",
+                          "DATA.DATASET.SCENE500.ROOT", "../shared/data/scene500"]),
+        ]
+    }  # fmt: skip
+    expected = {}
+    for name, cfg in alone.items():
+        splits = build_splits(cfg, load_dataset(cfg))
+        for side in ("train", "val", "test"):
+            ids = [f"{name}/{s.id}" for s in getattr(splits, side).stimuli]
+            expected.setdefault(side, []).extend(ids)
+    opts = ["DATA.DATASET.NAME", "concat",
+            "DATA.DATASET.CONCAT.DATASETS.NAMES", "[osie, scene500]",
+            "DATA.DATASET.CONCAT.DATASETS.OSIE.ROOT", "../shared/data/osie",
+            "DATA.DATASET.CONCAT.DATASETS.SCENE500.ROOT", "../shared/data/scene500"]  # fmt: skip
+    path = "configs/01_dinogaze_spade/cpu_osie/no_injection.yaml"
+    each = load_config(path, [*opts, "DATA.SPLIT.EACH_DATASET", "true"])
+    both = load_dataset(each)
+    assert both.parts == [("osie", 700), ("scene500", 500)]
+    splits = build_splits(each, both)
+    for side, ids in expected.items():
+        assert [s.id for s in getattr(splits, side).stimuli] == ids, side
+    whole = build_splits(load_config(path, opts), both)  # one split over all 1,200 images
+    assert [s.id for s in whole.test.stimuli] != expected["test"]
+    assert both.subset([0, 1]).parts == []  # a subset is no concatenation
+    with pytest.raises(ConfigError, match=r"EACH_DATASET.*osie is one data set"):
+        build_splits(
+            load_config(path, ["DATA.SPLIT.EACH_DATASET", "true"]), load_dataset(alone["osie"])
+        )
 
 
 def write_csv(root: Path, rows: list[str]) -> None:

@@ -63,7 +63,7 @@ def gaze_dataset(cfg: CfgNode) -> GazeDataset:
 def build_splits(cfg: CfgNode, dataset: Any) -> DataSplits:
     """``dataset`` split by image (``DATA.SPLIT``); logs what each part holds and what the
     loader skipped or adjusted."""
-    indices = _split_images(cfg.DATA.SPLIT, len(dataset.stimuli))
+    indices = split_images(cfg.DATA.SPLIT, dataset)
     parts = {name: dataset.subset(getattr(indices, name)) for name in SPLITS}
 
     def holds(part: Any) -> str:
@@ -99,6 +99,30 @@ def split_summary(sizes: dict[str, int]) -> str:
 def fit_centerbias(cfg: CfgNode, train: GazeDataset) -> CenterBias:
     """The centre bias (``DATA.CENTERBIAS``) fitted on the training images' fixations."""
     return CenterBias(cfg.DATA.CENTERBIAS.BANDWIDTH, cfg.DATA.CENTERBIAS.UNIFORM_WEIGHT).fit(train)
+
+
+def split_images(split: CfgNode, dataset: Any) -> Split:
+    """Train/val/test image indices of ``dataset`` (``DATA.SPLIT``). With ``EACH_DATASET``,
+    each data set of a concatenation is split on its own, so that each keeps exactly the
+    train/val/test images a run on it alone has (e.g. OSIE's test images stay held out when
+    training on OSIE and Scene500 together)."""
+    if not split.EACH_DATASET:
+        return _split_images(split, len(dataset.stimuli))
+    parts = getattr(dataset, "parts", [])
+    if not parts:
+        raise ConfigError(
+            f"DATA.SPLIT.EACH_DATASET splits each data set of a concatenation on its own, but "
+            f"{dataset.name} is one data set: set it to false, or list data sets with "
+            "DATA.DATASET.NAME: concat"
+        )
+    pieces, offset = [], 0
+    for _, n_images in parts:
+        piece = _split_images(split, n_images)
+        pieces.append(Split(piece.train + offset, piece.val + offset, piece.test + offset))
+        offset += n_images
+    return Split(
+        *(np.concatenate([getattr(p, side) for p in pieces]) for side in ("train", "val", "test"))
+    )
 
 
 def _split_images(split: CfgNode, n_images: int) -> Split:

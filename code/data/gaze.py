@@ -140,7 +140,9 @@ class GazeDataset:
     ``adjusted`` what it kept but changed (e.g. moved onto the image border), by reason.
 
     ``sources`` lists the annotation files the data set was read from (the stimuli are in
-    ``stimuli``); together they fingerprint its content for caches.
+    ``stimuli``); together they fingerprint its content for caches. ``parts`` names the data
+    sets a concatenation (``concat``) was made of, with their image counts, in order; empty for
+    one data set (and for any subset, which keeps no such order).
     """
 
     name: str
@@ -149,6 +151,7 @@ class GazeDataset:
     skipped: Counter[str] = field(default_factory=Counter)
     adjusted: Counter[str] = field(default_factory=Counter)
     sources: list[Path] = field(default_factory=list)
+    parts: list[tuple[str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -156,6 +159,8 @@ class GazeDataset:
     def validate(self) -> None:
         """Every fixation must be finite, inside its image, and point at a real stimulus."""
         fix = self.fixations
+        if self.parts and sum(n for _, n in self.parts) != len(self.stimuli):
+            raise ValueError(f"{self.name}: its parts {self.parts} do not add up to its images")
         if len(fix) == 0:
             return
         if fix.image.min() < 0 or fix.image.max() >= len(self.stimuli):

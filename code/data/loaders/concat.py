@@ -79,4 +79,5 @@ def concatenate(parts: list[GazeDataset]) -> GazeDataset:
         skipped=skipped,
         adjusted=adjusted,
         sources=[source for part in parts for source in part.sources],
+        parts=[(part.name, len(part.stimuli)) for part in parts],
     )
