@@ -195,12 +195,36 @@ def load_config(path: str | Path, opts: list[str]) -> CfgNode:
     return _checked(tree, sources, SCHEMA, path, problems)
 
 
+# Keys the schema gained after configurations were saved with runs and checkpoints, each with
+# the value that keeps an older run's meaning. A saved configuration without one is read with
+# that value (so older checkpoints, the shipped model's among them, keep loading and finished
+# pipeline stages keep matching); a config file must still set it.
+ADDED_KEYS: dict[str, Any] = {
+    "DATA.SPLIT.EACH_DATASET": False,  # before it, a concatenation was split as one data set
+}
+
+
+def with_added_keys(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved configuration's tree with every :data:`ADDED_KEYS` key it predates, where the
+    node that holds it exists."""
+    for key, value in ADDED_KEYS.items():
+        *path, leaf = key.split(".")
+        node = saved
+        for name in path:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(leaf, value)
+    return saved
+
+
 def load_config_text(text: str, opts: list[str]) -> CfgNode:
     """A resolved configuration saved as YAML text (a checkpoint's, a run's), with ``opts``
-    applied, validated like any config file."""
+    applied, validated like any config file (keys added to the schema since it was saved take
+    their :data:`ADDED_KEYS` values)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "config.yaml"
-        path.write_text(text)
+        tree = with_added_keys(yaml.safe_load(text))
+        path.write_text(yaml.safe_dump(tree, sort_keys=False))
         return load_config(path, opts)
 
 

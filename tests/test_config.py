@@ -13,16 +13,18 @@ import yaml
 from yacs.config import CfgNode
 
 from code.config import (
+    ADDED_KEYS,
     SCHEMA,
     TYPED_VIEW,
     ConfigError,
     flat_keys,
     is_pipeline_file,
     load_config,
+    load_config_text,
     render_typed_view,
     save_config,
 )
-from code.engine.pipeline import load_pipeline
+from code.engine.pipeline import changed_keys, load_pipeline
 from code.registry import (
     Chain,
     Choice,
@@ -520,3 +522,30 @@ def test_importing_a_registrys_locations_registers_all_its_parts() -> None:
         registered = ast.literal_eval(process.communicate(timeout=120)[0])
         for name in groups[locations]:
             assert registered[name] == sorted(found[name].names()), (name, locations)
+
+
+def test_a_saved_configuration_older_than_an_added_key_reads_it_with_its_old_meaning(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint or finished stage saved before a key existed keeps loading and matching; a
+    config file must still set the key."""
+    cfg = load_config(QUICKSTART, [])
+    old = yaml.safe_load(cfg.dump())
+    for key in ADDED_KEYS:
+        *path, leaf = key.split(".")
+        node = old
+        for name in path:
+            node = node[name]
+        del node[leaf]
+    text = yaml.safe_dump(old, sort_keys=False)
+    loaded = load_config_text(text, [])
+    assert flat_keys(loaded) == flat_keys(cfg)
+    assert loaded.DATA.SPLIT.EACH_DATASET is False
+    saved = tmp_path / "config.yaml"
+    saved.write_text(text)
+    assert changed_keys(saved, cfg) == []
+    assert changed_keys(saved, load_config(QUICKSTART, ["DATA.SPLIT.EACH_DATASET", "true"])) == [
+        "DATA.SPLIT.EACH_DATASET (False -> True)"
+    ]
+    with pytest.raises(ConfigError, match=r"DATA\.SPLIT\.EACH_DATASET: missing"):
+        load_config(saved, [])

@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 from yacs.config import CfgNode
 
-from code.config import ConfigError, flat_keys, load_config, load_tree
+from code.config import ConfigError, flat_keys, load_config, load_tree, with_added_keys
 from code.engine.checkpoint import Checkpointer
 from code.engine.outputs import RunExistsError
 from code.utils import distributed as dist
@@ -145,7 +145,7 @@ def changed_keys(saved: Path, cfg: CfgNode) -> list[str]:
     ``config.yaml``), as ``KEY (old -> new)``; every key when there is none."""
     if not saved.is_file():
         return [f"everything ({saved} is missing)"]
-    before = flat_keys(yaml.safe_load(saved.read_text()))
+    before = flat_keys(with_added_keys(yaml.safe_load(saved.read_text())))
     now = flat_keys(yaml.safe_load(cfg.dump()))
     return [
         f"{key} ({before.get(key, 'unset')} -> {now.get(key, 'unset')})"
