@@ -1,15 +1,20 @@
 """Run a trained model on your own images.
 
-    python -m code.predict --checkpoint CHECKPOINT --input IMAGE_OR_DIR --output DIR
-                           [--batch-size N] [--sync-writes] [--overwrite] [TASK OPTIONS]
+    python -m code.predict [--checkpoint CHECKPOINT] --input IMAGE_OR_DIR --output DIR
+                           [--images FILE] [--batch-size N] [--sync-writes] [--overwrite]
+                           [TASK OPTIONS]
 
-CHECKPOINT is a run's best (or last) checkpoint (``code.engine.checkpoint.Checkpointer``). The
-model and its task are rebuilt from the configuration stored in the checkpoint (no config file
-needed); the task says what is written, named after each image's stem, and may add
-options (``--help`` with ``--checkpoint`` lists them). Images whose model inputs have one size
-(after the task's resize) go through the model together, ``--batch-size`` at a time; the files
-are written on a writer thread meanwhile (``--sync-writes``: each batch's before the next is
-predicted). For the ``density`` task, in the layouts ``code.evaluate`` reads:
+CHECKPOINT is a run's best (or last) checkpoint (``code.engine.checkpoint.Checkpointer``) or a
+model file ``code.export`` wrote; without it, the shipped default model
+(``models/default/model.pt``, described by ``models/default/MODEL_CARD.md``), which the first
+line printed names. ``--images FILE`` (one name per line) predicts only those files of the
+``--input`` folder, e.g. a run's validation images. The model and its task are rebuilt from the
+configuration stored in the checkpoint (no config file needed); the task says what is written,
+named after each image's stem, and may add options (``--help`` with ``--checkpoint`` lists
+them). Images whose model inputs have one size (after the task's resize) go through the model
+together, ``--batch-size`` at a time; the files are written on a writer thread meanwhile
+(``--sync-writes``: each batch's before the next is predicted). For the ``density`` task, in the
+layouts ``code.evaluate`` reads:
 
 - ``densities/<stem>.npy``: the log-density (natural log, float32) at the image's original size
   (``code.evaluate saliency --predictions OUT/densities``). For a scanpath model: the density of
@@ -45,6 +50,7 @@ from yacs.config import CfgNode
 from code.data.batch import Batch
 from code.data.gaze import read_rgb
 from code.data.loaders.common import IMAGE_SUFFIXES
+from code.data.splits import read_image_list
 from code.engine.checkpoint import Checkpointer
 from code.engine.reproducibility import run_info
 from code.registry import TASKS
@@ -54,6 +60,8 @@ from code.utils.parallel import BackgroundWriter
 from code.utils.progress import ProgressBar
 
 EXIT_SKIPPED = 3  # exit status when some images could not be read
+# The model trained and shipped with the code (models/default/MODEL_CARD.md says how and how well).
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default" / "model.pt"
 # Images read but waiting for others of their input size: at most this many batches' worth,
 # then the fullest size goes through the model (a folder of many sizes stays bounded in memory).
 WAITING_BATCHES = 4
@@ -62,12 +70,24 @@ WAITING_BATCHES = 4
 PENDING_PER_IMAGE = 2
 
 
-def list_inputs(path: Path) -> list[Path]:
-    """The image files at ``path`` (a file, or a folder's files with an image suffix)."""
-    if path.is_file():
+def list_inputs(path: Path, names_file: Path | None = None) -> list[Path]:
+    """The image files at ``path`` (a file, or a folder's files with an image suffix); with
+    ``names_file``, only the folder's files it names (one per line), each of which must exist."""
+    if path.is_file() and names_file is None:
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"input not found: {path}")
+        what = "input not found" if not path.exists() else "--images needs an --input folder"
+        raise FileNotFoundError(f"{what}: {path}")
+    if names_file is not None:
+        names = read_image_list(names_file)
+        missing = [name for name in names if not (path / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{names_file}: {len(missing)} name(s) are not files of {path}: {missing[:5]}"
+            )
+        if not names:
+            raise ValueError(f"{names_file}: names no image")
+        return [path / name for name in names]
     images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
@@ -111,10 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m code.predict", description=__doc__.split("\n")[0]
     )
-    parser.add_argument(
-        "--checkpoint", type=Path, required=True, help="a run's best (or last) checkpoint"
-    )
+    parser.add_argument("--checkpoint", type=Path,
+                        help="a run's best (or last) checkpoint, or a model file code.export "
+                        "wrote (default: the shipped model, models/default/model.pt)")  # fmt: skip
     parser.add_argument("--input", type=Path, required=True, help="an image or a folder of images")
+    parser.add_argument("--images", type=Path,
+                        help="predict only the files of the --input folder this file names, "
+                        "one per line")  # fmt: skip
     parser.add_argument("--output", type=Path, required=True, help="folder for the results")
     parser.add_argument("--batch-size", type=positive_int, default=8,
                         help="images of one input size predicted together (default 8)")  # fmt: skip
@@ -181,11 +204,17 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         parser.exit()
     known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
     # What can be refused without the model is refused before it loads.
-    inputs = list_inputs(known.input)
+    inputs = list_inputs(known.input, known.images)
     if known.output.is_dir() and any(known.output.iterdir()) and not known.overwrite:
         raise FileExistsError(
             f"--output {known.output} is not empty (another model's predictions?): pass "
             "--overwrite to write into it, or choose another folder"
+        )
+    if known.checkpoint is None:
+        known.checkpoint = DEFAULT_MODEL
+        print(
+            f"no --checkpoint: predicting with the shipped default model {DEFAULT_MODEL} "
+            f"(how it was trained and how well it does: {DEFAULT_MODEL.with_name('MODEL_CARD.md')})"
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, cfg = Checkpointer.load_model(known.checkpoint, device)

@@ -22,6 +22,7 @@ LAYERS = [
         "code.main",
         "code.experiment",
         "code.predict",
+        "code.export",
         "code.evaluate",
         "code.report",
         "code.scanpath_report",

@@ -15,7 +15,8 @@ from PIL import Image
 
 import code.predict
 from code.data.batch import Batch
-from code.engine.checkpoint import Checkpointer
+from code.engine.checkpoint import Checkpointer, load_checkpoint
+from code.export import main as export
 from code.main import main
 from code.predict import main as predict
 from code.tasks.density import DensityPredictor
@@ -213,3 +214,34 @@ def test_a_folder_with_other_files_is_refused_and_run_info_names_the_checkpoint(
     with pytest.raises(FileExistsError, match=r"out is not empty"):  # before a model loads
         _predict(tmp_path / "no_such_checkpoint.pt", one, output)
     _predict(checkpoint, one, output, "--overwrite")
+
+
+def test_an_exported_model_predicts_as_its_checkpoint_and_holds_no_training_state(
+    checkpoint: Path, images: Path, tmp_path: Path
+) -> None:
+    exported = tmp_path / "model.pt"
+    export(["--overwrite", str(checkpoint), str(exported)])
+    state = load_checkpoint(exported)
+    assert set(state) == {"model", "config", "run_info"}  # no optimizer, sampler or rng
+    assert state["run_info"] == load_checkpoint(checkpoint)["run_info"]
+    assert exported.stat().st_size < checkpoint.stat().st_size / 2
+    with pytest.raises(FileExistsError, match=r"model\.pt exists"):
+        export([str(checkpoint), str(exported)])
+    _predict(checkpoint, images, tmp_path / "full")
+    _predict(exported, images, tmp_path / "exported")
+    full, small = _densities(tmp_path / "full"), _densities(tmp_path / "exported")
+    assert full.keys() == small.keys() and len(full) == len(SIZES)
+    assert all(np.array_equal(full[name], small[name]) for name in full)
+
+
+def test_images_file_predicts_only_the_files_it_names(
+    checkpoint: Path, images: Path, tmp_path: Path
+) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("# two of the folder's images\nc.jpg\na.png\n")
+    result = _predict(checkpoint, images, tmp_path / "out", "--images", str(names))
+    assert result["written"] == ["c.jpg", "a.png"]
+    assert sorted(_densities(tmp_path / "out")) == ["a", "c"]
+    names.write_text("a.png\nz.png\n")
+    with pytest.raises(FileNotFoundError, match=r"names.txt: 1 name\(s\) are not files of .*z.png"):
+        _predict(checkpoint, images, tmp_path / "other", "--images", str(names))

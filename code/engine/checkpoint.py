@@ -151,6 +151,20 @@ class Checkpointer:
         load_model_state(model, state["model"], path)
         return model.to(device).eval(), cfg
 
+    @staticmethod
+    def export_model(source: Path, target: Path) -> int:
+        """Write to ``target`` what predicting with the checkpoint ``source`` needs, and nothing
+        of its training: the weights, the configuration and the run's ``run_info`` (its commit
+        and command). Returns the number of weights. ``load_model`` and ``code.predict`` read
+        it like a run's checkpoint."""
+        state = load_checkpoint(source)
+        _config_of(state)  # a checkpoint whose configuration no longer loads is not shipped
+        weights = state["model"]
+        model = {"model": weights, "config": state["config"], "run_info": state.get("run_info")}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(model, target)
+        return sum(tensor.numel() for tensor in weights.values())
+
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` via a temporary file, flushed to disk, and a rename: no reader
