@@ -20,7 +20,8 @@ from code.utils.markdown_tables import read_blocks
 from tests.small_run import REPO_ROOT
 from tests.test_metrics_report import VERSION_1
 
-PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
+PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md")),
+         REPO_ROOT / "models" / "default" / "MODEL_CARD.md"]  # fmt: skip
 ITEM = re.compile(r"- (?P<label>.+?): `(?P<file>[^`]+)`, made by `(?P<command>[^`]+)`")
 MIM_METRICS = {  # a mim_pretrain run's metrics.json (output/04_focus_mim/cpu_osie/none_no_crop)
     "metrics": {"masked_mse": 0.01285019873073266, "fill_mse": 0.0,
@@ -36,7 +37,8 @@ def block_problems(page: Path, name: str, text: str) -> list[str]:
     """What is wrong with one generated block of ``page``: a first line that is no
     ``Regenerate: `...``` command updating this very block; no table; a table row whose label
     has no item ``- LABEL: `metrics file`, made by `command``` below, or whose command is no
-    ``uv run`` of a config file that exists."""
+    ``uv run`` of a config file that exists (or, for scores of a model's predictions, the
+    ``code.predict`` command that made them, naming its checkpoint)."""
     lines = [line for line in text.splitlines() if line.strip()]
     first = re.fullmatch(
         r"Regenerate: `(uv run python -m code\.\w+ .*)`", lines[0] if lines else ""
@@ -61,6 +63,11 @@ def block_problems(page: Path, name: str, text: str) -> list[str]:
             problems.append(f"{name}: row {label!r} has no run and command below the table")
             continue
         command = shlex.split(items[label]["command"])
+        if command[:5] == ["uv", "run", "python", "-m", "code.predict"]:
+            # scored from a checkpoint's predictions (code.evaluate reads them)
+            if "--checkpoint" not in command:
+                problems.append(f"{name}: row {label!r}: its predictions name no checkpoint")
+            continue
         config = command[command.index("--cfg") + 1] if "--cfg" in command else None
         if command[:2] != ["uv", "run"] or config is None or not (REPO_ROOT / config).is_file():
             problems.append(f"{name}: row {label!r}: {items[label]['command']!r} runs no config")
@@ -160,6 +167,14 @@ def test_the_checker_sees_a_row_without_its_run_or_a_missing_config(
     assert block_problems(page, "t", moved) == [
         "t: row 'a': 'uv run python -m code.main --cfg configs/gone.yaml' runs no config"
     ]
+    predicted = block.replace(
+        "code.main --cfg configs/quickstart.yaml`",
+        "code.predict --checkpoint models/default/model.pt --input i --output o`",
+        1,
+    )
+    assert block_problems(page, "t", predicted) == []  # scores of a checkpoint's predictions
+    unnamed = predicted.replace("--checkpoint models/default/model.pt ", "")
+    assert block_problems(page, "t", unnamed) == ["t: row 'a': its predictions name no checkpoint"]
     assert "updates" in block_problems(page, "other", block)[0]  # another block's command
 
 
