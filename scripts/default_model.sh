@@ -8,20 +8,21 @@
 #   OSIE's 70 validation images, through code.predict and code.evaluate, into <run>/osie_val/;
 #   baseline is configs/01_dinogaze_spade/cpu_osie/no_injection.yaml, the README's row.
 #   search: the candidates' validation table, onto docs/default_model.md (block search).
-#   ship: the chosen recipe (CHOSEN, default both: the best validation IG), exported to
+#   ship: the shipped run (CHOSEN, default both_highres: the best recipe by validation IG,
+#     highres, trained on OSIE and Scene500), exported to
 #     models/default/model.pt, then scored on OSIE's 140 test images (its one test score)
 #     and Scene500's 100 test images, onto models/default/MODEL_CARD.md (blocks test and
 #     scene500-test), and on the first 12 OSIE test images: models/default/check.json, the
 #     scores tests/test_default_model.py reproduces from the shipped file.
-#   scene500: the chosen recipe trained on OSIE alone (TWIN, default long) scored on all 500
+#   scene500: the chosen recipe trained on OSIE alone (TWIN, default highres) scored on all 500
 #     Scene500 images (another lab's images, viewers and sizes), onto the card (block scene500).
 # Results: output/default_model/search/<step>/ (baseline: output/01_dinogaze_spade/cpu_osie/
 # no_injection/) and output/default_model/{osie_test,scene500_test,scene500_all}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=output/default_model
-chosen=${CHOSEN:-both}
-twin=${TWIN:-long}
+chosen=${CHOSEN:-both_highres}
+twin=${TWIN:-highres}
 osie=../shared/data/osie
 scene500=../shared/data/scene500
 card=models/default/MODEL_CARD.md
