@@ -75,7 +75,8 @@ for step in "${steps[@]}"; do
     ship)
       run=$(run_of "$chosen")
       uv run python -m code.export "$run/best.pt" models/default/model.pt --overwrite
-      score models/default/model.pt osie "$osie" "$out/osie_test" "$(names_of test)"
+      osie_test=$(names_of test)
+      score models/default/model.pt osie "$osie" "$out/osie_test" "$osie_test"
       uv run python -m code.report "$out/osie_test" --names "default model" \
         --update "$card#test"
       uv run python -c "import json, sys; print('\n'.join(
@@ -86,7 +87,7 @@ for step in "${steps[@]}"; do
       uv run python -m code.report "$out/scene500_test" --names "default model" \
         --update "$card#scene500-test"
       # the check the tests repeat: the shipped file's scores on the first 12 OSIE test images
-      head -n 12 "$(names_of test)" > "$out/check_images.txt"
+      head -n 12 "$osie_test" > "$out/check_images.txt"
       score models/default/model.pt osie "$osie" "$out/check" "$out/check_images.txt"
       uv run python -c "import json, sys; result = json.load(open(sys.argv[1])); print(json.dumps(
         {'images': open(sys.argv[2]).read().split(), 'n_fixations': result['n_fixations'],
